@@ -1,0 +1,127 @@
+"""Configuration: defaults, then the environment, then an explicit mapping (tests)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# Values that only make sense on a developer's machine. In production every one of
+# these must come from the environment, or start-up fails with the list of names.
+DEV_SECRETS: dict[str, str] = {
+    "SECRET_KEY": "dev-only-secret-key-not-for-production",
+    "WECHAT_APP_ID": "wxd0000000000dev01",
+    "WECHAT_APP_SECRET": "dev0secret0for0the0fake0wechat00",
+    "WECHAT_TOKEN": "xinweidevtoken",
+    # 43 characters of base64 without the trailing '=' (WeChat's EncodingAESKey format).
+    "WECHAT_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "PUBLIC_URL",
+    "WECHAT_APP_ID",
+    "WECHAT_APP_SECRET",
+    "WECHAT_TOKEN",
+    "WECHAT_ENCODING_AES_KEY",
+)
+
+DEFAULTS: dict[str, Any] = {
+    "XINWEI_ENV": "development",
+    "DATABASE_URL": None,  # filled in with a SQLite file under instance/
+    "REDIS_URL": None,
+    "PUBLIC_URL": "http://127.0.0.1:5000",
+    "WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "WECHAT_OPEN_BASE": "https://open.weixin.qq.com",
+    "WECHAT_PAY_API_BASE": "https://api.mch.weixin.qq.com",
+    # Seconds either side of now that a webhook timestamp may stand; WeChat retries
+    # within ~15 s, so 5 minutes is generous for clock skew and still stops old replays.
+    "WECHAT_REPLAY_WINDOW": 300,
+    # Largest webhook body accepted; WeChat's own messages are a few KiB.
+    "WECHAT_MAX_BODY": 64 * 1024,
+    # How long a retried delivery waits for the first delivery's reply (seconds).
+    "WECHAT_DEDUP_WAIT": 4.0,
+    # Timeout for every outbound call to WeChat (seconds).
+    "WECHAT_HTTP_TIMEOUT": 5.0,
+    "SIMULATOR_ENABLED": None,  # None: on in development, off in production
+    **DEV_SECRETS,
+}
+
+INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY"}
+FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "WECHAT_HTTP_TIMEOUT"}
+BOOL_KEYS = {"SIMULATOR_ENABLED"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run the app; the message names what to set."""
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if key in INT_KEYS:
+            return int(value)
+        if key in FLOAT_KEYS:
+            return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a number, got {value!r}") from exc
+    if key in BOOL_KEYS:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    instance_path: str,
+) -> dict[str, Any]:
+    """Merge defaults, environment and overrides, then check the result."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = dict(DEFAULTS)
+    production = (overrides or {}).get("XINWEI_ENV", environ.get("XINWEI_ENV")) == "production"
+    if production:
+        # Never let a dev secret reach production by default.
+        for key in DEV_SECRETS:
+            config[key] = None
+        config["PUBLIC_URL"] = None
+    for key in DEFAULTS:
+        if key in environ and environ[key] != "":
+            config[key] = _coerce(key, environ[key])
+    for key, value in (overrides or {}).items():
+        config[key] = _coerce(key, value)
+    if not config.get("DATABASE_URL") and not production:
+        config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "xinwei.db")
+    if config["SIMULATOR_ENABLED"] is None:
+        config["SIMULATOR_ENABLED"] = not production
+    check_config(config)
+    # Uploads (rosters, content files) are the largest bodies; the webhook has its own cap.
+    config.setdefault("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
+    return config
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming every missing or malformed setting."""
+    problems: list[str] = []
+    if config.get("XINWEI_ENV") == "production":
+        missing = [k for k in REQUIRED_IN_PRODUCTION if not config.get(k)]
+        if missing:
+            problems.append("missing in production: " + ", ".join(missing))
+        if config.get("SIMULATOR_ENABLED"):
+            problems.append("SIMULATOR_ENABLED must be off in production")
+    key = config.get("WECHAT_ENCODING_AES_KEY")
+    if key:
+        try:
+            if len(key) != 43 or len(base64.b64decode(key + "=", validate=True)) != 32:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            problems.append("WECHAT_ENCODING_AES_KEY must be WeChat's 43-character base64 key")
+    for url_key in ("WECHAT_API_BASE", "WECHAT_OPEN_BASE", "WECHAT_PAY_API_BASE", "PUBLIC_URL"):
+        url = config.get(url_key)
+        if url and not str(url).startswith(("http://", "https://")):
+            problems.append(f"{url_key} must be an http(s) URL")
+    if problems:
+        raise ConfigError("xinwei cannot start: " + "; ".join(problems))

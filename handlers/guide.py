@@ -1,0 +1,60 @@
+"""What the account says about itself: the platform, the how-to guide, the FAQ, and what is not built yet."""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from handlers.messages import Inbound, Reply, TextReply
+
+ABOUT = (
+    "毫末高校心理委员工作平台\n"
+    "心理委员MOOC培训认证由中国心理学会心理学标准与服务研究委员会、高校心理委员研究协作组共同打造，"
+    "由国内高校一线心理中心老师录制。所有在校学生均可免费学习，自行选择是否认证并获取证书。"
+)
+
+GUIDE = (
+    "操作指南\n"
+    "1. 点击「毫末平台」→「心委培训」，选择「心理委员MOOC」或「心理疗法MOOC」。\n"
+    "2. 先完善个人信息并完成身份认证（信息将印在证书上，请仔细核对）。\n"
+    "3. 按顺序观看 14 个专题视频，每个专题看完后完成该专题测试。\n"
+    "4. 总分（满分 100）达到 85 分即认证通过，可领取电子版、纸质版或两种证书。"
+)
+
+FAQ = (
+    "常见问题\n"
+    "· 证书在哪里看？「我的」→「显示证书」。\n"
+    "· 学校统一付费？完成学习和考试即可获得电子版证书。\n"
+    "· 纸质证书：20 元，邮寄费用自理，寄到所在学校。\n"
+    "· 支付后想改证书类型或信息填错？在这里留言，工作人员处理。\n"
+    "· 总分不满 85 分？需要将 14 个专题重新学习一遍。\n"
+    "· 视频看到一半退出？下次从上次看到的位置继续。"
+)
+
+CONTACT_STAFF = "请直接在对话框里留言（写明姓名、学校、学号和问题），工作人员会在这里回复你。"
+
+COMING_SOON = {
+    "TRAINING": "心委培训功能即将开放，敬请期待。",
+    "MY_CERTIFICATE": "证书查看功能即将开放，敬请期待。",
+    "MY_PROGRESS": "学习进度查看功能即将开放，敬请期待。",
+    "MY_PROFILE": "个人信息功能即将开放，敬请期待。",
+}
+
+
+def about(session: Session, inbound: Inbound) -> Reply:
+    return TextReply(ABOUT)
+
+
+def guide(session: Session, inbound: Inbound) -> Reply:
+    return TextReply(GUIDE)
+
+
+def faq(session: Session, inbound: Inbound) -> Reply:
+    return TextReply(FAQ)
+
+
+def contact_staff(session: Session, inbound: Inbound) -> Reply:
+    return TextReply(CONTACT_STAFF)
+
+
+def coming_soon(session: Session, inbound: Inbound) -> Reply:
+    """Menu entries whose flows are not built yet say so, rather than staying silent."""
+    return TextReply(COMING_SOON.get(inbound.event_key or "", "该功能即将开放，敬请期待。"))

@@ -1,0 +1,9 @@
+"""The data model: typed SQLAlchemy tables, one module per aggregate, all on one MetaData."""
+from models.base import Base
+from models.inbound import InboundEvent
+from models.inbox import InboxMessage
+from models.school import School
+from models.user import User
+from models.wechat_token import WeChatToken
+
+__all__ = ["Base", "InboundEvent", "InboxMessage", "School", "User", "WeChatToken"]

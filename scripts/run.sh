@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs xinwei on the embedded default: SQLite under instance/, demo data, the fake WeChat
+# server on loopback and the WeChat simulator. Installs what it needs first.
+# Usage: scripts/run.sh      (PORT=5000 and FAKE_WECHAT_PORT=8701 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+PORT=${PORT:-5000}
+FAKE_PORT=${FAKE_WECHAT_PORT:-8701}
+export XINWEI_ENV=development
+export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$PORT}
+export WECHAT_API_BASE=${WECHAT_API_BASE:-http://127.0.0.1:$FAKE_PORT}
+export WECHAT_OPEN_BASE=${WECHAT_OPEN_BASE:-http://127.0.0.1:$FAKE_PORT}
+
+FLASK=".venv/bin/flask --app app"
+$FLASK db upgrade
+$FLASK demo load
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+if [ -f wechat/fake/__main__.py ]; then
+  .venv/bin/python -m wechat.fake --port "$FAKE_PORT" &
+  pids+=($!)
+fi
+
+echo
+echo "xinwei is running:"
+echo "  WeChat simulator:  $PUBLIC_URL/simulator"
+echo "  webhook:           $PUBLIC_URL/wechat"
+echo "  fake WeChat API:   $WECHAT_API_BASE"
+echo
+$FLASK run --host 127.0.0.1 --port "$PORT" &
+pids+=($!)
+wait -n "${pids[@]}"

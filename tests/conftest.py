@@ -1,0 +1,145 @@
+"""Fixtures: a migrated database per run (SQLite, or PostgreSQL via TEST_DATABASE_URL), an app per test."""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from flask import Flask
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+
+from app import create_app
+from cli import alembic_config
+from config import DEV_SECRETS
+from models import Base
+from models.engine import make_engine, make_sessionmaker
+from web.database import get_database
+from wechat.simulate import WeChatSide
+
+
+def _create_pg_database(base_url: str) -> tuple[str, str]:
+    """A fresh database on the server named by `base_url`, so runs never share tables."""
+    name = f"xinwei_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_pg_database(base_url: str, name: str) -> None:
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The database every test uses, migrated once with `upgrade head` (so migrations are tested)."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base:
+        url, name = _create_pg_database(base)
+    else:
+        url, name = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "xinwei.db"), None
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logging"] = False
+    command.upgrade(cfg, "head")
+    yield url
+    if base and name:
+        _drop_pg_database(base, name)
+
+
+def _empty_tables(app: Flask) -> None:
+    engine = get_database(app).engine
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+def make_test_app(database_url: str, **overrides: Any) -> Flask:
+    config = {"TESTING": True, "DATABASE_URL": database_url, "XINWEI_ENV": "development", **overrides}
+    return create_app(config)
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    """An app on the shared test database. Tests commit for real (the webhook's dedup depends
+    on committed unique keys across connections); the tables are emptied afterwards."""
+    app = make_test_app(database_url)
+    yield app
+    _empty_tables(app)
+    get_database(app).dispose()
+
+
+@pytest.fixture
+def client(app: Flask):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db_session(database_url: str):  # type: ignore[no-untyped-def]
+    """A session for the test's own reads and set-up writes. On SQLite its transactions are
+    deferred, so reading does not hold the write lock the app's requests need."""
+    engine = make_engine(database_url, immediate=False)
+    session = make_sessionmaker(engine)()
+    yield session
+    session.close()
+    engine.dispose()
+
+
+def count(session, model) -> int:  # type: ignore[no-untyped-def]
+    """Rows of `model` as committed now (a fresh transaction, so no stale snapshot)."""
+    session.rollback()
+    try:
+        return session.scalar(select(func.count()).select_from(model))
+    finally:
+        session.rollback()
+
+
+@pytest.fixture
+def wechat() -> WeChatSide:
+    """WeChat's side of the callback for the dev account the test app is configured with."""
+    return WeChatSide(DEV_SECRETS["WECHAT_TOKEN"], DEV_SECRETS["WECHAT_ENCODING_AES_KEY"], DEV_SECRETS["WECHAT_APP_ID"])
+
+
+class LiveServer:
+    """The app over real HTTP on a loopback port, in a thread, for concurrency tests."""
+
+    def __init__(self, app: Flask) -> None:
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

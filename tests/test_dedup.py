@@ -1,0 +1,165 @@
+"""Exactly-once handling of WeChat's retries, including concurrent and failed deliveries."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from handlers.inbox import receive_text
+from handlers.messages import TextReply
+from tests.conftest import count
+from models import InboundEvent, InboxMessage
+from wechat.routes import build_router
+from wechat.router import Router
+from wechat.webhook import ROUTER_EXTENSION
+
+
+def post(client, delivery):  # type: ignore[no-untyped-def]
+    return client.post("/wechat?" + delivery.query, data=delivery.body)
+
+
+
+
+class CountingHandler:
+    """Stores the text like the real flow does and counts runs; optionally slow or failing."""
+
+    def __init__(self, delay: float = 0.0, fail_first: bool = False) -> None:
+        self.runs = 0
+        self.delay = delay
+        self.fail_first = fail_first
+        self._lock = threading.Lock()
+
+    def __call__(self, session, inbound):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.runs += 1
+            run = self.runs
+        receive_text(session, inbound)
+        time.sleep(self.delay)
+        if self.fail_first and run == 1:
+            raise RuntimeError("first delivery crashes after writing")
+        return TextReply(f"run {run}")
+
+
+def use_handler(app, handler: CountingHandler) -> None:  # type: ignore[no-untyped-def]
+    router = Router()
+    router.on_message("text", handler)
+    app.extensions[ROUTER_EXTENSION] = router
+
+
+def test_retried_message_runs_once_and_gets_the_same_reply(app, client, wechat, db_session) -> None:
+    handler = CountingHandler()
+    use_handler(app, handler)
+    delivery = wechat.deliver(wechat.text("o_dup", "你好", msg_id=777), mode="safe")
+    replies = [wechat.open_reply(post(client, delivery).get_data()) for _ in range(4)]
+    assert handler.runs == 1
+    assert {r["Content"] for r in replies} == {"run 1"}
+    assert count(db_session, InboxMessage) == 1
+    assert count(db_session, InboundEvent) == 1
+
+
+def test_retry_with_new_signature_and_nonce_is_still_a_duplicate(app, client, wechat, db_session) -> None:
+    # WeChat re-signs each retry; the dedup key comes from the message, not the envelope.
+    handler = CountingHandler()
+    use_handler(app, handler)
+    xml = wechat.text("o_dup", "你好", msg_id=778)
+    for mode in ("plain", "safe", "compatible"):
+        assert post(client, wechat.deliver(xml, mode=mode)).status_code == 200
+    assert handler.runs == 1
+
+
+def test_events_dedup_by_sender_time_event_and_key(client, wechat, db_session) -> None:
+    same = wechat.event("o_e", "CLICK", "FAQ", created=1_700_000_000)
+    for _ in range(3):
+        post(client, wechat.deliver(same))
+    post(client, wechat.deliver(wechat.event("o_e", "CLICK", "GUIDE", created=1_700_000_000)))
+    post(client, wechat.deliver(wechat.event("o_e", "CLICK", "FAQ", created=1_700_000_001)))
+    post(client, wechat.deliver(wechat.event("o_other", "CLICK", "FAQ", created=1_700_000_000)))
+    assert count(db_session, InboundEvent) == 4
+
+
+def test_same_msgid_from_two_senders_is_two_messages(client, wechat, db_session) -> None:
+    post(client, wechat.deliver(wechat.text("o_a", "x", msg_id=5)))
+    post(client, wechat.deliver(wechat.text("o_b", "y", msg_id=5)))
+    assert count(db_session, InboxMessage) == 2
+
+
+def test_concurrent_duplicates_run_the_handler_exactly_once(app, wechat, db_session, live_server) -> None:
+    handler = CountingHandler(delay=0.3)
+    use_handler(app, handler)
+    delivery = wechat.deliver(wechat.text("o_race", "同时到达", msg_id=9001), mode="safe")
+    barrier = threading.Barrier(8)
+
+    def send(_: int) -> requests.Response:
+        barrier.wait()
+        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert {wechat.open_reply(r.content)["Content"] for r in responses} == {"run 1"}
+    assert handler.runs == 1
+    assert count(db_session, InboxMessage) == 1
+
+
+def test_many_distinct_messages_at_once_are_all_kept(app, wechat, db_session, live_server) -> None:
+    app.extensions[ROUTER_EXTENSION] = build_router()
+    deliveries = [wechat.deliver(wechat.text(f"o_{i % 5}", f"第{i}条", msg_id=10_000 + i)) for i in range(40)]
+
+    def send(d) -> int:  # type: ignore[no-untyped-def]
+        return requests.post(f"{live_server.url}/wechat?{d.query}", data=d.body, timeout=20).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(send, deliveries)) == {200}
+    assert count(db_session, InboxMessage) == 40
+    assert count(db_session, InboundEvent) == 40
+
+
+def test_failed_delivery_keeps_nothing_and_the_retry_runs_it(app, client, wechat, db_session) -> None:
+    handler = CountingHandler(fail_first=True)
+    use_handler(app, handler)
+    delivery = wechat.deliver(wechat.text("o_fail", "在吗", msg_id=31))
+    first = post(client, delivery)
+    assert first.status_code == 503
+    assert count(db_session, InboundEvent) == 0 and count(db_session, InboxMessage) == 0
+    retry = post(client, delivery)
+    assert wechat.open_reply(retry.get_data())["Content"] == "run 2"
+    assert count(db_session, InboxMessage) == 1
+
+
+def test_retry_waiting_on_a_failing_first_delivery_runs_the_handler_itself(app, wechat, db_session, live_server) -> None:
+    handler = CountingHandler(delay=0.5, fail_first=True)
+    use_handler(app, handler)
+    delivery = wechat.deliver(wechat.text("o_fail2", "在吗", msg_id=32))
+    url = f"{live_server.url}/wechat?{delivery.query}"
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(requests.post, url, data=delivery.body, timeout=20)
+        time.sleep(0.15)  # the retry arrives while the first is still inside its handler
+        retry = pool.submit(requests.post, url, data=delivery.body, timeout=20)
+        assert first.result().status_code == 503
+        assert wechat.open_reply(retry.result().content)["Content"] == "run 2"
+    assert handler.runs == 2
+    assert count(db_session, InboxMessage) == 1
+
+
+def test_retry_does_not_wait_forever_for_a_slow_first_delivery(app, wechat, db_session, live_server) -> None:
+    app.config["WECHAT_DEDUP_WAIT"] = 0.3
+    handler = CountingHandler(delay=1.5)
+    use_handler(app, handler)
+    delivery = wechat.deliver(wechat.text("o_slow", "慢", msg_id=33))
+    url = f"{live_server.url}/wechat?{delivery.query}"
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(requests.post, url, data=delivery.body, timeout=20)
+        time.sleep(0.2)
+        started = time.monotonic()
+        retry = pool.submit(requests.post, url, data=delivery.body, timeout=20).result()
+        waited = time.monotonic() - started
+        assert wechat.open_reply(first.result().content)["Content"] == "run 1"
+    assert handler.runs == 1
+    if db_session.get_bind().dialect.name == "postgresql":
+        # lock_timeout bounds the wait: the retry answers "success" and leaves the reply to the first.
+        assert retry.content == b"success" and waited < 1.2
+    else:
+        # SQLite queues writers on its busy timeout: the retry gets the first delivery's reply.
+        assert wechat.open_reply(retry.content)["Content"] == "run 1"

@@ -1,0 +1,21 @@
+"""The routing table: which flow answers which message type, event and menu key."""
+from __future__ import annotations
+
+from handlers import accounts, guide, inbox
+from wechat.router import Router
+
+
+def build_router() -> Router:
+    router = Router()
+    router.on_event("subscribe", accounts.subscribe)
+    router.on_event("unsubscribe", accounts.unsubscribe)
+    router.on_message("text", inbox.receive_text)
+    for media in inbox.MEDIA_LABELS:
+        router.on_message(media, inbox.receive_media)
+    router.on_click("ABOUT", guide.about)
+    router.on_click("GUIDE", guide.guide)
+    router.on_click("FAQ", guide.faq)
+    router.on_click("CONTACT_STAFF", guide.contact_staff)
+    for key in guide.COMING_SOON:
+        router.on_click(key, guide.coming_soon)
+    return router

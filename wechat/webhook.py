@@ -1,0 +1,104 @@
+"""The /wechat endpoint: verify, decrypt, parse, dedup, route, reply — or refuse clearly."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, request
+
+from wechat.crypto import CryptoError, MessageCrypto, sign, signature_holds
+from wechat.dedup import deliver
+from wechat.inbound import BadMessage, parse_xml, to_inbound
+from wechat.replies import seal
+from wechat.router import Router
+from web.database import get_session
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("wechat", __name__)
+
+ROUTER_EXTENSION = "xinwei.router"
+
+
+def _plain(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _refuse(status: int, reason: str) -> Response:
+    # The reason is ours (never the body); WeChat ignores it, operators read it.
+    log.warning("webhook refused %s: %s (from %s)", status, reason, request.remote_addr)
+    return _plain(reason, status)
+
+
+def _check_query(args: dict[str, str]) -> str | None:
+    """Why the signed query parameters fail, or None when they hold."""
+    cfg = current_app.config
+    timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+    if not timestamp.isdigit() or len(timestamp) > 12 or len(nonce) > 64:
+        return "bad timestamp or nonce"
+    if not signature_holds(args.get("signature"), cfg["WECHAT_TOKEN"], timestamp, nonce):
+        return "bad signature"
+    if abs(time.time() - int(timestamp)) > cfg["WECHAT_REPLAY_WINDOW"]:
+        return "timestamp outside the replay window"
+    return None
+
+
+@bp.get("/wechat")
+def verify_server() -> Response:
+    """WeChat's URL check when the callback is configured: echo echostr if the signature holds."""
+    problem = _check_query(request.args)
+    if problem:
+        return _refuse(403, problem)
+    return _plain(request.args.get("echostr", ""))
+
+
+@bp.post("/wechat")
+def receive() -> Response:
+    cfg = current_app.config
+    args = request.args
+    problem = _check_query(args)
+    if problem:
+        return _refuse(403, problem)
+    limit = cfg["WECHAT_MAX_BODY"]
+    if (request.content_length or 0) > limit:
+        return _refuse(413, "body too large")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return _refuse(413, "body too large")
+
+    safe_mode = args.get("encrypt_type", "raw").lower() == "aes"
+    crypto = MessageCrypto(cfg["WECHAT_ENCODING_AES_KEY"], cfg["WECHAT_APP_ID"]) if safe_mode else None
+    try:
+        fields = parse_xml(body)
+        if crypto is not None:
+            encrypted = fields.get("Encrypt")
+            if not isinstance(encrypted, str) or not encrypted:
+                raise BadMessage("safe mode without an Encrypt field")
+            if not signature_holds(
+                args.get("msg_signature"), cfg["WECHAT_TOKEN"], args["timestamp"], args["nonce"], encrypted
+            ):
+                return _refuse(403, "bad msg_signature")
+            fields = parse_xml(crypto.decrypt(encrypted).encode("utf-8"))
+        inbound = to_inbound(fields)
+    except (BadMessage, CryptoError) as exc:
+        return _refuse(400, str(exc))
+
+    session = get_session()
+    router: Router = current_app.extensions[ROUTER_EXTENSION]
+    try:
+        outcome = deliver(session, inbound, router, wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
+        session.commit()
+    except Exception:
+        session.rollback()
+        # Nothing was kept, so WeChat's retry (or the student's next tap) runs it afresh.
+        log.exception("handler failed for a %s delivery", inbound.msg_type)
+        return _plain("temporarily unavailable", 503)
+
+    if outcome.reply_xml is None:
+        return _plain("success")
+    if crypto is None:
+        return Response(outcome.reply_xml, mimetype="application/xml")
+    timestamp, nonce = str(int(time.time())), args["nonce"]
+    encrypted = crypto.encrypt(outcome.reply_xml)
+    signature = sign(cfg["WECHAT_TOKEN"], timestamp, nonce, encrypted)
+    return Response(seal(encrypted, signature, timestamp, nonce), mimetype="application/xml")
