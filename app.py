@@ -1,6 +1,7 @@
 """The application factory: a table of contents. Config, database, blueprints, CLI; no I/O."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -8,16 +9,22 @@ from flask import Flask
 
 import cli
 from config import load_config
+from jobs import queue
 from web import database
-from wechat import webhook
+from wechat import simulator, webhook
 from wechat.routes import build_router
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    # instance/ holds the SQLite files of the embedded default; tests and hosts may move it.
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("XINWEI_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(load_config(overrides=config, instance_path=app.instance_path))
     database.init_app(app)
+    queue.init_app(app, database.get_database(app).sessions)
     app.extensions[webhook.ROUTER_EXTENSION] = build_router()
     app.register_blueprint(webhook.bp)
+    if app.config["SIMULATOR_ENABLED"]:
+        app.register_blueprint(simulator.bp)
     cli.register(app)
     return app

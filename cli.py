@@ -1,4 +1,4 @@
-"""The `flask --app app ...` commands: database migrations and demo data."""
+"""The `flask --app app ...` commands: migrations, demo data, background workers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,6 +62,74 @@ def demo_load() -> None:
     click.echo(f"demo data loaded ({created} new rows)")
 
 
+jobs_cli = AppGroup("jobs", help="Background work (Huey).")
+
+
+@jobs_cli.command("worker")
+@click.option("--workers", default=2, show_default=True, help="Worker threads in this process.")
+@click.option("--no-periodic", is_flag=True, help="Do not run the scheduler's periodic tasks here.")
+def jobs_worker(workers: int, no_periodic: bool) -> None:
+    """Run a Huey consumer: executes jobs, retries, sweeps and periodic work. Any number may run."""
+    from jobs.queue import get_queue
+
+    _prepare_sqlite_dir(current_app.config["DATABASE_URL"])
+    get_queue(current_app).consumer(workers=workers, periodic=not no_periodic).run()
+
+
+@jobs_cli.command("sweep")
+def jobs_sweep() -> None:
+    """Re-enqueue jobs that were recorded but are not running (what the periodic sweep does)."""
+    from jobs.queue import get_queue
+
+    click.echo(f"re-enqueued {get_queue(current_app).sweep()} job(s)")
+
+
+@jobs_cli.command("failed")
+@click.option("--limit", default=50, show_default=True)
+def jobs_failed(limit: int) -> None:
+    """List jobs that ran out of attempts, with their last error."""
+    from handlers.outbox import list_failed_jobs
+
+    with get_database().sessions() as session:
+        for job in list_failed_jobs(session, limit):
+            click.echo(f"{job.id}\t{job.kind}\tattempts={job.attempts}\t{job.finished_at:%Y-%m-%d %H:%M}\t"
+                       f"{(job.last_error or '').splitlines()[-1] if job.last_error else ''}")
+
+
+@jobs_cli.command("retry")
+@click.argument("job_id", type=int)
+def jobs_retry(job_id: int) -> None:
+    """Give a failed job three more attempts."""
+    from handlers.outbox import retry_failed_job
+
+    with get_database().sessions() as session:
+        job = retry_failed_job(session, job_id)
+        if job is None:
+            raise click.ClickException(f"no failed job {job_id}")
+        session.commit()
+    click.echo(f"job {job_id} queued again")
+
+
+wechat_cli = AppGroup("wechat", help="The official account on WeChat's side.")
+
+
+@wechat_cli.command("push-menu")
+@click.option("--file", "path", default=None, help="Menu JSON (default: content/menu.json).")
+def wechat_push_menu(path: str | None) -> None:
+    """Validate the menu against WeChat's limits and publish it."""
+    from wechat.menu import DEFAULT_MENU_PATH, MenuError, load_menu, push_menu
+    from wechat.services import get_wechat_client
+
+    try:
+        menu = load_menu(path or DEFAULT_MENU_PATH)
+    except MenuError as exc:
+        raise click.ClickException(str(exc)) from exc
+    push_menu(get_wechat_client(current_app), menu)
+    click.echo(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(jobs_cli)
+    app.cli.add_command(wechat_cli)

@@ -2,8 +2,9 @@
 from models.base import Base
 from models.inbound import InboundEvent
 from models.inbox import InboxMessage
+from models.job import Job
 from models.school import School
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "InboundEvent", "InboxMessage", "School", "User", "WeChatToken"]
+__all__ = ["Base", "InboundEvent", "InboxMessage", "Job", "School", "User", "WeChatToken"]

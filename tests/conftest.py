@@ -21,6 +21,7 @@ from config import DEV_SECRETS
 from models import Base
 from models.engine import make_engine, make_sessionmaker
 from web.database import get_database
+from wechat.fake import FakeWeChatServer
 from wechat.simulate import WeChatSide
 
 
@@ -68,15 +69,38 @@ def _empty_tables(app: Flask) -> None:
                 conn.execute(text(f'DELETE FROM "{table}"'))
 
 
+@pytest.fixture(scope="session")
+def fake_wechat() -> Iterator[FakeWeChatServer]:
+    """WeChat's API hosts, faked over real HTTP on loopback, for the whole run."""
+    with FakeWeChatServer(DEV_SECRETS["WECHAT_APP_ID"], DEV_SECRETS["WECHAT_APP_SECRET"]) as server:
+        yield server
+
+
+_test_instance: dict[str, str] = {}
+
+
 def make_test_app(database_url: str, **overrides: Any) -> Flask:
-    config = {"TESTING": True, "DATABASE_URL": database_url, "XINWEI_ENV": "development", **overrides}
+    config = {"TESTING": True, "DATABASE_URL": database_url, "XINWEI_ENV": "development",
+              "INSTANCE_PATH": _test_instance.get("path"), **overrides}
+    if _test_instance.get("fake"):
+        config.setdefault("WECHAT_API_BASE", _test_instance["fake"])
+        config.setdefault("WECHAT_OPEN_BASE", _test_instance["fake"])
     return create_app(config)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _test_instance_path(tmp_path_factory: pytest.TempPathFactory, fake_wechat: FakeWeChatServer) -> None:
+    # Keep test runs out of the repository's instance/ folder, and point every app at the fake.
+    _test_instance["path"] = str(tmp_path_factory.mktemp("instance"))
+    _test_instance["fake"] = fake_wechat.base_url
+
+
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    """An app on the shared test database. Tests commit for real (the webhook's dedup depends
-    on committed unique keys across connections); the tables are emptied afterwards."""
+def app(database_url: str, fake_wechat: FakeWeChatServer) -> Iterator[Flask]:
+    """An app on the shared test database, talking to the fake WeChat. Tests commit for real
+    (the webhook's dedup depends on committed unique keys across connections); the tables
+    are emptied afterwards."""
+    fake_wechat.reset()
     app = make_test_app(database_url)
     yield app
     _empty_tables(app)

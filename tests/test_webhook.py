@@ -221,3 +221,18 @@ def test_oversized_body_is_refused(app, client, wechat: WeChatSide, db_session, 
 def test_overlong_text_field_is_refused(client, wechat: WeChatSide) -> None:
     resp = post(client, wechat.deliver(wechat.text("o", "x" * 9000)))
     assert resp.status_code == 400
+
+
+def test_logs_carry_no_secrets_or_message_content(app, client, wechat: WeChatSide, caplog) -> None:
+    caplog.set_level("DEBUG")
+    secret_text = "我的手机号13800138000"
+    post(client, wechat.deliver(wechat.text("o_log", secret_text), mode="safe"))
+    post(client, wechat.deliver(wechat.text("o_log", secret_text)).__class__(
+        "signature=bad&timestamp=1&nonce=n", wechat.text("o_log", secret_text).encode()))
+    bad = wechat.deliver(wechat.text("o_log", secret_text), mode="safe")
+    client.post("/wechat?" + bad.query, data=bad.body.replace(b"<Encrypt><![CDATA[", b"<Encrypt><![CDATA[%%"))
+    logged = caplog.text
+    assert "13800138000" not in logged
+    for secret in (app.config["WECHAT_TOKEN"], app.config["WECHAT_ENCODING_AES_KEY"], app.config["WECHAT_APP_SECRET"]):
+        assert secret not in logged
+    assert "refused" in logged  # the refusals themselves are logged

@@ -19,7 +19,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table('inbound_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('dedup_key', sa.String(length=255), nullable=False),
@@ -76,10 +75,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_inbox_messages_user_id_created_at', ['user_id', 'created_at'], unique=False)
 
 
-
-
 def downgrade() -> None:
-
     with op.batch_alter_table('inbox_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_inbox_messages_user_id_created_at')
 

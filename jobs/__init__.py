@@ -1,0 +1,1 @@
+"""Background work: jobs recorded in the database, executed by Huey workers, retried, never lost."""

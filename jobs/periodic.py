@@ -1,0 +1,37 @@
+"""Periodic work: each period's run is one job row with a dedup key, so N schedulers make one run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from huey import crontab
+from sqlalchemy.orm import Session
+
+from handlers.outbox import record_job
+
+
+@dataclass(frozen=True)
+class Periodic:
+    kind: str  # the job kind recorded each period
+    schedule: str  # crontab fields "minute hour day month day_of_week", UTC
+    period: str  # "minute", "hour" or "day": what one run covers (the dedup key)
+
+    def crontab(self):  # type: ignore[no-untyped-def]
+        minute, hour, day, month, dow = self.schedule.split()
+        return crontab(minute=minute, hour=hour, day=day, month=month, day_of_week=dow)
+
+    def period_key(self, now: datetime) -> str:
+        fmt = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d"}[self.period]
+        return f"periodic:{self.kind}:{now.strftime(fmt)}"
+
+
+PERIODIC: tuple[Periodic, ...] = (
+    Periodic("housekeeping.prune_inbound_events", "17 3 * * *", "day"),
+)
+
+
+def record_period(session: Session, periodic: Periodic, now: datetime) -> int | None:
+    """Record this period's job unless another scheduler already did; returns its id or None."""
+    job = record_job(session, periodic.kind, {"period": periodic.period_key(now)},
+                     dedup_key=periodic.period_key(now), max_attempts=3)
+    return job.id if job else None

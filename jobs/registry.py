@@ -1,0 +1,50 @@
+"""Job kinds: the name a job is recorded under, and the function that does it."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from handlers import housekeeping
+
+
+@dataclass
+class JobContext:
+    """What a job function gets: the job's session (the runner commits it) and the config."""
+
+    session: Session
+    config: Mapping[str, Any]
+    job_id: int
+    attempt: int
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunction = Callable[[JobContext, dict[str, Any]], None]
+
+
+class JobRegistry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, JobFunction] = {}
+
+    def register(self, kind: str, fn: JobFunction) -> None:
+        if kind in self._kinds:
+            raise ValueError(f"job kind {kind!r} is already registered")
+        self._kinds[kind] = fn
+
+    def get(self, kind: str) -> JobFunction | None:
+        return self._kinds.get(kind)
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self._kinds
+
+
+def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
+    housekeeping.prune_inbound_events(ctx.session)
+
+
+def build_registry() -> JobRegistry:
+    registry = JobRegistry()
+    registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
+    return registry
