@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from flask import Flask
@@ -10,9 +11,10 @@ from flask import Flask
 import cli
 from config import load_config
 from jobs import queue
-from web import database
+from web import database, ops
 from wechat import simulator, webhook
 from wechat.routes import build_router
+from wechat.services import get_wechat_client
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -21,7 +23,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(load_config(overrides=config, instance_path=app.instance_path))
     database.init_app(app)
-    queue.init_app(app, database.get_database(app).sessions)
+    ops.init_app(app)
+    queue.init_app(app, database.get_database(app).sessions,
+                   services={"wechat_client": partial(get_wechat_client, app)})
     app.extensions[webhook.ROUTER_EXTENSION] = build_router()
     app.register_blueprint(webhook.bp)
     if app.config["SIMULATOR_ENABLED"]:

@@ -71,7 +71,9 @@ jobs_cli = AppGroup("jobs", help="Background work (Huey).")
 def jobs_worker(workers: int, no_periodic: bool) -> None:
     """Run a Huey consumer: executes jobs, retries, sweeps and periodic work. Any number may run."""
     from jobs.queue import get_queue
+    from telemetry import configure_logging
 
+    configure_logging(current_app.config["LOG_JSON"], current_app.config["LOG_LEVEL"])
     _prepare_sqlite_dir(current_app.config["DATABASE_URL"])
     get_queue(current_app).consumer(workers=workers, periodic=not no_periodic).run()
 

@@ -45,20 +45,25 @@ DEFAULTS: dict[str, Any] = {
     "WECHAT_DEDUP_WAIT": 4.0,
     # Timeout for every outbound call to WeChat (seconds).
     "WECHAT_HTTP_TIMEOUT": 5.0,
-    "SIMULATOR_ENABLED": None,
+    "SIMULATOR_ENABLED": None,  # None: on in development, off in production
+    # /metrics: a bearer token, or (unset) loopback callers only.
+    "METRICS_TOKEN": None,
+    # JSON log lines (production) or readable ones (development); None: by XINWEI_ENV.
+    "LOG_JSON": None,
+    "LOG_LEVEL": "INFO",
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
     "QUEUE_SQLITE_PATH": None,  # filled in with instance/huey.db
     "JOB_LEASE_SECONDS": 300,  # a claimed job whose worker is silent this long is run again
     "JOB_RETRY_BASE_SECONDS": 10,  # first retry delay; doubles per attempt
     "JOB_RETRY_MAX_SECONDS": 3600,
-    "JOB_REQUEUE_SECONDS": 60,  # a pending job enqueued this long ago was lost by the queue  # None: on in development, off in production
+    "JOB_REQUEUE_SECONDS": 60,  # a pending job enqueued this long ago was lost by the queue
     **DEV_SECRETS,
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY"}
 FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
               "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS"}
-BOOL_KEYS = {"SIMULATOR_ENABLED"}
+BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}
 
 
 class ConfigError(RuntimeError):
@@ -104,6 +109,8 @@ def load_config(
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "xinwei.db")
     if not config.get("QUEUE_SQLITE_PATH"):
         config["QUEUE_SQLITE_PATH"] = os.path.join(instance_path, "huey.db")
+    if config["LOG_JSON"] is None:
+        config["LOG_JSON"] = production
     if config["SIMULATOR_ENABLED"] is None:
         config["SIMULATOR_ENABLED"] = not production
     check_config(config)

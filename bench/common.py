@@ -90,8 +90,14 @@ def gunicorn(
     """Run `target` (module:app or module:factory()) under gunicorn on 127.0.0.1 until the block ends."""
     port = free_port()
     log_path = log_dir / f"gunicorn-{name}.log"
+    # gunicorn would load ./gunicorn.conf.py (production: worker recycling every few
+    # thousand requests, keep-alive, ...); an empty config keeps the floor and the app on
+    # exactly the settings given here, run after run.
+    config = log_dir / "gunicorn.bench.conf.py"
+    config.write_text('"""Empty: the bench passes every gunicorn setting on the command line."""\n')
     cmd = [
         sys.executable, "-m", "gunicorn",
+        "--config", str(config),
         "--bind", f"127.0.0.1:{port}",
         "--chdir", str(REPO),
         # Info level logs only the boot lines we wait for; access logs stay off (they would
@@ -262,6 +268,7 @@ class WrkResult:
     success: int  # 200 answers that were the bare "success"
     other: int  # 200 answers that were neither
     first_bad: str
+    cpu_busy: float | None = None  # share of all cores busy during the run (everything on the machine)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -312,10 +319,12 @@ def run_wrk(
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s",
         "--timeout", timeout, "-s", str(lua), server.url + "/", "--", str(requests_file), str(threads),
     ]
+    cpu_before = _cpu_times()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"wrk did not finish within {duration + 60}s") from exc
+    cpu_after = _cpu_times()
     match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or not match:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -339,8 +348,28 @@ def run_wrk(
         success=raw["success"],
         other=raw["other"],
         first_bad=raw["first_bad"],
+        cpu_busy=_busy(cpu_before, cpu_after),
         raw=raw,
     )
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all cores from /proc/stat; None where there is no /proc."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    # Idle cores while the app is slower than the floor mean it waits (locks, round trips),
+    # not computes: the profile then points at waits rather than at Python.
+    if not before or not after or after[1] == before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 # --- databases ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from bench.common import (
     DEFAULT_PG_URL,
     FLOOR_TARGET,
+    REPO,
     BenchError,
     GunicornSettings,
     Server,
@@ -39,7 +40,8 @@ from bench.common import (
     write_requests,
 )
 
-APP_TARGET = "app:create_app()"
+# The production entry point (logging configured, as gunicorn runs it), else the bare factory.
+APP_TARGET = "wsgi:app" if (REPO / "wsgi.py").exists() else "app:create_app()"
 MENU_KEY = "FAQ"  # a CLICK answered with a text reply and no other writes: the webhook's own cost
 TARGET_RATIO = {"plain": 0.60, "safe": 0.50}  # of the floor's req/s, measured in the same run
 P99_TARGET_MS = 50.0
@@ -63,6 +65,7 @@ class Options:
     max_requests: int = 200_000
     duplicates: int = 64  # distinct events re-sent over and over in the duplicate scenario
     write_json: bool = True
+    app_target: str = APP_TARGET
     max_seconds: float = 600.0  # the whole run stops with an error past this
 
 
@@ -118,13 +121,13 @@ def _wrk(server: Server, lua: Path, path: Path, opts: Options, seconds: int) -> 
 
 
 def _size(opts: Options, warm: WrkResult | None, floor_rps: float) -> int:
-    """Distinct requests to pre-build: enough for the run at twice the warm-up's pace, never more
-    than the floor could take (the webhook does not outrun a bare route)."""
+    """Distinct requests to pre-build: enough for the run at three times the warm-up's pace (the
+    first second of a warm-up is slow), never more than the floor could take."""
     if opts.requests:
         return opts.requests
     ceiling = int(floor_rps * opts.duration * 1.2) + 1000
     pace = warm.rps if warm and warm.requests else floor_rps
-    return max(2000, min(int(pace * opts.duration * 2) + 1000, ceiling, opts.max_requests))
+    return max(2000, min(int(pace * opts.duration * 3) + 1000, ceiling, opts.max_requests))
 
 
 def measure_floor(opts: Options, lua: Path, work: Path, side, deadline: Deadline) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -183,7 +186,8 @@ def measure_distinct(
     # stopped may add a few rows more (at most one per connection).
     if not result.reused and not result.requests <= rows <= result.requests + opts.connections:
         problems.append(f"{rows} dedup rows for {result.requests} requests: the handler path did not run")
-    return _row(db, mode, result, built=built, rows_added=rows, valid=not problems, problems=problems)
+    return _row(db, mode, result, built=built, rows_added=rows, resent=result.reused, valid=not problems,
+                problems=problems)
 
 
 def measure_duplicates(
@@ -248,10 +252,10 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
         rows.append(floor)
         floor_rps = floor["rps"]
         for db in opts.dbs:
-            log(f"{db}: fresh database, migrate, {APP_TARGET} under gunicorn ...")
+            log(f"{db}: fresh database, migrate, {opts.app_target} under gunicorn ...")
             try:
                 with fresh_database(db, opts, work) as url, gunicorn(
-                    APP_TARGET, opts.settings, env=app_env(url), log_dir=work, name=db
+                    opts.app_target, opts.settings, env=app_env(url), log_dir=work, name=db
                 ) as server:
                     for scenario in opts.scenarios:
                         log(f"  {db} {scenario} ...")
@@ -279,6 +283,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
             "wrk": {"connections": opts.connections, "threads": opts.wrk_threads,
                     "duration_s": opts.duration, "warmup_s": opts.warmup},
             "menu_key": MENU_KEY,
+            "app_target": opts.app_target,
         },
         "targets": {"ratio": TARGET_RATIO, "p99_ms": P99_TARGET_MS},
         "rows": rows,
@@ -305,7 +310,7 @@ def _verdict(row: dict[str, Any]) -> None:
 COLUMNS = [
     ("db", "db"), ("scenario", "scenario"), ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"), ("max_ms", "max ms"), ("requests", "requests"), ("non200", "non-200"),
-    ("socket_errors", "sock err"), ("reused", "reused"), ("ratio", "x floor"), ("target_ratio", "target"),
+    ("socket_errors", "sock err"), ("resent", "resent"), ("cpu_busy", "cpu busy"), ("ratio", "x floor"), ("target_ratio", "target"),
     ("verdict", "verdict"),
 ]
 
@@ -313,7 +318,7 @@ COLUMNS = [
 def report(payload: dict[str, Any]) -> str:
     s = payload["settings"]
     lines = [
-        f"webhook bench: POST /wechat, CLICK {s['menu_key']}; gunicorn {GunicornSettings(**s['gunicorn']).describe()}; "
+        f"webhook bench: POST /wechat, CLICK {s['menu_key']}, app {s['app_target']}; gunicorn {GunicornSettings(**s['gunicorn']).describe()}; "
         f"wrk {s['wrk']['connections']} connections, {s['wrk']['threads']} threads, "
         f"{s['wrk']['duration_s']}s per scenario (+{s['wrk']['warmup_s']}s warm-up); "
         f"{payload['machine']['cores']} cores",
@@ -472,6 +477,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
                    help="PostgreSQL server to create the bench database on (env BENCH_PG_URL)")
     p.add_argument("--pg-database", default=defaults.pg_database, help="dropped and recreated each run (default %(default)s)")
     p.add_argument("--requests", type=int, default=None, help="distinct requests per scenario (default: sized from the warm-up)")
+    p.add_argument("--app-target", default=APP_TARGET, help="gunicorn app to bench (default %(default)s)")
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/webhook-<timestamp>.json")
     p.add_argument("--profile", action="store_true", help="instead of wrk: in-process per-stage timings and cProfile")
     p.add_argument("--profile-requests", type=int, default=2000, help="requests per profiled pass (default %(default)s)")
@@ -487,7 +493,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     opts = replace(defaults, duration=args.duration, warmup=args.warmup, connections=args.connections,
                    wrk_threads=args.wrk_threads, settings=settings, dbs=dbs, scenarios=scenarios,
                    pg_url=args.pg_url, pg_database=args.pg_database, requests=args.requests,
-                   write_json=not args.no_json)
+                   write_json=not args.no_json, app_target=args.app_target)
     return opts, args
 
 

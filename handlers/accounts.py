@@ -7,6 +7,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from handlers.messages import Inbound, Reply, TextReply
+from handlers.outbox import record_job
 from models import User
 from models.base import utcnow
 
@@ -36,8 +37,26 @@ def subscribe(session: Session, inbound: Inbound) -> Reply:
     user = ensure_user(session, inbound.openid)
     user.subscribed = True
     user.subscribed_at = inbound.sent_at
+    # Calling WeChat back would eat into the 5-second reply window: a job does it.
+    record_job(session, SYNC_SUBSCRIBER, {"openid": inbound.openid})
     session.flush()
     return TextReply(WELCOME)
+
+
+SYNC_SUBSCRIBER = "accounts.sync_subscriber"
+
+
+def apply_user_info(session: Session, openid: str, info: dict[str, object]) -> User:
+    """Store what /cgi-bin/user/info says about a follower (a job calls WeChat, then this)."""
+    user = ensure_user(session, openid)
+    user.subscribed = bool(info.get("subscribe"))
+    unionid = info.get("unionid")
+    scene = info.get("subscribe_scene")
+    user.unionid = str(unionid)[:64] if unionid else user.unionid
+    user.subscribe_scene = str(scene)[:32] if scene else user.subscribe_scene
+    user.synced_at = utcnow()
+    session.flush()
+    return user
 
 
 def unsubscribe(session: Session, inbound: Inbound) -> None:

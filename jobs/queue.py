@@ -11,6 +11,7 @@ from huey.consumer import Consumer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+import telemetry
 from handlers.outbox import NEW_JOBS
 from jobs.periodic import PERIODIC, Periodic, record_period
 from jobs.registry import JobRegistry, build_registry
@@ -97,9 +98,11 @@ class Queue:
     # --- consuming --------------------------------------------------------------
 
     def execute(self, job_id: int) -> str:
+        telemetry.request_id.set(f"job-{job_id}")  # this job's log lines share an id
         outcome = run_job(self.sessions, self.registry, job_id, config=self.config, policy=self.policy,
                           services=self.services)
         self.outcomes.append((job_id, outcome))
+        telemetry.JOB_OUTCOMES.labels(kind=outcome.kind, outcome=outcome.status).inc()
         del self.outcomes[:-1000]
         if outcome.status == "retry" and outcome.retry_in is not None:
             self.kick([job_id], delay=outcome.retry_in.total_seconds())
@@ -128,9 +131,11 @@ class Queue:
 EXTENSION = "xinwei.queue"
 
 
-def init_app(app: Any, sessions: Any) -> None:
-    """Attach the queue to the app's sessions (no I/O: Huey is built on first use)."""
-    queue = Queue(app.config, sessions)
+def init_app(app: Any, sessions: Any, services: dict[str, Any] | None = None) -> None:
+    """Attach the queue to the app's sessions (no I/O: Huey is built on first use).
+
+    `services` are providers job functions may call (e.g. the WeChat client), built lazily."""
+    queue = Queue(app.config, sessions, services=services)
     queue.install(sessions)
     app.extensions[EXTENSION] = queue
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from handlers import housekeeping
+from handlers import accounts, housekeeping
 
 
 @dataclass
@@ -44,7 +44,14 @@ def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
     housekeeping.prune_inbound_events(ctx.session)
 
 
+def _sync_subscriber(ctx: JobContext, payload: dict[str, Any]) -> None:
+    # The API call comes before any write, so no lock is held while WeChat answers.
+    info = ctx.services["wechat_client"]().user.get(payload["openid"])
+    accounts.apply_user_info(ctx.session, payload["openid"], info)
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
+    registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     return registry

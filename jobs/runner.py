@@ -47,6 +47,7 @@ class Policy:
 class Outcome:
     status: str  # "done", "retry", "failed", "skipped", "lost-lease"
     retry_in: timedelta | None = None
+    kind: str = "-"
 
 
 def run_job(
@@ -94,10 +95,10 @@ def run_job(
                 # Our lease expired and another worker took the job: its run wins, ours is undone.
                 session.rollback()
                 log.warning("job %s (%s) lost its lease; effects rolled back", job_id, kind)
-                return Outcome("lost-lease")
+                return Outcome("lost-lease", kind=kind)
             session.commit()
             log.info("job %s (%s) done on attempt %s", job_id, kind, attempt)
-            return Outcome("done")
+            return Outcome("done", kind=kind)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
             session.rollback()
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
@@ -111,14 +112,14 @@ def _record_failure(
     now = clock()
     if attempt >= max_attempts:
         values: dict[str, Any] = dict(status="failed", finished_at=now, lease_until=None, last_error=error)
-        outcome = Outcome("failed")
+        outcome = Outcome("failed", kind=kind)
         log.error("job %s (%s) failed for good after %s attempts: %s", job_id, kind, attempt, error)
     else:
         delay = policy.backoff(attempt)
         # enqueued_at = when the delayed hand-over is due, so the sweep leaves it alone until then.
         values = dict(status="pending", run_after=now + delay, lease_until=None, last_error=error,
                       enqueued_at=now + delay)
-        outcome = Outcome("retry", delay)
+        outcome = Outcome("retry", delay, kind)
         log.warning("job %s (%s) attempt %s failed, retry in %ss: %s", job_id, kind, attempt,
                     delay.total_seconds(), error)
     session.execute(update(Job).where(Job.id == job_id, Job.claim_token == token).values(**values))

@@ -18,3 +18,8 @@ class User(CreatedAtMixin, Base):
     subscribed: Mapped[bool] = mapped_column(default=False)
     subscribed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # From /cgi-bin/user/info, synced by a job after each subscribe (WeChat no longer
+    # shares nickname or avatar): unionid links a future mini program to the same person.
+    unionid: Mapped[str | None] = mapped_column(String(64))
+    subscribe_scene: Mapped[str | None] = mapped_column(String(32))
+    synced_at: Mapped[datetime | None]

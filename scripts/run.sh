@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs xinwei on the embedded default: SQLite under instance/, demo data, the fake WeChat
-# server on loopback and the WeChat simulator. Installs what it needs first.
+# server on loopback, a background worker and the WeChat simulator. Installs what it needs first.
 # Usage: scripts/run.sh      (PORT=5000 and FAKE_WECHAT_PORT=8701 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,17 +21,18 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-if [ -f wechat/fake/__main__.py ]; then
-  .venv/bin/python -m wechat.fake --port "$FAKE_PORT" &
-  pids+=($!)
-fi
+.venv/bin/python -m wechat.fake --port "$FAKE_PORT" &
+pids+=($!)
+$FLASK jobs worker --workers 2 &
+pids+=($!)
 
 echo
 echo "xinwei is running:"
 echo "  WeChat simulator:  $PUBLIC_URL/simulator"
 echo "  webhook:           $PUBLIC_URL/wechat"
 echo "  fake WeChat API:   $WECHAT_API_BASE"
+echo "  background worker: flask jobs worker (SQLite queue under instance/)"
 echo
-$FLASK run --host 127.0.0.1 --port "$PORT" &
+.venv/bin/flask --app wsgi:app run --host 127.0.0.1 --port "$PORT" --with-threads &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask
 
+import telemetry
+
 from models.engine import make_engine
 from models.wechat_token import WeChatToken
 from wechat.client import XinweiWeChatClient, make_wechat_client
@@ -56,4 +58,4 @@ def _build(app: Flask) -> XinweiWeChatClient:
 
             engine = get_database(app).engine
     store = make_token_store(engine, app.config.get("REDIS_URL"))
-    return make_wechat_client(app.config, store)
+    return make_wechat_client(app.config, store, on_error=telemetry.count_wechat_api_error)

@@ -6,6 +6,8 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 
+import telemetry
+
 from wechat.crypto import CryptoError, MessageCrypto, sign, signature_holds
 from wechat.dedup import deliver
 from wechat.inbound import BadMessage, parse_xml, to_inbound
@@ -26,6 +28,7 @@ def _plain(body: str, status: int = 200) -> Response:
 
 def _refuse(status: int, reason: str) -> Response:
     # The reason is ours (never the body); WeChat ignores it, operators read it.
+    telemetry.WEBHOOK_DELIVERIES.labels(outcome=f"refused_{status}").inc()
     log.warning("webhook refused %s: %s (from %s)", status, reason, request.remote_addr)
     return _plain(reason, status)
 
@@ -83,6 +86,7 @@ def receive() -> Response:
     except (BadMessage, CryptoError) as exc:
         return _refuse(400, str(exc))
 
+    telemetry.openid_hash.set(telemetry.hash_openid(inbound.openid, cfg["SECRET_KEY"]))
     session = get_session()
     router: Router = current_app.extensions[ROUTER_EXTENSION]
     try:
@@ -91,8 +95,10 @@ def receive() -> Response:
     except Exception:
         session.rollback()
         # Nothing was kept, so WeChat's retry (or the student's next tap) runs it afresh.
+        telemetry.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
         log.exception("handler failed for a %s delivery", inbound.msg_type)
         return _plain("temporarily unavailable", 503)
+    telemetry.WEBHOOK_DELIVERIES.labels(outcome="duplicate" if outcome.duplicate else "handled").inc()
 
     if outcome.reply_xml is None:
         return _plain("success")

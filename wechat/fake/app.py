@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import re
 import secrets
 import socket
 import time
@@ -182,6 +183,16 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
         if menu is None:
             return jsonify(error(46003))
         return jsonify({"menu": menu})
+
+    @app.get("/cgi-bin/user/info")
+    def user_info() -> Response:
+        guard = token_guard()
+        if guard:
+            return guard
+        openid = request.args.get("openid", "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", openid):
+            return jsonify(error(40003))
+        return jsonify(state.user_info(openid))
 
     @app.get("/cgi-bin/menu/delete")
     def menu_delete() -> Response:

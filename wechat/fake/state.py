@@ -1,6 +1,7 @@
 """The fake WeChat server's in-memory world: tokens, codes, users, menus, records, injected failures."""
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import threading
@@ -264,6 +265,16 @@ class FakeState:
     def user(self, openid: str) -> FakeUser:
         with self.lock:
             return self.users.get(openid) or FakeUser()
+
+    def user_info(self, openid: str) -> dict[str, Any]:
+        """What /cgi-bin/user/info answers: WeChat no longer returns nickname or avatar."""
+        user = self.user(openid)
+        if not user.following:
+            return {"subscribe": 0, "openid": openid}
+        digest = hashlib.sha1(openid.encode("utf-8")).hexdigest()
+        return {"subscribe": 1, "openid": openid, "language": "zh_CN", "subscribe_time": int(self.now()),
+                "unionid": "oU" + digest[:26], "remark": "", "groupid": 0, "tagid_list": [],
+                "subscribe_scene": "ADD_SCENE_SEARCH", "qr_scene": 0, "qr_scene_str": ""}
 
     # -- OAuth ------------------------------------------------------------------
     def issue_code(self, openid: str, appid: str, scope: str) -> str:
