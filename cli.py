@@ -1,6 +1,7 @@
 """The `flask --app app ...` commands: migrations, demo data, background workers."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import click
@@ -75,7 +76,13 @@ def jobs_worker(workers: int, no_periodic: bool) -> None:
 
     configure_logging(current_app.config["LOG_JSON"], current_app.config["LOG_LEVEL"])
     _prepare_sqlite_dir(current_app.config["DATABASE_URL"])
-    get_queue(current_app).consumer(workers=workers, periodic=not no_periodic).run()
+    queue = get_queue(current_app)
+    stop = threading.Event()
+    queue.start_sweeper(float(current_app.config["JOB_SWEEP_SECONDS"]), stop)
+    try:
+        queue.consumer(workers=workers, periodic=not no_periodic).run()
+    finally:
+        stop.set()
 
 
 @jobs_cli.command("sweep")

@@ -57,12 +57,13 @@ DEFAULTS: dict[str, Any] = {
     "JOB_RETRY_BASE_SECONDS": 10,  # first retry delay; doubles per attempt
     "JOB_RETRY_MAX_SECONDS": 3600,
     "JOB_REQUEUE_SECONDS": 60,  # a pending job enqueued this long ago was lost by the queue
+    "JOB_SWEEP_SECONDS": 15,  # how often each worker looks for such jobs
     **DEV_SECRETS,
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY"}
 FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
-              "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS"}
+              "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS", "JOB_SWEEP_SECONDS"}
 BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}
 
 

@@ -19,6 +19,8 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
 max_requests_jitter = 500
 # Behind a load balancer: trust its X-Forwarded-* only from the addresses given.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket defaults to one path per user: two servers on a host would clash.
+control_socket_disable = True
 accesslog = None  # the app logs each request itself, with its request id
 errorlog = "-"
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -20,8 +21,6 @@ from models.base import utcnow
 
 log = logging.getLogger(__name__)
 
-# How often every consumer sweeps for recorded-but-not-running jobs (crontab minute field).
-SWEEP_SCHEDULE = "* * * * *"
 
 
 class Queue:
@@ -53,8 +52,6 @@ class Queue:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             huey = SqliteHuey(name, filename=path, utc=True)
         self._run = huey.task(name="xinwei.run_job")(self.execute)
-        minute, hour, day, month, dow = SWEEP_SCHEDULE.split()
-        huey.periodic_task(crontab(minute, hour, day, month, dow), name="xinwei.sweep")(self.sweep)
         for periodic in PERIODIC:
             huey.periodic_task(periodic.crontab(), name=f"xinwei.periodic.{periodic.kind}")(
                 self._periodic_task(periodic))
@@ -122,6 +119,21 @@ class Queue:
             job_id = record_period(session, periodic, utcnow())
             session.commit()  # after_commit hands it to the queue
         return job_id
+
+    def start_sweeper(self, interval: float, stop: threading.Event) -> threading.Thread:
+        """Sweep every `interval` seconds until `stop` is set. Every worker runs one: sweeping is
+        idempotent (a job is claimed by one worker only), and Huey's periodic tasks tick per minute,
+        too coarse to notice a dead worker's lease quickly."""
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
+                    log.exception("sweep failed; trying again in %ss", interval)
+
+        thread = threading.Thread(target=loop, name="xinwei-sweeper", daemon=True)
+        thread.start()
+        return thread
 
     def consumer(self, workers: int = 2, worker_type: str = "thread", periodic: bool = True) -> Consumer:
         return self.huey.create_consumer(workers=workers, worker_type=worker_type, periodic=periodic,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from models import Job
 from models.base import utcnow
 
 log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 Clock = Callable[[], datetime]
 
@@ -71,7 +75,8 @@ def run_job(
                 and_(Job.status == "pending", Job.run_after <= now),
                 and_(Job.status == "running", Job.lease_until < now),  # its worker died
             ))
-            .values(status="running", claim_token=token, lease_until=now + policy.lease, attempts=Job.attempts + 1)
+            .values(status="running", claim_token=token, claimed_by=WORKER_ID, lease_until=now + policy.lease,
+                    attempts=Job.attempts + 1)
         ).rowcount
         session.commit()
         if not claimed:

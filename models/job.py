@@ -33,6 +33,8 @@ class Job(CreatedAtMixin, Base):
     # Set while a worker holds the job; an expired lease means that worker died.
     lease_until: Mapped[datetime | None]
     claim_token: Mapped[str | None] = mapped_column(String(32))
+    # host:pid of the worker holding (or last holding) the job, for operators.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
     # When it was last handed to the queue; the sweep re-enqueues what sat too long.
     enqueued_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

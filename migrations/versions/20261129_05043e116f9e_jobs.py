@@ -46,4 +46,3 @@ def downgrade() -> None:
         batch_op.drop_index('ix_jobs_status_run_after')
 
     op.drop_table('jobs')
-

@@ -87,4 +87,3 @@ def downgrade() -> None:
         batch_op.drop_index('ix_inbound_events_received_at')
 
     op.drop_table('inbound_events')
-

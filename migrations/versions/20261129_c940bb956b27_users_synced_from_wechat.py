@@ -30,5 +30,3 @@ def downgrade() -> None:
         batch_op.drop_column('synced_at')
         batch_op.drop_column('subscribe_scene')
         batch_op.drop_column('unionid')
-
-
