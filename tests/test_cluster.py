@@ -47,7 +47,8 @@ def wait_ready(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
-def test_two_hosts_two_workers_one_killed_mid_job(database_url: str, fake_wechat, wechat, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_two_hosts_two_workers_one_killed_mid_job(app, database_url: str, fake_wechat, wechat, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`app` is here for its teardown: the tables are emptied after the run."""
     fake_wechat.reset()
     # Database 13 is this test's own: no token or task from an earlier run may leak in.
     redis.Redis.from_url("redis://127.0.0.1:6379/13").flushdb()
