@@ -12,6 +12,7 @@ import cli
 from config import load_config
 from jobs import queue
 from web import database, ops
+from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
 from wechat.services import get_wechat_client
@@ -22,6 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("XINWEI_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(load_config(overrides=config, instance_path=app.instance_path))
+    app.session_interface = LazyCookieSessionInterface()
     database.init_app(app)
     ops.init_app(app)
     queue.init_app(app, database.get_database(app).sessions,

@@ -365,7 +365,7 @@ def _stage_timer(totals: dict[str, float]) -> Iterator[None]:
         setattr(owner, name, timed)
 
     wrap(webhook_mod, "_check_query", "query signature + replay window")
-    wrap(webhook_mod, "parse_xml", "XML parse (defusedxml)")
+    wrap(webhook_mod, "parse_xml", "XML parse")
     wrap(webhook_mod, "to_inbound", "to_inbound")
     wrap(webhook_mod, "signature_holds", "msg_signature")
     wrap(MessageCrypto, "decrypt", "AES decrypt")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from handlers.messages import Inbound, Reply, TextReply
+from handlers.messages import Inbound, Reply, TextReply, read_only
 
 ABOUT = (
     "毫末高校心理委员工作平台\n"
@@ -39,22 +39,27 @@ COMING_SOON = {
 }
 
 
+@read_only
 def about(session: Session, inbound: Inbound) -> Reply:
     return TextReply(ABOUT)
 
 
+@read_only
 def guide(session: Session, inbound: Inbound) -> Reply:
     return TextReply(GUIDE)
 
 
+@read_only
 def faq(session: Session, inbound: Inbound) -> Reply:
     return TextReply(FAQ)
 
 
+@read_only
 def contact_staff(session: Session, inbound: Inbound) -> Reply:
     return TextReply(CONTACT_STAFF)
 
 
+@read_only
 def coming_soon(session: Session, inbound: Inbound) -> Reply:
     """Menu entries whose flows are not built yet say so, rather than staying silent."""
     return TextReply(COMING_SOON.get(inbound.event_key or "", "该功能即将开放，敬请期待。"))

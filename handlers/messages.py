@@ -48,3 +48,14 @@ Reply = Union[TextReply, NewsReply, ImageReply]
 # A flow answering one inbound message: it may write through the session (flush only)
 # and returns what the student sees, or None for nothing.
 Handler = Callable[[Session, Inbound], Reply | None]
+
+
+def read_only(handler: Handler) -> Handler:
+    """Mark a flow that only reads: the boundary may answer it without a write transaction
+    (one INSERT of the dedup row, reply included). Flushing in such a flow is an error."""
+    handler.read_only = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_read_only(handler: Handler | None) -> bool:
+    return handler is None or bool(getattr(handler, "read_only", False))

@@ -11,17 +11,24 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
-def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, immediate: bool = True, lock_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
     """An engine for `url`, tuned per backend. Connects lazily.
 
     `immediate=False` gives SQLite readers (tests, reports) deferred transactions
-    that never hold the write lock.
+    that never hold the write lock. `lock_timeout_ms` bounds how long a PostgreSQL
+    statement waits for a row lock (a retried webhook delivery waits on the first).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _tune_sqlite(engine, immediate)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per request. A connection the server dropped
+    # fails its request once (WeChat retries; the pool discards it); recycling keeps
+    # connections younger than any idle cut-off between here and the server.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
+    if lock_timeout_ms is not None:
+        kwargs.setdefault("connect_args", {"options": f"-c lock_timeout={int(lock_timeout_ms)}"})
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
@@ -44,6 +51,8 @@ def _tune_sqlite(engine: Engine, immediate: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement commits by itself
         # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the busy
         # timeout instead of one failing with "database is locked" on lock upgrade.
         # (Rails 8 made the same choice for SQLite.) The cost: on the embedded default
@@ -55,3 +64,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: values read before the single commit stay usable
     # while the response is rendered.
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A session meant for reading tried to write."""
+
+
+def refuse_writes(sessions: sessionmaker[Session]) -> None:
+    """Make every session from `sessions` raise on flush (installed once, free per session)."""
+    @event.listens_for(sessions, "before_flush")
+    def _refuse(session: Session, _context: object, _instances: object) -> None:
+        raise ReadOnlyViolation("a read-only session tried to write")

@@ -70,13 +70,22 @@ def test_request_id_is_echoed_kept_or_replaced(client) -> None:  # type: ignore[
 
 
 def test_json_logs_carry_request_id_and_hashed_openid_only(app, client, wechat, capsys) -> None:  # type: ignore[no-untyped-def]
+    from wechat.router import Router
+    from wechat.webhook import ROUTER_EXTENSION
+
+    def broken(session, inbound):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    router = Router()
+    router.on_message("text", broken)
+    app.extensions[ROUTER_EXTENSION] = router
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
         configure_logging(json_logs=True)
         delivery = wechat.deliver(wechat.text("o_secret_openid", "电话13800138000"), mode="safe")
         resp = client.post("/wechat?" + delivery.query, data=delivery.body, headers={"X-Request-Id": "req-abcdef123"})
-        assert resp.status_code == 200
+        assert resp.status_code == 503  # logged: the handler's traceback and the access line
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
@@ -87,6 +96,16 @@ def test_json_logs_carry_request_id_and_hashed_openid_only(app, client, wechat, 
     assert "o_secret_openid" not in everything
     assert "13800138000" not in everything
     assert "signature=" not in everything  # the access line logs the path, never the query
+    assert any("a bug" in line.get("exc_info", "") for line in lines)
+
+
+def test_successful_deliveries_are_counted_not_logged(client, wechat, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("INFO", logger="xinwei.access")
+    delivery = wechat.deliver(wechat.event("o_quiet", "CLICK", "FAQ"))
+    assert client.post("/wechat?" + delivery.query, data=delivery.body).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "xinwei.access"]
+    assert lines == ["GET /healthz 200 " + lines[-1].split()[-1]]
 
 
 def test_context_filter_defaults_outside_requests() -> None:

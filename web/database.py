@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, g
-from flask import current_app
+from flask import Flask, current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.engine import make_engine, make_sessionmaker
+from models.engine import make_engine, make_sessionmaker, refuse_writes
 
 EXTENSION = "xinwei.db"
 
@@ -17,15 +16,29 @@ EXTENSION = "xinwei.db"
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # Sessions for flows that only read: on SQLite their transactions are deferred, so a
+    # read never takes the write lock; on PostgreSQL they are the same as `sessions`.
+    readers: sessionmaker[Session]
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.readers.kw["bind"] is not self.engine:
+            self.readers.kw["bind"].dispose()
 
 
 def init_app(app: Flask) -> None:
-    """Attach an engine (connected lazily: no I/O here) and the per-request teardown."""
-    engine = make_engine(app.config["DATABASE_URL"])
-    app.extensions[EXTENSION] = Database(engine, make_sessionmaker(engine))
+    """Attach the engines (connected lazily: no I/O here) and the per-request teardown."""
+    url = app.config["DATABASE_URL"]
+    lock_timeout_ms = int(app.config["WECHAT_DEDUP_WAIT"] * 1000)
+    engine = make_engine(url, lock_timeout_ms=lock_timeout_ms)
+    reader = make_engine(url, immediate=False) if engine.dialect.name == "sqlite" else engine
+    readers = make_sessionmaker(reader)
+    refuse_writes(readers)
+    app.extensions[EXTENSION] = Database(
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        readers=readers,
+    )
     app.teardown_appcontext(_close_session)
 
 
@@ -38,6 +51,11 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = get_database().sessions()
     return g.db_session
+
+
+def open_session() -> Session | None:
+    """The request's session if something used it, else None (nothing to commit)."""
+    return g.get("db_session")
 
 
 def _close_session(_exc: BaseException | None) -> None:

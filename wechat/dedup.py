@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from handlers.messages import Inbound
+from handlers.messages import Inbound, is_read_only
 from models import InboundEvent
 from models.base import utcnow
+from models.prepared import PreparedStatement
 from wechat.inbound import dedup_key
 from wechat.replies import render
 from wechat.router import Router
@@ -24,34 +29,93 @@ class Outcome:
     duplicate: bool  # True when an earlier delivery of the same event ran the handler
 
 
-def deliver(session: Session, inbound: Inbound, router: Router, *, wait_seconds: float) -> Outcome:
+def deliver(
+    inbound: Inbound,
+    router: Router,
+    *,
+    session: Callable[[], Session],
+    readers: sessionmaker[Session],
+    engine: Engine,
+    wait_seconds: float,
+) -> Outcome:
     """Run the handler for `inbound` once across all processes and hosts.
 
-    The dedup row is the transaction's first write. A concurrent retry of the same
-    delivery blocks on that unique key (PostgreSQL) or on the write lock (SQLite)
-    until the first transaction ends: if it committed, the retry finds its stored
-    reply; if it rolled back, the retry runs the handler itself. The caller commits.
+    A flow that writes runs inside the request's transaction, whose first write is the
+    dedup row: a concurrent retry of the same delivery blocks on that unique key
+    (PostgreSQL) or on the write lock (SQLite) until the first transaction ends; if it
+    committed, the retry finds its stored reply; if it rolled back, the retry runs the
+    flow itself. The caller commits.
+
+    A read-only flow (menu answers, lookups) computes its reply, then the dedup row is
+    written with the reply in one autocommitted INSERT ... ON CONFLICT DO NOTHING: the
+    one write, the one commit, one round trip. Two concurrent copies may both compute the reply; one row
+    is kept and both answer with it.
     """
-    key = dedup_key(inbound)
-    if session.get_bind().dialect.name == "postgresql":
-        # Bound how long a retry waits for a slow first delivery; WeChat gives up at 5 s.
-        session.execute(text(f"SET LOCAL lock_timeout = {int(wait_seconds * 1000)}"))
-    event = InboundEvent(
-        dedup_key=key,
+    handler = router.resolve(inbound)
+    if is_read_only(handler):
+        return _deliver_read_only(inbound, handler, readers, engine)
+    return _deliver_in_transaction(inbound, router, session(), wait_seconds)
+
+
+def _event_values(inbound: Inbound, reply_xml: str | None = None) -> dict[str, object]:
+    return dict(
+        dedup_key=dedup_key(inbound),
         openid=inbound.openid,
         msg_type=inbound.msg_type,
         event=inbound.event,
         event_key=(inbound.event_key or "")[:255] or None,
         sent_at=inbound.sent_at,
         received_at=utcnow(),
+        reply_xml=reply_xml,
     )
-    session.add(event)
+
+
+_EVENTS = InboundEvent.__table__
+_COLUMNS = ("dedup_key", "openid", "msg_type", "event", "event_key", "sent_at", "received_at", "reply_xml")
+
+
+def _record_once(dialect: str):  # type: ignore[no-untyped-def]
+    """INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING id."""
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        upsert(_EVENTS)
+        .values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS})
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(_EVENTS.c.id)
+    )
+
+
+@lru_cache(maxsize=16)
+def _prepared(engine: Engine) -> tuple[PreparedStatement, PreparedStatement]:
+    """The read-only path's two statements, compiled once per engine."""
+    stored = select(_EVENTS.c.reply_xml).where(_EVENTS.c.dedup_key == bindparam("dedup_key"))
+    return PreparedStatement(engine, _record_once(engine.dialect.name)), PreparedStatement(engine, stored)
+
+
+def _deliver_read_only(inbound: Inbound, handler, readers: sessionmaker[Session], engine: Engine) -> Outcome:  # type: ignore[no-untyped-def]
+    reply_xml = None
+    if handler is not None:
+        with readers() as session:
+            reply = handler(session, inbound)
+        reply_xml = render(reply, inbound) if reply is not None else None
+    values = _event_values(inbound, reply_xml)
+    record, stored_reply = _prepared(engine)
+    if record.first(values) is not None:
+        return Outcome(reply_xml, duplicate=False)
+    row = stored_reply.first({"dedup_key": values["dedup_key"]})
+    return Outcome(row[0] if row else None, duplicate=True)
+
+
+def _deliver_in_transaction(inbound: Inbound, router: Router, session: Session, wait_seconds: float) -> Outcome:
+    values = _event_values(inbound)
     try:
-        session.flush()
+        # The transaction's first write; PostgreSQL's lock_timeout (set per connection)
+        # bounds how long a retry waits here for a slow first delivery.
+        event_id = session.execute(insert(InboundEvent).values(**values).returning(InboundEvent.id)).scalar_one()
     except IntegrityError:
         session.rollback()
-        stored = session.scalar(select(InboundEvent.reply_xml).where(InboundEvent.dedup_key == key))
-        log.info("duplicate delivery %s answered from the first", key.split(":", 1)[0])
+        stored = session.scalar(select(InboundEvent.reply_xml).where(InboundEvent.dedup_key == values["dedup_key"]))
+        log.info("duplicate delivery answered from the first")
         return Outcome(stored, duplicate=True)
     except OperationalError as exc:
         if not _is_lock_timeout(exc):
@@ -61,10 +125,13 @@ def deliver(session: Session, inbound: Inbound, router: Router, *, wait_seconds:
         log.warning("duplicate delivery still in flight after %.1fs", wait_seconds)
         return Outcome(None, duplicate=True)
     reply = router.dispatch(session, inbound)
-    if reply is not None:
-        event.reply_xml = render(reply, inbound)
+    reply_xml = render(reply, inbound) if reply is not None else None
+    if reply_xml is not None:
+        row = session.get(InboundEvent, event_id)
+        assert row is not None
+        row.reply_xml = reply_xml
         session.flush()
-    return Outcome(event.reply_xml, duplicate=False)
+    return Outcome(reply_xml, duplicate=False)
 
 
 def _is_lock_timeout(exc: OperationalError) -> bool:

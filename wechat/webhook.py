@@ -13,13 +13,14 @@ from wechat.dedup import deliver
 from wechat.inbound import BadMessage, parse_xml, to_inbound
 from wechat.replies import seal
 from wechat.router import Router
-from web.database import get_session
+from web.database import get_database, get_session, open_session
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("wechat", __name__)
 
 ROUTER_EXTENSION = "xinwei.router"
+CRYPTO_EXTENSION = "xinwei.message_crypto"
 
 
 def _plain(body: str, status: int = 200) -> Response:
@@ -46,6 +47,14 @@ def _check_query(args: dict[str, str]) -> str | None:
     return None
 
 
+def _crypto() -> MessageCrypto:
+    crypto = current_app.extensions.get(CRYPTO_EXTENSION)
+    if crypto is None:
+        crypto = MessageCrypto(current_app.config["WECHAT_ENCODING_AES_KEY"], current_app.config["WECHAT_APP_ID"])
+        current_app.extensions[CRYPTO_EXTENSION] = crypto
+    return crypto
+
+
 @bp.get("/wechat")
 def verify_server() -> Response:
     """WeChat's URL check when the callback is configured: echo echostr if the signature holds."""
@@ -70,7 +79,7 @@ def receive() -> Response:
         return _refuse(413, "body too large")
 
     safe_mode = args.get("encrypt_type", "raw").lower() == "aes"
-    crypto = MessageCrypto(cfg["WECHAT_ENCODING_AES_KEY"], cfg["WECHAT_APP_ID"]) if safe_mode else None
+    crypto = _crypto() if safe_mode else None
     try:
         fields = parse_xml(body)
         if crypto is not None:
@@ -87,13 +96,18 @@ def receive() -> Response:
         return _refuse(400, str(exc))
 
     telemetry.openid_hash.set(telemetry.hash_openid(inbound.openid, cfg["SECRET_KEY"]))
-    session = get_session()
+    db = get_database()
     router: Router = current_app.extensions[ROUTER_EXTENSION]
     try:
-        outcome = deliver(session, inbound, router, wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
-        session.commit()
+        outcome = deliver(inbound, router, session=get_session, readers=db.readers, engine=db.engine,
+                          wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
+        session = open_session()
+        if session is not None:
+            session.commit()
     except Exception:
-        session.rollback()
+        session = open_session()
+        if session is not None:
+            session.rollback()
         # Nothing was kept, so WeChat's retry (or the student's next tap) runs it afresh.
         telemetry.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
         log.exception("handler failed for a %s delivery", inbound.msg_type)
