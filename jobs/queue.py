@@ -95,9 +95,12 @@ class Queue:
     # --- consuming --------------------------------------------------------------
 
     def execute(self, job_id: int) -> str:
-        telemetry.request_id.set(f"job-{job_id}")  # this job's log lines share an id
-        outcome = run_job(self.sessions, self.registry, job_id, config=self.config, policy=self.policy,
-                          services=self.services)
+        token = telemetry.request_id.set(f"job-{job_id}")  # this job's log lines share an id
+        try:
+            outcome = run_job(self.sessions, self.registry, job_id, config=self.config, policy=self.policy,
+                              services=self.services)
+        finally:
+            telemetry.request_id.reset(token)
         self.outcomes.append((job_id, outcome))
         telemetry.JOB_OUTCOMES.labels(kind=outcome.kind, outcome=outcome.status).inc()
         del self.outcomes[:-1000]
