@@ -9,10 +9,11 @@ import requests
 
 from handlers.inbox import receive_text
 from handlers.messages import TextReply
-from tests.conftest import count
+from tests.conftest import LiveServer, count, make_test_app
 from models import InboundEvent, InboxMessage
 from wechat.routes import build_router
 from wechat.router import Router
+from web.database import get_database
 from wechat.webhook import ROUTER_EXTENSION
 
 
@@ -143,13 +144,14 @@ def test_retry_waiting_on_a_failing_first_delivery_runs_the_handler_itself(app, 
     assert count(db_session, InboxMessage) == 1
 
 
-def test_retry_does_not_wait_forever_for_a_slow_first_delivery(app, wechat, db_session, live_server) -> None:
-    app.config["WECHAT_DEDUP_WAIT"] = 0.3
+def test_retry_does_not_wait_forever_for_a_slow_first_delivery(app, database_url, wechat, db_session) -> None:
+    # The wait is a property of the connection (PostgreSQL lock_timeout), set when the app starts.
+    impatient = make_test_app(database_url, WECHAT_DEDUP_WAIT=0.3)
     handler = CountingHandler(delay=1.5)
-    use_handler(app, handler)
+    use_handler(impatient, handler)
     delivery = wechat.deliver(wechat.text("o_slow", "慢", msg_id=33))
-    url = f"{live_server.url}/wechat?{delivery.query}"
-    with ThreadPoolExecutor(2) as pool:
+    with LiveServer(impatient) as server, ThreadPoolExecutor(2) as pool:
+        url = f"{server.url}/wechat?{delivery.query}"
         first = pool.submit(requests.post, url, data=delivery.body, timeout=20)
         time.sleep(0.2)
         started = time.monotonic()
@@ -157,9 +159,60 @@ def test_retry_does_not_wait_forever_for_a_slow_first_delivery(app, wechat, db_s
         waited = time.monotonic() - started
         assert wechat.open_reply(first.result().content)["Content"] == "run 1"
     assert handler.runs == 1
+    get_database(impatient).dispose()
     if db_session.get_bind().dialect.name == "postgresql":
         # lock_timeout bounds the wait: the retry answers "success" and leaves the reply to the first.
         assert retry.content == b"success" and waited < 1.2
     else:
         # SQLite queues writers on its busy timeout: the retry gets the first delivery's reply.
         assert wechat.open_reply(retry.content)["Content"] == "run 1"
+
+
+def test_read_only_flows_record_once_under_concurrent_duplicates(app, wechat, db_session, live_server) -> None:
+    from handlers.messages import read_only
+
+    runs = []
+
+    @read_only
+    def menu_answer(session, inbound):  # type: ignore[no-untyped-def]
+        runs.append(1)
+        time.sleep(0.1)
+        return TextReply(f"answer {len(runs)}")
+
+    router = Router()
+    router.on_click("FAQ", menu_answer)
+    app.extensions[ROUTER_EXTENSION] = router
+    delivery = wechat.deliver(wechat.event("o_ro", "CLICK", "FAQ"), mode="safe")
+    barrier = threading.Barrier(6)
+
+    def send(_: int) -> requests.Response:
+        barrier.wait()
+        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
+
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(send, range(6)))
+    # Copies in flight together may each compute the answer (it writes nothing), but one
+    # row is kept and every copy answers with that row's reply.
+    replies = {wechat.open_reply(r.content)["Content"] for r in responses}
+    assert len(replies) == 1
+    assert count(db_session, InboundEvent) == 1
+    later = requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
+    assert wechat.open_reply(later.content)["Content"] in replies
+
+
+def test_a_read_only_flow_that_writes_is_stopped(app, client, wechat, db_session) -> None:
+    from handlers.messages import read_only
+    from models import User
+
+    @read_only
+    def sneaky(session, inbound):  # type: ignore[no-untyped-def]
+        session.add(User(openid="o_sneaky"))
+        session.flush()
+        return TextReply("written")
+
+    router = Router()
+    router.on_click("FAQ", sneaky)
+    app.extensions[ROUTER_EXTENSION] = router
+    resp = post(client, wechat.deliver(wechat.event("o_sneaky", "CLICK", "FAQ")))
+    assert resp.status_code == 503
+    assert count(db_session, User) == 0 and count(db_session, InboundEvent) == 0
