@@ -19,11 +19,15 @@ class Database:
     # Sessions for flows that only read: on SQLite their transactions are deferred, so a
     # read never takes the write lock; on PostgreSQL they are the same as `sessions`.
     readers: sessionmaker[Session]
+    # For records whose loss in a database crash is harmless (the webhook's dedup row of a
+    # read-only reply: a retry would only compute the same reply again). PostgreSQL commits
+    # them without waiting for the WAL flush; on SQLite it is the main engine.
+    relaxed: Engine
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self.readers.kw["bind"] is not self.engine:
-            self.readers.kw["bind"].dispose()
+        for other in {self.readers.kw["bind"], self.relaxed} - {self.engine}:
+            other.dispose()
 
 
 def init_app(app: Flask) -> None:
@@ -31,13 +35,17 @@ def init_app(app: Flask) -> None:
     url = app.config["DATABASE_URL"]
     lock_timeout_ms = int(app.config["WECHAT_DEDUP_WAIT"] * 1000)
     engine = make_engine(url, lock_timeout_ms=lock_timeout_ms)
-    reader = make_engine(url, immediate=False) if engine.dialect.name == "sqlite" else engine
+    sqlite = engine.dialect.name == "sqlite"
+    reader = make_engine(url, immediate=False) if sqlite else engine
+    relaxed = engine if sqlite else make_engine(url, pool_size=2, max_overflow=5, connect_args={
+        "options": f"-c synchronous_commit=off -c lock_timeout={lock_timeout_ms}"})
     readers = make_sessionmaker(reader)
     refuse_writes(readers)
     app.extensions[EXTENSION] = Database(
         engine=engine,
         sessions=make_sessionmaker(engine),
         readers=readers,
+        relaxed=relaxed,
     )
     app.teardown_appcontext(_close_session)
 

@@ -47,8 +47,10 @@ def deliver(
     flow itself. The caller commits.
 
     A read-only flow (menu answers, lookups) computes its reply, then the dedup row is
-    written with the reply in one autocommitted INSERT ... ON CONFLICT DO NOTHING: the
-    one write, the one commit, one round trip. Two concurrent copies may both compute the reply; one row
+    written with the reply in one autocommitted INSERT ... ON CONFLICT DO NOTHING on
+    `engine` (the caller may pass one that commits without waiting for the disk: losing
+    such a row only means a retry computes the same reply again): the one write, the one
+    commit, one round trip. Two concurrent copies may both compute the reply; one row
     is kept and both answer with it.
     """
     handler = router.resolve(inbound)

@@ -99,7 +99,7 @@ def receive() -> Response:
     db = get_database()
     router: Router = current_app.extensions[ROUTER_EXTENSION]
     try:
-        outcome = deliver(inbound, router, session=get_session, readers=db.readers, engine=db.engine,
+        outcome = deliver(inbound, router, session=get_session, readers=db.readers, engine=db.relaxed,
                           wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
         session = open_session()
         if session is not None:
