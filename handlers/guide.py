@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from handlers.messages import Inbound, Reply, TextReply, read_only
+from handlers.messages import Handler, Inbound, Reply, TextReply, read_only
 
 ABOUT = (
     "毫末高校心理委员工作平台\n"
@@ -39,24 +39,19 @@ COMING_SOON = {
 }
 
 
-@read_only
-def about(session: Session, inbound: Inbound) -> Reply:
-    return TextReply(ABOUT)
+def _answer(text: str, name: str) -> Handler:
+    @read_only
+    def answer(session: Session, inbound: Inbound) -> Reply:
+        return TextReply(text)
+
+    answer.__name__ = answer.__qualname__ = name
+    return answer
 
 
-@read_only
-def guide(session: Session, inbound: Inbound) -> Reply:
-    return TextReply(GUIDE)
-
-
-@read_only
-def faq(session: Session, inbound: Inbound) -> Reply:
-    return TextReply(FAQ)
-
-
-@read_only
-def contact_staff(session: Session, inbound: Inbound) -> Reply:
-    return TextReply(CONTACT_STAFF)
+about = _answer(ABOUT, "about")
+guide = _answer(GUIDE, "guide")
+faq = _answer(FAQ, "faq")
+contact_staff = _answer(CONTACT_STAFF, "contact_staff")
 
 
 @read_only

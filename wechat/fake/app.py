@@ -1,6 +1,7 @@
 """The fake WeChat HTTP API: a Flask app serving api.weixin.qq.com and open.weixin.qq.com paths."""
 from __future__ import annotations
 
+import functools
 import html
 import re
 import secrets
@@ -125,9 +126,19 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
             return jsonify(error(rule.errcode, "fake failure injected"))
         return None
 
-    def token_guard() -> Response | None:
-        problem = state.check_token(request.args.get("access_token"))
-        return jsonify(problem) if problem else None
+    def needs_token(view: Callable[[], Response]) -> Callable[[], Response]:
+        """Answer 40001/40014/42001 as WeChat does when the access_token is not valid."""
+        @functools.wraps(view)
+        def guarded() -> Response:
+            problem = state.check_token(request.args.get("access_token"))
+            return jsonify(problem) if problem else view()
+        return guarded
+
+    def json_body(send: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        body = body_json()
+        if not isinstance(body, dict):
+            return jsonify(error(47001))
+        return jsonify(send(body))
 
     # -- access tokens ---------------------------------------------------------
     @app.get("/cgi-bin/token")
@@ -148,10 +159,8 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
         return jsonify(problem or state.issue_stable_token(bool(body.get("force_refresh"))))
 
     @app.get("/cgi-bin/ticket/getticket")
+    @needs_token
     def getticket() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         kind = request.args.get("type", "jsapi")
         if kind not in {"jsapi", "wx_card"}:
             return jsonify(error(40097))
@@ -159,10 +168,8 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
 
     # -- menu --------------------------------------------------------------------
     @app.post("/cgi-bin/menu/create")
+    @needs_token
     def menu_create() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         if not request.get_data():
             return jsonify(error(44002))
         body = body_json()
@@ -174,10 +181,8 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
         return jsonify(error(0))
 
     @app.get("/cgi-bin/menu/get")
+    @needs_token
     def menu_get() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         with state.lock:
             menu = state.menu
         if menu is None:
@@ -185,51 +190,35 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
         return jsonify({"menu": menu})
 
     @app.get("/cgi-bin/user/info")
+    @needs_token
     def user_info() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         openid = request.args.get("openid", "")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", openid):
             return jsonify(error(40003))
         return jsonify(state.user_info(openid))
 
     @app.get("/cgi-bin/menu/delete")
+    @needs_token
     def menu_delete() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         with state.lock:
             state.menu = None
         return jsonify(error(0))
 
     # -- messages ------------------------------------------------------------------
     @app.post("/cgi-bin/message/custom/send")
+    @needs_token
     def custom_send() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
-        body = body_json()
-        if not isinstance(body, dict):
-            return jsonify(error(47001))
-        return jsonify(state.send_custom(body))
+        return json_body(state.send_custom)
 
     @app.post("/cgi-bin/message/template/send")
+    @needs_token
     def template_send() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
-        body = body_json()
-        if not isinstance(body, dict):
-            return jsonify(error(47001))
-        return jsonify(state.send_template(body))
+        return json_body(state.send_template)
 
     # -- media ---------------------------------------------------------------------
     @app.post("/cgi-bin/media/upload")
+    @needs_token
     def media_upload() -> Response:
-        guard = token_guard()
-        if guard:
-            return guard
         media_type = request.args.get("type", "")
         if media_type not in MEDIA_LIMITS:
             return jsonify(error(40004))
