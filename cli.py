@@ -63,6 +63,60 @@ def demo_load() -> None:
     click.echo(f"demo data loaded ({created} new rows)")
 
 
+content_cli = AppGroup("content", help="The course catalog (content/courses/*.toml).")
+COURSES_DIR = Path(__file__).resolve().parent / "content" / "courses"
+
+
+def _catalog_files(paths: tuple[str, ...]) -> list[Path]:
+    return [Path(p) for p in paths] if paths else sorted(COURSES_DIR.glob("*.toml"))
+
+
+@content_cli.command("check")
+@click.argument("paths", nargs=-1)
+def content_check(paths: tuple[str, ...]) -> None:
+    """Validate catalog files without loading them; every problem on its own line."""
+    from handlers.catalog import CatalogError, parse_catalog
+
+    failed = False
+    for path in _catalog_files(paths):
+        try:
+            data = parse_catalog(path.read_text(encoding="utf-8"), path.name)
+        except CatalogError as exc:
+            failed = True
+            click.echo(f"{path.name}: {len(exc.problems)} problem(s)")
+            for problem in exc.problems:
+                click.echo(f"  - {problem}")
+            continue
+        questions = sum(len(t["questions"]) for t in data["topics"])
+        click.echo(f"{path.name}: ok ({len(data['topics'])} topics, {questions} questions)")
+    if failed:
+        raise SystemExit(1)
+
+
+@content_cli.command("load")
+@click.argument("paths", nargs=-1)
+def content_load(paths: tuple[str, ...]) -> None:
+    """Validate and load catalog files: a changed file becomes the course's next version."""
+    from handlers.catalog import CatalogError, load_catalog_file
+
+    files = _catalog_files(paths)
+    with get_database().sessions() as session:
+        results = []
+        for path in files:
+            try:
+                results.append(load_catalog_file(session, path))
+            except CatalogError as exc:
+                session.rollback()
+                click.echo(f"{path.name}: not loaded")
+                for problem in exc.problems:
+                    click.echo(f"  - {problem}")
+                raise SystemExit(1) from exc
+        session.commit()  # all files or none
+    for result in results:
+        state = f"version {result.version} loaded" if result.created else f"unchanged (version {result.version})"
+        click.echo(f"{result.code}: {state}")
+
+
 jobs_cli = AppGroup("jobs", help="Background work (Huey).")
 
 
@@ -140,5 +194,6 @@ def wechat_push_menu(path: str | None) -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(content_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(wechat_cli)

@@ -1,5 +1,6 @@
 """The data model: typed SQLAlchemy tables, one module per aggregate, all on one MetaData."""
 from models.base import Base
+from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
 from models.inbox import InboxMessage
 from models.job import Job
@@ -7,4 +8,4 @@ from models.school import School
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "InboundEvent", "InboxMessage", "Job", "School", "User", "WeChatToken"]
+__all__ = ["Base", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Job", "School", "User", "WeChatToken"]

@@ -1,0 +1,95 @@
+"""The course catalog: courses, their immutable versions, topics and questions."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+
+
+class Course(Base):
+    """A course by its stable code; what students see is its current version."""
+
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    current_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[CourseVersion]] = relationship(back_populates="course", order_by="CourseVersion.number")
+
+
+class CourseVersion(Base):
+    """One loaded catalog file. Never changed after loading: attempts point into it."""
+
+    __tablename__ = "course_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    number: Mapped[int]
+    # sha256 of the parsed content (not the file bytes): comments and layout make no version.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    pass_mark: Mapped[int]
+    topic_pass_percent: Mapped[int]
+    on_topic_failed: Mapped[str] = mapped_column(String(32))
+    on_course_failed: Mapped[str] = mapped_column(String(32))
+    watch_threshold: Mapped[float]
+    source: Mapped[str] = mapped_column(String(200))
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    course: Mapped[Course] = relationship(back_populates="versions")
+    topics: Mapped[list[Topic]] = relationship(back_populates="version", order_by="Topic.position")
+
+    __table_args__ = (
+        UniqueConstraint("course_id", "number"),
+        UniqueConstraint("course_id", "content_hash"),
+    )
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("course_versions.id"))
+    position: Mapped[int]  # 1-based teaching order
+    # Stable across versions: a student's progress follows the code, not the row.
+    code: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(100))
+    summary: Mapped[str] = mapped_column(Text)
+    video_url: Mapped[str] = mapped_column(String(500))
+    video_seconds: Mapped[int]
+
+    version: Mapped[CourseVersion] = relationship(back_populates="topics")
+    questions: Mapped[list[Question]] = relationship(back_populates="topic", order_by="Question.position")
+
+    __table_args__ = (
+        UniqueConstraint("version_id", "code"),
+        UniqueConstraint("version_id", "position"),
+    )
+
+
+class Question(Base):
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    position: Mapped[int]
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # "single", "multiple", "judge"
+    points: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    # [{"key": "A", "text": "..."}], in the file's order; attempts store their own shuffle.
+    options: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # The answer key: never sent to a browser.
+    answer: Mapped[list[str]] = mapped_column(JSON)
+    explanation: Mapped[str] = mapped_column(Text)
+
+    topic: Mapped[Topic] = relationship(back_populates="questions")
+
+    __table_args__ = (UniqueConstraint("topic_id", "code"),)
