@@ -44,6 +44,10 @@ def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
     housekeeping.prune_inbound_events(ctx.session)
 
 
+def _prune_done_jobs(ctx: JobContext, payload: dict[str, Any]) -> None:
+    housekeeping.prune_done_jobs(ctx.session)
+
+
 def _sync_subscriber(ctx: JobContext, payload: dict[str, Any]) -> None:
     # The API call comes before any write, so no lock is held while WeChat answers.
     info = ctx.services["wechat_client"]().user.get(payload["openid"])
@@ -53,5 +57,6 @@ def _sync_subscriber(ctx: JobContext, payload: dict[str, Any]) -> None:
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
+    registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     return registry

@@ -284,3 +284,28 @@ def test_cli_lists_and_retries_failed_jobs(queue_app: Flask) -> None:
         assert runner.invoke(args=["jobs", "retry", str(job.id)]).exit_code == 0
         wait_for(lambda: job_status(queue_app, job.id).status == "done")
     assert job_status(queue_app, job.id).attempts == 2
+
+
+def test_prune_done_jobs_keeps_failed_and_recent(app: Flask) -> None:
+    from sqlalchemy import update
+
+    sessions = get_database(app).sessions
+    with sessions() as session:
+        ids = [record_job(session, "test.x").id for _ in range(3)]
+        session.info.clear()
+        old = utcnow() - timedelta(days=40)
+        session.execute(update(Job).where(Job.id == ids[0]).values(status="done", finished_at=old))
+        session.execute(update(Job).where(Job.id == ids[1]).values(status="failed", finished_at=old))
+        session.execute(update(Job).where(Job.id == ids[2]).values(status="done", finished_at=utcnow()))
+        prune = record_job(session, "housekeeping.prune_done_jobs")
+        session.info.clear()
+        session.commit()
+    assert get_queue(app).execute(prune.id) == "done"
+    with sessions() as session:
+        assert sorted(session.scalars(select(Job.id))) == sorted([ids[1], ids[2], prune.id])
+
+
+def test_every_periodic_kind_is_registered(app: Flask) -> None:
+    from jobs.periodic import PERIODIC
+
+    assert all(p.kind in get_queue(app).registry for p in PERIODIC)
