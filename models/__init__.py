@@ -5,7 +5,8 @@ from models.inbound import InboundEvent
 from models.inbox import InboxMessage
 from models.job import Job
 from models.school import School
+from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Job", "School", "User", "WeChatToken"]
+__all__ = ["Base", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Job", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]

@@ -1,0 +1,59 @@
+"""Students' identity: the profile printed on certificates, and the school rosters it is checked against."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, CreatedAtMixin
+
+# A student number is held by one WeChat user while its profile is pending or verified;
+# a rejected claim frees it.
+HOLDING_STATUSES = "status IN ('pending', 'verified')"
+
+
+class StudentProfile(CreatedAtMixin, Base):
+    """What a student declared (and confirmed) about themselves; certificates print it."""
+
+    __tablename__ = "student_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    real_name: Mapped[str] = mapped_column(String(50))
+    college: Mapped[str] = mapped_column(String(100))
+    student_number: Mapped[str] = mapped_column(String(32))
+    grade: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(String(20))
+    # pending (waiting for the school admin), verified, rejected
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # When the student confirmed "this is what will be printed"; after it, changes go
+    # through a correction request to staff, never a silent edit.
+    confirmed_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+    verified_via: Mapped[str | None] = mapped_column(String(16))  # "roster" or "admin"
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("uq_student_profiles_school_number_held", "school_id", "student_number", unique=True,
+              postgresql_where=text(HOLDING_STATUSES), sqlite_where=text(HOLDING_STATUSES)),
+        Index("ix_student_profiles_school_id_status", "school_id", "status"),
+    )
+
+
+class RosterEntry(Base):
+    """One line of a school's roster (uploaded by its school admin)."""
+
+    __tablename__ = "roster_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    student_number: Mapped[str] = mapped_column(String(32))
+    real_name: Mapped[str] = mapped_column(String(50))
+    college: Mapped[str | None] = mapped_column(String(100))
+    grade: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(String(20))
+
+    __table_args__ = (UniqueConstraint("school_id", "student_number"),)
