@@ -18,7 +18,9 @@ CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 ITEM_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 KINDS = {"single", "multiple", "judge"}
 JUDGE_KEYS = ["对", "错"]
-POLICIES = {"on_topic_failed": {"rewatch", "retry"}, "on_course_failed": {"redo_all", "redo_failed"}}
+# rewatch: a failed topic test needs the video again; retry: answer again at once.
+# redo_all: a total under the pass mark starts every topic over (a new round).
+POLICIES = {"on_topic_failed": {"rewatch", "retry"}, "on_course_failed": {"redo_all"}}
 TOTAL_POINTS = 100
 
 

@@ -4,9 +4,10 @@ from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
 from models.inbox import InboxMessage
 from models.job import Job
+from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.school import School
 from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Job", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]
+__all__ = ["Base", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]
