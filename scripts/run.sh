@@ -16,6 +16,7 @@ export WECHAT_OPEN_BASE=${WECHAT_OPEN_BASE:-http://127.0.0.1:$FAKE_PORT}
 FLASK=".venv/bin/flask --app app"
 $FLASK db upgrade
 $FLASK demo load
+$FLASK content load
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }

@@ -180,3 +180,22 @@ def test_cli_load_is_all_or_nothing(app, runner, tmp_path) -> None:  # type: ign
     result = runner.invoke(args=["content", "load", str(good)])
     assert result.exit_code == 0 and "demo-course: version 1 loaded" in result.output
     assert "unchanged (version 1)" in runner.invoke(args=["content", "load", str(good)]).output
+
+
+def test_the_shipped_courses_are_the_guides() -> None:
+    """心理委员MOOC: 14 topics, 50 questions, 100 points, pass at 85; and 心理疗法MOOC."""
+    mooc = parse_catalog((COURSES / "xinwei-mooc.toml").read_text("utf-8"), "xinwei-mooc.toml")
+    assert mooc["course"]["title"] == "心理委员MOOC" and mooc["course"]["pass_mark"] == 85
+    assert len(mooc["topics"]) == 14
+    assert sum(len(t["questions"]) for t in mooc["topics"]) == 50
+    therapy = parse_catalog((COURSES / "therapy-mooc.toml").read_text("utf-8"), "therapy-mooc.toml")
+    assert therapy["course"]["title"] == "心理疗法MOOC"
+
+
+def test_the_shipped_courses_load(app, runner) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["content", "load"])
+    assert result.exit_code == 0, result.output
+    with get_database(app).sessions() as session:
+        version = current_version(session, "xinwei-mooc")
+        assert version is not None and len(version.topics) == 14
+        assert sum(q.points for t in version.topics for q in t.questions) == 100
