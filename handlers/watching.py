@@ -31,7 +31,7 @@ class Beat:
 def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: datetime) -> WatchSession:
     """Open the player: resume from the last verified position of this topic in this round.
     Any other open session of the student stops counting (one video at a time)."""
-    _, state = topic_state(session, enrollment, topic_code)
+    current, state = topic_state(session, enrollment, topic_code)
     if state.state == "done":
         raise Refused("done", "这个专题已经完成。")
     previous = session.scalar(
@@ -45,7 +45,7 @@ def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: 
     carried = previous.watched_seconds if previous is not None and previous.completed_at is None else 0.0
     watch = WatchSession(
         enrollment_id=enrollment.id, user_id=enrollment.user_id, round=enrollment.round, topic_code=topic_code,
-        video_seconds=state.topic.video_seconds, started_at=now, active=True, last_seq=0, last_beat_at=now,
+        video_seconds=state.topic.video_seconds, threshold=current.version.watch_threshold, started_at=now, active=True, last_seq=0, last_beat_at=now,
         position=resume, watched_seconds=carried,
     )
     session.add(watch)
@@ -53,8 +53,7 @@ def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: 
     return watch
 
 
-def heartbeat(session: Session, user_id: int, watch_id: int, seq: int, position: float, threshold: float,
-              now: datetime) -> Beat:
+def heartbeat(session: Session, user_id: int, watch_id: int, seq: int, position: float, now: datetime) -> Beat:
     """Accept progress only as fast as real time allows since the last accepted beat.
 
     Forward movement within wall time × MAX_RATE + TOLERANCE counts as watched; a jump
@@ -90,7 +89,7 @@ def heartbeat(session: Session, user_id: int, watch_id: int, seq: int, position:
         watch.watched_seconds = min(float(watch.video_seconds), watch.watched_seconds + gained)
     else:
         watch.position = position  # rewinding is fine
-    need = threshold * watch.video_seconds
+    need = watch.threshold * watch.video_seconds
     if watch.completed_at is None and watch.position >= need - 0.5 and watch.watched_seconds >= need - 0.5:
         watch.completed_at = now
     session.flush()

@@ -38,6 +38,8 @@ class WatchSession(Base):
     round: Mapped[int]
     topic_code: Mapped[str] = mapped_column(String(32))
     video_seconds: Mapped[int]
+    # The course's watch_threshold when the player opened: the rule this viewing is held to.
+    threshold: Mapped[float] = mapped_column(default=0.9)
     started_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(default=True)
     last_seq: Mapped[int] = mapped_column(default=0)

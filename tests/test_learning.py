@@ -52,7 +52,7 @@ def watch_fully(db, enrollment, topic: str, start: float, seconds: int) -> float
     while True:
         t += 5
         seq += 1
-        beat = heartbeat(db, enrollment.user_id, watch.id, seq, min(t - start, seconds), 0.9, at(t))
+        beat = heartbeat(db, enrollment.user_id, watch.id, seq, min(t - start, seconds), at(t))
         assert beat.accepted, beat
         if beat.completed:
             return t
@@ -97,34 +97,34 @@ def test_topics_unlock_in_order_and_tests_wait_for_the_video(db) -> None:  # typ
 def test_a_seek_to_the_end_or_a_forged_done_completes_nothing(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     watch = start_watch(db, enrollment, "t01", at(0))
-    jump = heartbeat(db, enrollment.user_id, watch.id, 1, 10, 0.9, at(1))  # 10 s of video after 1 s
+    jump = heartbeat(db, enrollment.user_id, watch.id, 1, 10, at(1))  # 10 s of video after 1 s
     assert not jump.accepted and jump.position == 0 and not jump.completed
     # Many fast beats cannot add up to more than real time either.
     for seq in range(2, 40):
-        heartbeat(db, enrollment.user_id, watch.id, seq, 10, 0.9, at(1 + seq * 0.01))
+        heartbeat(db, enrollment.user_id, watch.id, seq, 10, at(1 + seq * 0.01))
     assert states(db, enrollment)[0] == "watch"
     # A replayed beat (same sequence number) is refused.
-    assert heartbeat(db, enrollment.user_id, watch.id, 39, 9, 0.9, at(30)).reason == "stale or replayed"
+    assert heartbeat(db, enrollment.user_id, watch.id, 39, 9, at(30)).reason == "stale or replayed"
 
 
 def test_two_tabs_one_video(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     first = start_watch(db, enrollment, "t01", at(0))
     second = start_watch(db, enrollment, "t01", at(1))
-    beat = heartbeat(db, enrollment.user_id, first.id, 1, 5, 0.9, at(6))
+    beat = heartbeat(db, enrollment.user_id, first.id, 1, 5, at(6))
     assert not beat.accepted and beat.reason == "another video or tab took over"
-    assert heartbeat(db, enrollment.user_id, second.id, 1, 5, 0.9, at(6)).accepted
+    assert heartbeat(db, enrollment.user_id, second.id, 1, 5, at(6)).accepted
 
 
 def test_reopening_resumes_from_the_verified_position(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     watch = start_watch(db, enrollment, "t01", at(0))
-    heartbeat(db, enrollment.user_id, watch.id, 1, 4, 0.9, at(4))
-    heartbeat(db, enrollment.user_id, watch.id, 2, 6, 0.9, at(6))
+    heartbeat(db, enrollment.user_id, watch.id, 1, 4, at(4))
+    heartbeat(db, enrollment.user_id, watch.id, 2, 6, at(6))
     again = start_watch(db, enrollment, "t01", at(100))
     assert again.position == 6 and again.watched_seconds == 6
     # Continue from there: 3 more seconds reach the 90 % threshold of a 10 s video.
-    assert heartbeat(db, enrollment.user_id, again.id, 1, 9, 0.9, at(103)).completed
+    assert heartbeat(db, enrollment.user_id, again.id, 1, 9, at(103)).completed
 
 
 def test_another_students_watch_or_attempt_is_refused(db) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +133,7 @@ def test_another_students_watch_or_attempt_is_refused(db) -> None:  # type: igno
     attempt = start_attempt(db, enrollment, "t01", at(t))
     watch = start_watch(db, enrollment, "t01", at(t))
     with pytest.raises(Refused):
-        heartbeat(db, db.info["other"], watch.id, 1, 1, 0.9, at(t + 1))
+        heartbeat(db, db.info["other"], watch.id, 1, 1, at(t + 1))
     with pytest.raises(Refused):
         submit_attempt(db, db.info["other"], attempt.id, {}, at(t + 1))
 
