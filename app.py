@@ -11,7 +11,7 @@ from flask import Flask
 import cli
 from config import load_config
 from jobs import queue
-from web import database, ops
+from web import database, media, ops
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                    services={"wechat_client": partial(get_wechat_client, app)})
     app.extensions[webhook.ROUTER_EXTENSION] = build_router()
     app.register_blueprint(webhook.bp)
+    app.register_blueprint(media.bp)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

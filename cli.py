@@ -117,6 +117,18 @@ def content_load(paths: tuple[str, ...]) -> None:
         click.echo(f"{result.code}: {state}")
 
 
+@content_cli.command("demo-videos")
+@click.option("--catalog", "catalog", default=None, help="Course files (default: content/courses).")
+def content_demo_videos(catalog: str | None) -> None:
+    """Generate the demo clips ("demo:<name>" topic videos) that are missing; existing ones are kept."""
+    from content.videos import ensure_demo_clips
+    from web.media import video_dir
+
+    out = video_dir(current_app)
+    created = ensure_demo_clips(Path(catalog) if catalog else COURSES_DIR, out)
+    click.echo(f"demo videos: {len(created)} created in {out}")
+
+
 jobs_cli = AppGroup("jobs", help="Background work (Huey).")
 
 

@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     # JSON log lines (production) or readable ones (development); None: by XINWEI_ENV.
     "LOG_JSON": None,
     "LOG_LEVEL": "INFO",
+    # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
+    "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
     "QUEUE_SQLITE_PATH": None,  # filled in with instance/huey.db
     "JOB_LEASE_SECONDS": 300,  # a claimed job whose worker is silent this long is run again

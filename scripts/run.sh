@@ -17,6 +17,7 @@ FLASK=".venv/bin/flask --app app"
 $FLASK db upgrade
 $FLASK demo load
 $FLASK content load
+$FLASK content demo-videos
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }

@@ -24,6 +24,9 @@ from web.database import get_database
 from wechat.fake import FakeWeChatServer
 from wechat.simulate import WeChatSide
 
+# Playwright fixtures (`browser`, `phone`) for every test module: one browser per run.
+pytest_plugins = ["tests.browser"]
+
 
 def _create_pg_database(base_url: str) -> tuple[str, str]:
     """A fresh database on the server named by `base_url`, so runs never share tables."""

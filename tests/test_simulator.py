@@ -5,12 +5,11 @@ from sqlalchemy import select
 
 from app import create_app
 from models import InboxMessage, User
-from tests.browser import browser, phone  # noqa: F401  (fixtures)
 from tests.conftest import ARTIFACTS, count
 from tests.test_app import PROD_ENV
 
 
-def test_menu_taps_and_messages_round_trip(live_server, phone, db_session) -> None:  # noqa: F811
+def test_menu_taps_and_messages_round_trip(live_server, phone, db_session) -> None:
     phone.goto(f"{live_server.url}/simulator?openid=o_sim_e2e")
     phone.get_by_role("button", name="关注", exact=True).click()
     phone.get_by_text("欢迎关注毫末高校心理委员工作平台").wait_for()
@@ -34,7 +33,7 @@ def test_menu_taps_and_messages_round_trip(live_server, phone, db_session) -> No
     assert user.subscribed
 
 
-def test_plain_mode_is_selectable(live_server, phone) -> None:  # noqa: F811
+def test_plain_mode_is_selectable(live_server, phone) -> None:
     phone.goto(f"{live_server.url}/simulator?openid=o_sim_plain")
     phone.locator("#mode").select_option("plain")
     phone.get_by_role("button", name="☰ 我的").click()
