@@ -11,7 +11,7 @@ from flask import Flask
 import cli
 from config import load_config
 from jobs import queue
-from web import database, media, ops
+from web import auth, database, media, ops, training
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -26,11 +26,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.session_interface = LazyCookieSessionInterface()
     database.init_app(app)
     ops.init_app(app)
+    auth.init_app(app)
     queue.init_app(app, database.get_database(app).sessions,
                    services={"wechat_client": partial(get_wechat_client, app)})
-    app.extensions[webhook.ROUTER_EXTENSION] = build_router()
+    app.extensions[webhook.ROUTER_EXTENSION] = build_router(app.config["PUBLIC_URL"])
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(training.bp)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -58,6 +58,9 @@ def configure_logging(json_logs: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # urllib3 logs whole request URLs at DEBUG, and WeChat puts secrets and OAuth codes in
+    # query strings: never let it below INFO.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
 
 
 def metrics_payload() -> bytes:

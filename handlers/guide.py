@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from handlers.messages import Handler, Inbound, Reply, TextReply, read_only
+from handlers.messages import Handler, Inbound, NewsReply, Reply, TextReply, read_only
 
 ABOUT = (
     "毫末高校心理委员工作平台\n"
@@ -32,11 +32,28 @@ FAQ = (
 CONTACT_STAFF = "请直接在对话框里留言（写明姓名、学校、学号和问题），工作人员会在这里回复你。"
 
 COMING_SOON = {
-    "TRAINING": "心委培训功能即将开放，敬请期待。",
     "MY_CERTIFICATE": "证书查看功能即将开放，敬请期待。",
-    "MY_PROGRESS": "学习进度查看功能即将开放，敬请期待。",
-    "MY_PROFILE": "个人信息功能即将开放，敬请期待。",
 }
+
+# Menu keys that open an H5 page: (path under the public URL, article title, description).
+H5_ENTRIES = {
+    "TRAINING": ("/h5/", "心委培训", "心理委员MOOC · 心理疗法MOOC：完善个人信息后按顺序学习 14 个专题，85 分即可领取证书。"),
+    "MY_PROGRESS": ("/h5/", "我的学习进度", "查看每个专题的完成情况和当前得分。"),
+    "MY_PROFILE": ("/h5/profile", "个人信息", "查看或完善你的身份认证信息（将印在证书上）。"),
+}
+
+
+def h5_entry(public_url: str, key: str) -> Handler:
+    """A menu key answered with one article linking into the H5 pages (WeChat shows one article)."""
+    path, title, description = H5_ENTRIES[key]
+    url = public_url.rstrip("/") + path
+
+    @read_only
+    def entry(session: Session, inbound: Inbound) -> Reply:
+        return NewsReply(title=title, description=description, url=url)
+
+    entry.__name__ = entry.__qualname__ = f"h5_entry_{key.lower()}"
+    return entry
 
 
 def _answer(text: str, name: str) -> Handler:

@@ -15,7 +15,7 @@ def test_menu_taps_and_messages_round_trip(live_server, phone, db_session) -> No
     phone.get_by_text("欢迎关注毫末高校心理委员工作平台").wait_for()
     phone.get_by_role("button", name="☰ 毫末平台").click()
     phone.get_by_role("button", name="心委培训").click()
-    phone.get_by_text("心委培训功能即将开放").wait_for()
+    phone.locator(".card", has_text="心委培训").wait_for()  # the one-article reply
     phone.get_by_role("button", name="☰ 帮助").click()
     phone.get_by_role("button", name="常见问题").click()
     phone.locator(".bubble", has_text="常见问题").wait_for()

@@ -86,8 +86,7 @@ def test_text_is_stored_for_staff_and_acknowledged(client, wechat: WeChatSide, d
     assert message.direction == "in" and message.wechat_msg_id == "42"
 
 
-@pytest.mark.parametrize("key,expect", [("TRAINING", "即将开放"), ("MY_CERTIFICATE", "即将开放"),
-                                        ("FAQ", "常见问题"), ("GUIDE", "操作指南")])
+@pytest.mark.parametrize("key,expect", [("MY_CERTIFICATE", "即将开放"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")])
 def test_menu_clicks_answer(client, wechat: WeChatSide, key: str, expect: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key)))
     assert expect in wechat.open_reply(resp.get_data())["Content"]
@@ -105,6 +104,14 @@ def test_unhandled_input_answers_success_and_is_logged(client, wechat: WeChatSid
     resp = post(client, wechat.deliver(xml))
     assert resp.status_code == 200 and resp.get_data(as_text=True) == "success"
     assert count(db_session, InboundEvent) == 1
+
+
+@pytest.mark.parametrize("key,path", [("TRAINING", "/h5/"), ("MY_PROGRESS", "/h5/"), ("MY_PROFILE", "/h5/profile")])
+def test_h5_menu_keys_answer_with_one_article(app, client, wechat: WeChatSide, key: str, path: str) -> None:
+    resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key), mode="safe"))
+    reply = wechat.open_reply(resp.get_data())
+    assert reply["MsgType"] == "news" and reply["ArticleCount"] == "1"
+    assert reply["Articles"]["item"]["Url"] == app.config["PUBLIC_URL"].rstrip("/") + path
 
 
 def test_reply_content_cannot_break_out_of_cdata(app, wechat: WeChatSide) -> None:

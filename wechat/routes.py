@@ -5,7 +5,7 @@ from handlers import accounts, guide, inbox
 from wechat.router import Router
 
 
-def build_router() -> Router:
+def build_router(public_url: str = "http://127.0.0.1:5000") -> Router:
     router = Router()
     router.on_event("subscribe", accounts.subscribe)
     router.on_event("unsubscribe", accounts.unsubscribe)
@@ -16,6 +16,8 @@ def build_router() -> Router:
     router.on_click("GUIDE", guide.guide)
     router.on_click("FAQ", guide.faq)
     router.on_click("CONTACT_STAFF", guide.contact_staff)
+    for key in guide.H5_ENTRIES:
+        router.on_click(key, guide.h5_entry(public_url, key))
     for key in guide.COMING_SOON:
         router.on_click(key, guide.coming_soon)
     return router

@@ -1,0 +1,221 @@
+"""The 心委培训 H5 pages: home, profile, course progress, topic video with heartbeats, tests."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from handlers import identity, learning, quiz, watching
+from handlers.catalog import list_courses
+from models import Course, Enrollment, QuizAttempt, School
+from web.auth import csrf_ok, current_user_id, login_required
+from web.clock import now
+from web.database import get_session
+from web.media import video_url
+
+bp = Blueprint("training", __name__, url_prefix="/h5", template_folder="templates")
+
+STATE_LABELS = {"locked": "未解锁", "watch": "待观看", "test": "待测试", "done": "已完成"}
+
+
+def _require_csrf() -> None:
+    if not csrf_ok():
+        abort(400, "页面已过期，请刷新后重试。")
+
+
+def _refused(refusal: learning.Refused, status: int = 409) -> tuple[str, int]:
+    return render_template("h5/refused.html", refusal=refusal), status
+
+
+def _enrollment(course_code: str) -> Enrollment:
+    return learning.enroll(get_session(), current_user_id(), course_code)  # type: ignore[arg-type]
+
+
+@bp.get("/")
+@login_required
+def home() -> str:
+    session = get_session()
+    user_id = current_user_id()
+    profile = identity.profile_of(session, user_id)  # type: ignore[arg-type]
+    courses = []
+    for version in list_courses(session):
+        enrollment = session.scalar(select(Enrollment).join(Course).where(
+            Enrollment.user_id == user_id, Course.code == version.course.code))
+        current = learning.progress(session, enrollment) if enrollment else None
+        courses.append((version, current))
+    session.commit()
+    return render_template("h5/home.html", profile=profile, courses=courses)
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile() -> Any:
+    """Fill in → see exactly what will be printed → confirm. After that, no silent edits."""
+    session = get_session()
+    user_id = current_user_id()
+    existing = identity.profile_of(session, user_id)  # type: ignore[arg-type]
+    schools = list(session.scalars(select(School).order_by(School.name)))
+    if existing is not None and existing.status != "rejected":
+        return render_template("h5/profile_locked.html", profile=existing, message=identity.ProfileLocked.message)
+    errors: dict[str, str] = {}
+    form = None
+    if request.method == "POST":
+        _require_csrf()
+        try:
+            school_id = int(request.form.get("school_id", "0"))
+        except ValueError:
+            school_id = 0
+        form = identity.normalize(identity.ProfileForm(
+            school_id=school_id, real_name=request.form.get("real_name", ""), college=request.form.get("college", ""),
+            student_number=request.form.get("student_number", ""), grade=request.form.get("grade", ""),
+            phone=request.form.get("phone", "")))
+        errors = identity.check(session, form)
+        step = request.form.get("step")
+        if not errors and step == "confirm":
+            try:
+                identity.submit_profile(session, user_id, form)  # type: ignore[arg-type]
+            except identity.NumberTaken as exc:
+                errors["student_number"] = exc.message
+            except identity.ProfileInvalid as exc:
+                errors.update(exc.errors)
+            else:
+                session.commit()
+                return redirect(url_for("training.home"))
+        if not errors and step == "preview":
+            return render_template("h5/profile_confirm.html", form=form,
+                                   printed=identity.printed_fields(session, form))
+    return render_template("h5/profile.html", schools=schools, form=form or existing, errors=errors,
+                           rejected=existing if existing is not None and existing.status == "rejected" else None)
+
+
+@bp.get("/courses/<code>")
+@login_required
+def course(code: str) -> Any:
+    session = get_session()
+    try:
+        enrollment = _enrollment(code)
+    except learning.Refused as refusal:
+        return _refused(refusal, 404 if refusal.code == "no_course" else 403)
+    current = learning.progress(session, enrollment)
+    session.commit()
+    return render_template("h5/course.html", progress=current, labels=STATE_LABELS)
+
+
+@bp.post("/courses/<code>/restart")
+@login_required
+def restart(code: str) -> Any:
+    _require_csrf()
+    session = get_session()
+    try:
+        learning.start_next_round(session, _enrollment(code))
+    except learning.Refused as refusal:
+        return _refused(refusal)
+    session.commit()
+    return redirect(url_for("training.course", code=code))
+
+
+@bp.get("/courses/<code>/topics/<topic>")
+@login_required
+def topic(code: str, topic: str) -> Any:
+    session = get_session()
+    try:
+        enrollment = _enrollment(code)
+        current, state = learning.topic_state(session, enrollment, topic)
+    except learning.Refused as refusal:
+        return _refused(refusal, 403)
+    session.commit()
+    return render_template("h5/topic.html", progress=current, state=state, video_src=video_url(state.topic.video_url),
+                           threshold=current.version.watch_threshold)
+
+
+@bp.post("/api/watch")
+@login_required
+def api_watch() -> Any:
+    """The player opened: resume where the server says, and get a session for heartbeats."""
+    _require_csrf()
+    session = get_session()
+    try:
+        enrollment = _enrollment(request.form.get("course", ""))
+        watch = watching.start_watch(session, enrollment, request.form.get("topic", ""), now())
+    except learning.Refused as refusal:
+        return jsonify(error=refusal.code, message=refusal.message), 409
+    session.commit()
+    return jsonify(watch_id=watch.id, position=watch.position, watched_seconds=watch.watched_seconds,
+                   completed=False)
+
+
+@bp.post("/api/heartbeat")
+@login_required
+def api_heartbeat() -> Any:
+    """A heartbeat (every ~15 s, on pause and on pagehide via sendBeacon): form fields
+    watch_id, seq, position, csrf_token."""
+    _require_csrf()
+    try:
+        watch_id, seq = int(request.form["watch_id"]), int(request.form["seq"])
+        position = float(request.form["position"])
+    except (KeyError, ValueError):
+        return jsonify(error="bad_request"), 400
+    if not 0 <= position < 86400 or seq <= 0:
+        return jsonify(error="bad_request"), 400
+    session = get_session()
+    try:
+        beat = watching.heartbeat(session, current_user_id(), watch_id, seq, position, now())  # type: ignore[arg-type]
+    except learning.Refused as refusal:
+        return jsonify(error=refusal.code), 404
+    session.commit()
+    return jsonify(accepted=beat.accepted, position=beat.position, watched_seconds=beat.watched_seconds,
+                   completed=beat.completed, reason=beat.reason)
+
+
+@bp.get("/courses/<code>/topics/<topic>/test")
+@login_required
+def test(code: str, topic: str) -> Any:
+    session = get_session()
+    try:
+        attempt = quiz.start_attempt(session, _enrollment(code), topic, now())
+    except learning.Refused as refusal:
+        return _refused(refusal, 403)
+    sheet = quiz.paper(session, attempt)
+    session.commit()
+    return render_template("h5/test.html", attempt=attempt, sheet=sheet, code=code)
+
+
+@bp.post("/attempts/<int:attempt_id>")
+@login_required
+def submit(attempt_id: int) -> Any:
+    _require_csrf()
+    session = get_session()
+    answers = {key.removeprefix("q"): request.form.getlist(key) for key in request.form if key.startswith("q")}
+    try:
+        quiz.submit_attempt(session, current_user_id(), attempt_id, answers, now())  # type: ignore[arg-type]
+    except learning.Refused as refusal:
+        return _refused(refusal, 404)
+    session.commit()
+    return redirect(url_for("training.result", attempt_id=attempt_id))
+
+
+@bp.get("/attempts/<int:attempt_id>")
+@login_required
+def result(attempt_id: int) -> Any:
+    session = get_session()
+    attempt = session.scalar(select(QuizAttempt).where(QuizAttempt.id == attempt_id,
+                                                       QuizAttempt.user_id == current_user_id()))
+    if attempt is None or attempt.submitted_at is None:
+        abort(404)
+    enrollment = session.get(Enrollment, attempt.enrollment_id)
+    course_row = session.get(Course, enrollment.course_id)  # type: ignore[union-attr]
+    current = learning.progress(session, enrollment)  # type: ignore[arg-type]
+    sheet = quiz.review_sheet(session, attempt)
+    session.commit()
+    return render_template("h5/result.html", attempt=attempt, sheet=sheet, progress=current,
+                           code=course_row.code)  # type: ignore[union-attr]
+
+
+def no_store(response: Response) -> Response:
+    # Pages with a student's data and tests must not be served from a shared cache.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+bp.after_request(no_store)
