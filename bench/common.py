@@ -174,6 +174,10 @@ def http_post(server: Server, path: str, body: bytes, timeout: float = 10.0) -> 
 # file (so threads never send the same entry), and its connections share one cursor (so
 # connections never send the same entry either). Running past the end starts over; those
 # re-sends are counted as `reused`, since for the webhook they are duplicates.
+# A line is `path<TAB>body`, optionally followed by `<TAB>Name: value` fields: per-request
+# headers (a session cookie, a form's Content-Type) that replace the text/xml default.
+# An optional third script argument is a marker: 200 answers whose body contains it are
+# counted as `marked` (e.g. a JSON `"accepted":true`), the first one without it is kept.
 WRK_LUA = r"""
 local counter = 0
 local threads = {}
@@ -186,7 +190,7 @@ end
 
 function init(args)
   local path, nthreads = args[1], tonumber(args[2])
-  local headers = { ["Content-Type"] = "text/xml" }
+  if args[3] and args[3] ~= "" then marker = args[3] end
   reqs = {}
   local lines = {}
   for line in io.lines(path) do lines[#lines + 1] = line end
@@ -194,13 +198,19 @@ function init(args)
   -- A file shorter than the thread count (the floor's single request) is shared.
   for i = 1, #lines do
     if (i - 1) % nthreads == id % #lines then
-      local line = lines[i]
-      local tab = line:find("\t", 1, true)
-      reqs[#reqs + 1] = wrk.format("POST", line:sub(1, tab - 1), headers, line:sub(tab + 1))
+      local fields = {}
+      for f in (lines[i] .. "\t"):gmatch("([^\t]*)\t") do fields[#fields + 1] = f end
+      local headers = { ["Content-Type"] = "text/xml" }
+      for j = 3, #fields do
+        local name, value = fields[j]:match("^([^:]+):%s*(.*)$")
+        if name then headers[name] = value end
+      end
+      reqs[#reqs + 1] = wrk.format("POST", fields[1], headers, fields[2])
     end
   end
   lines = nil
   loaded, sent, ok, bad, xml, sealed, success, other, first_bad = #reqs, 0, 0, 0, 0, 0, 0, 0, ""
+  marked, first_unmarked = 0, ""
 end
 
 function request()
@@ -219,32 +229,43 @@ function response(status, headers, body)
     else
       other = other + 1
     end
+    if marker then
+      if body:find(marker, 1, true) then
+        marked = marked + 1
+      elseif first_unmarked == "" then
+        first_unmarked = body:sub(1, 160):gsub("[^%w %.:_,{}-]", "?")
+      end
+    end
   else
     bad = bad + 1
-    if first_bad == "" then first_bad = status .. " " .. body:sub(1, 80):gsub("[^%w%s%.:_-]", "?") end
+    -- Only characters that need no escaping in the JSON line below (an HTML error page has newlines).
+    if first_bad == "" then first_bad = status .. " " .. body:sub(1, 80):gsub("[^%w %.:_-]", "?") end
   end
 end
 
 function done(summary, latency, requests)
-  local t = { loaded = 0, sent = 0, reused = 0, ok = 0, bad = 0, xml = 0, sealed = 0, success = 0, other = 0 }
-  local first_bad = ""
+  local t = { loaded = 0, sent = 0, reused = 0, ok = 0, bad = 0, xml = 0, sealed = 0, success = 0, other = 0,
+              marked = 0 }
+  local first_bad, first_unmarked = "", ""
   for _, thread in ipairs(threads) do
     local n, s = thread:get("loaded"), thread:get("sent")
     t.loaded = t.loaded + n
     t.sent = t.sent + s
     if s > n then t.reused = t.reused + (s - n) end
-    for _, k in ipairs({ "ok", "bad", "xml", "sealed", "success", "other" }) do t[k] = t[k] + thread:get(k) end
+    for _, k in ipairs({ "ok", "bad", "xml", "sealed", "success", "other", "marked" }) do t[k] = t[k] + thread:get(k) end
     if first_bad == "" then first_bad = thread:get("first_bad") end
+    if first_unmarked == "" then first_unmarked = thread:get("first_unmarked") end
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
     '"max_us": %d, "mean_us": %.1f, "connect_errors": %d, "read_errors": %d, "write_errors": %d, ' ..
     '"timeouts": %d, "loaded": %d, "sent": %d, "reused": %d, "ok": %d, "non200": %d, "xml": %d, ' ..
-    '"sealed": %d, "success": %d, "other": %d, "first_bad": "%s"}\n',
+    '"sealed": %d, "success": %d, "other": %d, "first_bad": "%s", "marked": %d, "first_unmarked": "%s"}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency.max, latency.mean, e.connect, e.read, e.write, e.timeout,
-    t.loaded, t.sent, t.reused, t.ok, t.bad, t.xml, t.sealed, t.success, t.other, first_bad))
+    t.loaded, t.sent, t.reused, t.ok, t.bad, t.xml, t.sealed, t.success, t.other, first_bad,
+    t.marked, first_unmarked))
 end
 """
 
