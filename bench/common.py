@@ -157,11 +157,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def http_post(server: Server, path: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
-    """One POST over a fresh connection: for pre-flight checks and seeding, not for measuring."""
+def http_post(
+    server: Server, path: str, body: bytes, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One POST over a fresh connection: for pre-flight checks and seeding, not for measuring.
+    `headers` replace the text/xml default, as the extra fields of a request-file line do."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "text/xml"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "text/xml", **(headers or {})})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -290,6 +293,8 @@ class WrkResult:
     other: int  # 200 answers that were neither
     first_bad: str
     cpu_busy: float | None = None  # share of all cores busy during the run (everything on the machine)
+    marked: int = 0  # 200 answers containing the run's marker (0 without one)
+    first_unmarked: str = ""  # the first 200 answer without the marker, for the report
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -303,15 +308,24 @@ def write_lua(directory: Path) -> Path:
     return path
 
 
-def write_requests(path: Path, items: Iterable[tuple[str, bytes]]) -> int:
-    """One `path<TAB>body` line per request, the format the Lua script reads."""
+def write_requests(
+    path: Path, items: Iterable[tuple[str, bytes] | tuple[str, bytes, Mapping[str, str]]]
+) -> int:
+    """One `path<TAB>body[<TAB>Name: value ...]` line per request, the format the Lua script
+    reads; an item's optional third element holds that request's own headers."""
     n = 0
     with open(path, "w", encoding="utf-8") as out:
-        for target, body in items:
-            text = body.decode("utf-8")
-            if any(c in target or c in text for c in "\t\n\r"):
-                raise BenchError("request target or body contains a tab or newline")
-            out.write(f"{target}\t{text}\n")
+        for item in items:
+            target, body = item[0], item[1]
+            headers: Mapping[str, str] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+            fields = [target, body.decode("utf-8")]
+            for name, value in headers.items():
+                if not name or ":" in name:
+                    raise BenchError(f"bad header name {name!r}")
+                fields.append(f"{name}: {value}")
+            if any(c in f for f in fields for c in "\t\n\r"):
+                raise BenchError("request target, body or header contains a tab or newline")
+            out.write("\t".join(fields) + "\n")
             n += 1
     if n == 0:
         raise BenchError("no requests to write")
@@ -331,14 +345,18 @@ def run_wrk(
     connections: int,
     threads: int,
     timeout: str = "5s",
+    marker: str = "",
 ) -> WrkResult:
-    """Run wrk against `server` for `duration` seconds and return its numbers and our checks."""
+    """Run wrk against `server` for `duration` seconds and return its numbers and our checks.
+    `marker`: count the 200 answers whose body contains it (WrkResult.marked)."""
     if not wrk_available():
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
+    if any(c in marker for c in "\t\n\r"):
+        raise BenchError("the marker contains a tab or newline")
     threads = max(1, min(threads, connections))
     cmd = [
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s",
-        "--timeout", timeout, "-s", str(lua), server.url + "/", "--", str(requests_file), str(threads),
+        "--timeout", timeout, "-s", str(lua), server.url + "/", "--", str(requests_file), str(threads), marker,
     ]
     cpu_before = _cpu_times()
     try:
@@ -370,6 +388,8 @@ def run_wrk(
         other=raw["other"],
         first_bad=raw["first_bad"],
         cpu_busy=_busy(cpu_before, cpu_after),
+        marked=raw.get("marked", 0),
+        first_unmarked=raw.get("first_unmarked", ""),
         raw=raw,
     )
 

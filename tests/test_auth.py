@@ -7,12 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from flask import Flask
 from sqlalchemy import delete, select
 
 from models import User
 from tests.conftest import ARTIFACTS, count, make_test_app
 from web import auth
+from wechat import oauth
 from web.database import get_database
 
 STALE = "心委培训"  # the friendly page sends the student back to the menu entry
@@ -52,7 +52,7 @@ def logged_in_as(client) -> str | None:  # type: ignore[no-untyped-def]
 
 
 def exchanges(fake_wechat) -> int:  # type: ignore[no-untyped-def]
-    return len(fake_wechat.requests(auth.SNS_TOKEN_PATH))
+    return len(fake_wechat.requests(oauth.SNS_TOKEN_PATH))
 
 
 # -- the loop ------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_full_login_flow(app, client, fake_wechat, db_session, home) -> None:  #
     with client.session_transaction() as sess:
         assert sess[auth.USER_ID] == user.id and sess[auth.OPENID] == "o_student_flow_0001"
         assert isinstance(sess[auth.LOGIN_AT], int) and sess.permanent
-    [exchange] = fake_wechat.requests(auth.SNS_TOKEN_PATH)
+    [exchange] = fake_wechat.requests(oauth.SNS_TOKEN_PATH)
     assert exchange["query"]["grant_type"] == "authorization_code"
     assert exchange["query"]["secret"] == app.config["WECHAT_APP_SECRET"]
 
@@ -205,7 +205,7 @@ def test_snapshot_user_is_never_bound(client, fake_wechat, db_session, home) -> 
 
 @pytest.mark.parametrize("errcode,status", [(40029, 400), (40163, 400), (45011, 503), (-1, 503), (40125, 503)])
 def test_wechat_errcodes_give_a_friendly_page(client, fake_wechat, db_session, errcode, status) -> None:  # type: ignore[no-untyped-def]
-    fake_wechat.fail(auth.SNS_TOKEN_PATH, errcode=errcode)
+    fake_wechat.fail(oauth.SNS_TOKEN_PATH, errcode=errcode)
     resp = log_in(client, "o_errcode")
     assert resp.status_code == status
     body = resp.get_data(as_text=True)
@@ -215,7 +215,7 @@ def test_wechat_errcodes_give_a_friendly_page(client, fake_wechat, db_session, e
 
 
 def test_dropped_connection_gives_503(client, fake_wechat, db_session) -> None:  # type: ignore[no-untyped-def]
-    fake_wechat.fail(auth.SNS_TOKEN_PATH, drop=True)
+    fake_wechat.fail(oauth.SNS_TOKEN_PATH, drop=True)
     resp = log_in(client, "o_dropped")
     assert resp.status_code == 503
     assert "微信暂时无法确认你的身份" in resp.get_data(as_text=True)
@@ -225,7 +225,7 @@ def test_dropped_connection_gives_503(client, fake_wechat, db_session) -> None: 
 
 def test_slow_wechat_times_out_with_503(app, client, fake_wechat, db_session) -> None:  # type: ignore[no-untyped-def]
     app.config["WECHAT_HTTP_TIMEOUT"] = 0.3
-    fake_wechat.fail(auth.SNS_TOKEN_PATH, delay=1.0)
+    fake_wechat.fail(oauth.SNS_TOKEN_PATH, delay=1.0)
     assert log_in(client, "o_slow_wechat").status_code == 503
     assert count(db_session, User) == 0
 
@@ -236,7 +236,7 @@ def test_nothing_secret_reaches_the_logs(client, fake_wechat, caplog) -> None:  
     callback = authorize(start_login(client), "o_log_secret_1")
     client.get(callback)
     client.get(callback)  # a refused replay logs too
-    fake_wechat.fail(auth.SNS_TOKEN_PATH, drop=True)
+    fake_wechat.fail(oauth.SNS_TOKEN_PATH, drop=True)
     other = client.application.test_client()
     other_callback = authorize(start_login(other), "o_log_secret_2")
     other.get(other_callback)

@@ -12,7 +12,7 @@ from handlers.accounts import WELCOME
 from handlers.inbox import ACKNOWLEDGEMENT
 from tests.conftest import count
 from models import InboundEvent, InboxMessage, User
-from wechat.crypto import MessageCrypto, sign
+from wechat.crypto import sign
 from wechat.simulate import WeChatSide
 
 

@@ -7,13 +7,11 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-import requests
 from flask import (Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect,
                    render_template, request, session, url_for)
 from sqlalchemy import select
@@ -22,6 +20,7 @@ import telemetry
 from handlers.accounts import ensure_user
 from models import User
 from web.database import get_database, get_session
+from wechat.oauth import OAuthCodeRejected, OAuthUnavailable, authorize_url, exchange_code
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ bp = Blueprint("auth", __name__, template_folder="templates")
 # replaces it by not registering this one: two views on one URL would be decided by order.
 
 DEFAULT_NEXT = "/h5/"
-SNS_TOKEN_PATH = "/sns/oauth2/access_token"
 # WeChat allows a-zA-Z0-9 in `state`, up to 128 bytes: 32 hex characters are 128 random bits.
 STATE_BYTES = 16
 STATE_TTL_SECONDS = 600
@@ -47,11 +45,6 @@ LOGIN_AT = "login_at"
 CSRF = "csrf"
 PENDING = "oauth_pending"
 
-# Codes WeChat gives for a code that is unknown, expired, already used or missing: the
-# student's page is stale (back button, reload, forwarded link), not our fault.
-REJECTED_CODE_ERRCODES = frozenset({40029, 40163, 41008})
-# What real openids look like (28 characters of base64url today); anything else is refused.
-OPENID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A `next` may only use these characters: no backslash, quote, angle bracket, space, control
 # character or '#', so it cannot leave the site, break a header or a page, or hide a host.
 NEXT_CHARS = re.compile(r"^[A-Za-z0-9\-._~!$&*+,;=:@/?%]+$")
@@ -196,69 +189,6 @@ def csrf_ok() -> bool:
 bp.add_app_template_global(csrf_token, "csrf_token")
 
 
-# -- WeChat's side of OAuth -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class OAuthGrant:
-    openid: str
-    snapshot: bool
-
-
-class OAuthCodeRejected(Exception):
-    """WeChat refused the code (unknown, expired, used): the student's page is stale."""
-
-
-class OAuthUnavailable(Exception):
-    """No usable answer from WeChat: network failure, HTTP error, other errcode, odd body."""
-
-
-def authorize_url(config: Mapping[str, Any], state: str) -> str:
-    """WeChat's authorize page for snsapi_base (silent: no consent screen). WeChat needs the
-    parameters in this order and the #wechat_redirect fragment."""
-    redirect_uri = str(config["PUBLIC_URL"]).rstrip("/") + url_for("auth.oauth_callback")
-    query = urlencode([("appid", config["WECHAT_APP_ID"]), ("redirect_uri", redirect_uri),
-                       ("response_type", "code"), ("scope", "snsapi_base"), ("state", state)],
-                      quote_via=quote)
-    return f"{str(config['WECHAT_OPEN_BASE']).rstrip('/')}/connect/oauth2/authorize?{query}#wechat_redirect"
-
-
-def exchange_code(config: Mapping[str, Any], code: str) -> OAuthGrant:
-    """Trade an OAuth code for the student's openid at WeChat.
-
-    Plain requests rather than wechatpy's WeChatOAuth: that class sets no timeout and lets
-    connection errors escape unwrapped. Exception texts carry the URL (code and secret), so
-    only their type is ever logged.
-    """
-    url = str(config["WECHAT_API_BASE"]).rstrip("/") + SNS_TOKEN_PATH
-    params = {"appid": config["WECHAT_APP_ID"], "secret": config["WECHAT_APP_SECRET"], "code": code,
-              "grant_type": "authorization_code"}
-    try:
-        res = requests.get(url, params=params, timeout=float(config["WECHAT_HTTP_TIMEOUT"]))
-        res.raise_for_status()
-        body = res.json()
-    except (requests.RequestException, ValueError) as exc:
-        logger.warning("WeChat API %s failed: errcode=None %s", SNS_TOKEN_PATH, type(exc).__name__)
-        telemetry.count_wechat_api_error(SNS_TOKEN_PATH, None)
-        raise OAuthUnavailable from None
-    if not isinstance(body, dict):
-        raise OAuthUnavailable
-    try:
-        errcode = int(body.get("errcode") or 0)
-    except (TypeError, ValueError):
-        errcode = -1
-    if errcode:
-        logger.warning("WeChat API %s failed: errcode=%s", SNS_TOKEN_PATH, errcode)
-        telemetry.count_wechat_api_error(SNS_TOKEN_PATH, errcode)
-        raise OAuthCodeRejected if errcode in REJECTED_CODE_ERRCODES else OAuthUnavailable
-    openid = body.get("openid")
-    if not isinstance(openid, str) or not OPENID_SHAPE.match(openid):
-        logger.warning("WeChat API %s answered without a well-formed openid", SNS_TOKEN_PATH)
-        raise OAuthUnavailable
-    # Fail closed: any value other than an explicit 0 means a snapshot (快照页) visitor.
-    snapshot = body.get("is_snapshotuser") not in (None, 0, "0", False)
-    return OAuthGrant(openid=openid, snapshot=snapshot)
-
-
 # -- pending logins (state) -------------------------------------------------------------------
 
 def _fresh(entry: Any, now: float) -> bool:
@@ -315,7 +245,8 @@ def login() -> Response:
         pending.pop(min(pending, key=lambda k: pending[k][0]))
     pending[state] = [int(_now()), safe_next(request.args.get("next"))]
     session[PENDING] = pending
-    return _no_store(redirect(authorize_url(current_app.config, state), code=302))
+    redirect_uri = str(current_app.config["PUBLIC_URL"]).rstrip("/") + url_for("auth.oauth_callback")
+    return _no_store(redirect(authorize_url(current_app.config, redirect_uri, state), code=302))
 
 
 STALE_TITLE = "登录已失效"
