@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # Days a student's H5 sign-in lasts (the signed session cookie), counted from the login.
     "H5_SESSION_DAYS": 7,
+    # Seconds a signed-in student's row is trusted to still exist before it is checked again.
+    "H5_USER_CHECK_SECONDS": 60,
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
     "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
@@ -66,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS"}
-FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
+FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "H5_USER_CHECK_SECONDS", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
               "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS", "JOB_SWEEP_SECONDS"}
 BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}
 

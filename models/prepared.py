@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.sql import ClauseElement
 
 
@@ -25,12 +26,15 @@ class PreparedStatement:
         dialect = engine.dialect
         binds = compiled.binds
         processors: dict[str, Callable[[Any], Any] | None] = {
-            name: bind.type.bind_processor(dialect) for name, bind in binds.items()
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in binds.items()
         }
         self._positional = dialect.positional
         self._order: list[str] = list(compiled.positiontup or []) if dialect.positional else list(binds)
         self._processors = processors
         self._postgres = dialect.name == "postgresql"
+        # Convert returned values as SQLAlchemy would (SQLite hands back timestamps as text).
+        columns = list(getattr(statement, "exported_columns", []) or [])
+        self._results: list[Callable[[Any], Any] | None] = [_result_processor(c.type, dialect) for c in columns]
 
     def _params(self, values: Mapping[str, Any]) -> Any:
         out = []
@@ -48,14 +52,28 @@ class PreparedStatement:
             if self._postgres:
                 dbapi.autocommit = True  # one statement, one round trip: no BEGIN/COMMIT
                 try:
-                    return dbapi.execute(self.sql, self._params(values)).fetchone()
+                    row = dbapi.execute(self.sql, self._params(values)).fetchone()
                 finally:
                     dbapi.autocommit = False
-            # Our SQLite connections run with isolation_level=None: each statement commits.
-            cursor = dbapi.execute(self.sql, self._params(values))
-            try:
-                return cursor.fetchone()
-            finally:
-                cursor.close()
+            else:
+                # Our SQLite connections run with isolation_level=None: each statement commits.
+                cursor = dbapi.execute(self.sql, self._params(values))
+                try:
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
         finally:
             raw.close()
+        if row is None or not any(self._results):
+            return row
+        return tuple(p(v) if p is not None and v is not None else v
+                     for p, v in zip(self._results, row, strict=False))
+
+
+def _result_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """The type's result processor for this dialect. Some need the driver's type code, which
+    a raw cursor does not give us; those (psycopg's floats) come back native anyway."""
+    try:
+        return type_.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, InvalidRequestError):
+        return None

@@ -300,6 +300,7 @@ def test_login_required_answers_401_to_other_methods(app, client, fake_wechat) -
 
 
 def test_deleted_user_is_sent_to_login(app, client, fake_wechat, home) -> None:  # type: ignore[no-untyped-def]
+    app.config["H5_USER_CHECK_SECONDS"] = 0  # check on every request
     log_in(client, "o_deleted")
     assert client.get(home).status_code == 200
     with get_database(app).sessions() as s:
@@ -308,6 +309,19 @@ def test_deleted_user_is_sent_to_login(app, client, fake_wechat, home) -> None: 
     resp = client.get(home)
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/h5/login")
     assert logged_in_as(client) is None
+
+
+def test_the_user_check_is_cached_for_a_while(app, client, fake_wechat, home) -> None:  # type: ignore[no-untyped-def]
+    log_in(client, "o_cached")
+    assert client.get(home).status_code == 200
+    with get_database(app).sessions() as s:
+        s.execute(delete(User))
+        s.commit()
+    # Within H5_USER_CHECK_SECONDS the session is trusted without asking the database again...
+    assert client.get("/h5/profile").status_code == 200
+    app.config["H5_USER_CHECK_SECONDS"] = 0
+    # ...after it, the removed user is signed out.
+    assert client.get(home).status_code == 302
 
 
 def test_session_for_another_openid_is_refused(app, client, fake_wechat, home) -> None:  # type: ignore[no-untyped-def]

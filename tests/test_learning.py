@@ -11,7 +11,7 @@ from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused, enroll, progress, start_next_round
 from handlers.quiz import paper, review_sheet, start_attempt, submit_attempt
 from handlers.watching import heartbeat, start_watch
-from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User
+from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User, WatchSession
 from models.base import utcnow
 from tests.test_catalog import course, to_toml
 from web.database import get_database
@@ -48,11 +48,12 @@ def states(db, enrollment) -> list[str]:  # type: ignore[no-untyped-def]
 def watch_fully(db, enrollment, topic: str, start: float, seconds: int) -> float:  # type: ignore[no-untyped-def]
     """Play the video at 1× with a heartbeat every 5 s; returns the clock afterwards."""
     watch = start_watch(db, enrollment, topic, at(start))
+    db.commit()  # heartbeats run outside any session, as in the app
     t, seq = start, 0
     while True:
         t += 5
         seq += 1
-        beat = heartbeat(db, enrollment.user_id, watch.id, seq, min(t - start, seconds), at(t))
+        beat = heartbeat(db.get_bind(), enrollment.user_id, watch.id, seq, min(t - start, seconds), at(t))
         assert beat.accepted, beat
         if beat.completed:
             return t
@@ -97,34 +98,39 @@ def test_topics_unlock_in_order_and_tests_wait_for_the_video(db) -> None:  # typ
 def test_a_seek_to_the_end_or_a_forged_done_completes_nothing(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     watch = start_watch(db, enrollment, "t01", at(0))
-    jump = heartbeat(db, enrollment.user_id, watch.id, 1, 10, at(1))  # 10 s of video after 1 s
+    db.commit()
+    jump = heartbeat(db.get_bind(), enrollment.user_id, watch.id, 1, 10, at(1))  # 10 s of video after 1 s
     assert not jump.accepted and jump.position == 0 and not jump.completed
     # Many fast beats cannot add up to more than real time either.
     for seq in range(2, 40):
-        heartbeat(db, enrollment.user_id, watch.id, seq, 10, at(1 + seq * 0.01))
+        heartbeat(db.get_bind(), enrollment.user_id, watch.id, seq, 10, at(1 + seq * 0.01))
     assert states(db, enrollment)[0] == "watch"
     # A replayed beat (same sequence number) is refused.
-    assert heartbeat(db, enrollment.user_id, watch.id, 39, 9, at(30)).reason == "stale or replayed"
+    assert heartbeat(db.get_bind(), enrollment.user_id, watch.id, 39, 9, at(30)).reason == "stale or replayed"
 
 
 def test_two_tabs_one_video(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     first = start_watch(db, enrollment, "t01", at(0))
+    db.commit()
     second = start_watch(db, enrollment, "t01", at(1))
-    beat = heartbeat(db, enrollment.user_id, first.id, 1, 5, at(6))
+    db.commit()
+    beat = heartbeat(db.get_bind(), enrollment.user_id, first.id, 1, 5, at(6))
     assert not beat.accepted and beat.reason == "another video or tab took over"
-    assert heartbeat(db, enrollment.user_id, second.id, 1, 5, at(6)).accepted
+    assert heartbeat(db.get_bind(), enrollment.user_id, second.id, 1, 5, at(6)).accepted
 
 
 def test_reopening_resumes_from_the_verified_position(db) -> None:  # type: ignore[no-untyped-def]
     enrollment = enroll(db, db.info["student"], "demo-course")
     watch = start_watch(db, enrollment, "t01", at(0))
-    heartbeat(db, enrollment.user_id, watch.id, 1, 4, at(4))
-    heartbeat(db, enrollment.user_id, watch.id, 2, 6, at(6))
+    db.commit()
+    heartbeat(db.get_bind(), enrollment.user_id, watch.id, 1, 4, at(4))
+    heartbeat(db.get_bind(), enrollment.user_id, watch.id, 2, 6, at(6))
     again = start_watch(db, enrollment, "t01", at(100))
+    db.commit()
     assert again.position == 6 and again.watched_seconds == 6
     # Continue from there: 3 more seconds reach the 90 % threshold of a 10 s video.
-    assert heartbeat(db, enrollment.user_id, again.id, 1, 9, at(103)).completed
+    assert heartbeat(db.get_bind(), enrollment.user_id, again.id, 1, 9, at(103)).completed
 
 
 def test_another_students_watch_or_attempt_is_refused(db) -> None:  # type: ignore[no-untyped-def]
@@ -132,8 +138,9 @@ def test_another_students_watch_or_attempt_is_refused(db) -> None:  # type: igno
     t = watch_fully(db, enrollment, "t01", 0, 10)
     attempt = start_attempt(db, enrollment, "t01", at(t))
     watch = start_watch(db, enrollment, "t01", at(t))
+    db.commit()
     with pytest.raises(Refused):
-        heartbeat(db, db.info["other"], watch.id, 1, 1, at(t + 1))
+        heartbeat(db.get_bind(), db.info["other"], watch.id, 1, 1, at(t + 1))
     with pytest.raises(Refused):
         submit_attempt(db, db.info["other"], attempt.id, {}, at(t + 1))
 
@@ -218,3 +225,27 @@ def test_round_failed_then_redo_all(db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Refused):
         start_next_round(db, enrollment)
     assert db.scalar(select(Enrollment.passed_at)) is None
+
+
+def test_racing_beats_of_one_session_count_once(db) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    enrollment = enroll(db, db.info["student"], "demo-course")
+    watch = start_watch(db, enrollment, "t01", at(0))
+    db.commit()
+    barrier = threading.Barrier(4)
+    beats = []
+
+    def send(seq: int) -> None:
+        barrier.wait()
+        beats.append(heartbeat(db.get_bind(), enrollment.user_id, watch.id, seq, 3, at(3)))
+
+    threads = [threading.Thread(target=send, args=(seq,)) for seq in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # However the four interleave, 3 seconds of video are counted once, not four times.
+    db.expire_all()
+    assert db.get(WatchSession, watch.id).watched_seconds == 3
+    assert sum(b.accepted for b in beats) >= 1

@@ -67,6 +67,9 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=days)
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    # The login's own timestamp bounds its life; re-signing the cookie on every request
+    # (Flask's default for permanent sessions) only costs time on each heartbeat.
+    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", False)
     app.config["SESSION_COOKIE_SECURE"] = str(app.config.get("PUBLIC_URL") or "").startswith("https://")
     app.register_blueprint(bp)
 
@@ -138,14 +141,33 @@ def current_user() -> User:
     return user
 
 
+# (user id, openid) pairs recently checked against the database, per app and process: the
+# player's heartbeats and page loads need not each ask again (it was the costliest part of a
+# heartbeat). H5_USER_CHECK_SECONDS bounds how long a session outlives a removed user.
+CHECKED_USERS = "xinwei.checked_users"
+_CHECK_MAX = 10_000
+
+
 def _user_still_exists(user_id: int, openid: str) -> bool:
+    key = (user_id, openid)
+    checked_users: dict[tuple[int, str], float] = current_app.extensions.setdefault(CHECKED_USERS, {})
+    checked = checked_users.get(key)
+    if checked is not None and time.monotonic() - checked < float(current_app.config["H5_USER_CHECK_SECONDS"]):
+        return True
     # A reader session: on SQLite it never takes the write lock, so read-only pages stay
     # concurrent. The openid check stops a reused id (a restored or emptied table) from
     # handing one student's session to another.
     with get_database().readers() as reader:
         stored = reader.scalar(select(User.openid).where(User.id == user_id))
         reader.rollback()
-    return stored is not None and hmac.compare_digest(stored.encode(), openid.encode())
+    ok = stored is not None and hmac.compare_digest(stored.encode(), openid.encode())
+    if ok:
+        if len(checked_users) >= _CHECK_MAX:
+            checked_users.clear()
+        checked_users[key] = time.monotonic()
+    else:
+        checked_users.pop(key, None)
+    return ok
 
 
 def login_required(view: F) -> F:

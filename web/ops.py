@@ -22,9 +22,9 @@ from web.database import get_database
 log = logging.getLogger("xinwei.access")
 bp = Blueprint("ops", __name__)
 
-# WeChat's deliveries are the bulk of the traffic and fully counted in metrics; a log line
-# each would be the costliest part of a reply. Their refusals and errors log themselves.
-QUIET_WHEN_OK = frozenset({"wechat.receive"})
+# WeChat's deliveries and the players' heartbeats are the bulk of the traffic and fully
+# counted in metrics; a log line each would be a large part of their cost. Errors still log.
+QUIET_WHEN_OK = frozenset({"wechat.receive", "training.api_heartbeat"})
 ENDPOINT_KEY = "xinwei.endpoint"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 

@@ -11,7 +11,7 @@ from handlers.catalog import list_courses
 from models import Course, Enrollment, QuizAttempt, School
 from web.auth import csrf_ok, current_user_id, login_required
 from web.clock import now
-from web.database import get_session
+from web.database import get_database, get_session
 from web.media import video_url
 
 bp = Blueprint("training", __name__, url_prefix="/h5", template_folder="templates")
@@ -158,12 +158,10 @@ def api_heartbeat() -> Any:
         return jsonify(error="bad_request"), 400
     if not 0 <= position < 86400 or seq <= 0:
         return jsonify(error="bad_request"), 400
-    session = get_session()
     try:
-        beat = watching.heartbeat(session, current_user_id(), watch_id, seq, position, now())  # type: ignore[arg-type]
+        beat = watching.heartbeat(get_database().engine, current_user_id(), watch_id, seq, position, now())  # type: ignore[arg-type]
     except learning.Refused as refusal:
         return jsonify(error=refusal.code), 404
-    session.commit()
     return jsonify(accepted=beat.accepted, position=beat.position, watched_seconds=beat.watched_seconds,
                    completed=beat.completed, reason=beat.reason)
 
