@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # Days a student's H5 sign-in lasts (the signed session cookie), counted from the login.
     "H5_SESSION_DAYS": 7,
+    # The login's own timestamp bounds its life; re-signing the cookie on every request
+    # (Flask's default for permanent sessions) only costs time on each heartbeat.
+    "SESSION_REFRESH_EACH_REQUEST": False,
     # Seconds a signed-in student's row is trusted to still exist before it is checked again.
     "H5_USER_CHECK_SECONDS": 60,
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.

@@ -67,9 +67,6 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=days)
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    # The login's own timestamp bounds its life; re-signing the cookie on every request
-    # (Flask's default for permanent sessions) only costs time on each heartbeat.
-    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", False)
     app.config["SESSION_COOKIE_SECURE"] = str(app.config.get("PUBLIC_URL") or "").startswith("https://")
     app.register_blueprint(bp)
 
