@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 want_dev=${1:-}
 
 # Debian packages: the CJK TrueType font embedded in certificates and screenshots,
-# chromium for browser tests, wrk for benches.
+# chromium for browser tests, wrk for benches, zbar-tools to decode certificate QR codes.
 debs=(fonts-wqy-zenhei)
-if [ "$want_dev" = dev ]; then debs+=(chromium wrk); fi
+if [ "$want_dev" = dev ]; then debs+=(chromium wrk zbar-tools); fi
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
