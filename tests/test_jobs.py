@@ -173,7 +173,7 @@ def test_a_job_held_by_a_dead_worker_runs_again_and_the_dead_one_cannot_finish(q
     queue = get_queue(queue_app)
     make_user(queue_app)
     sessions = get_database(queue_app).sessions
-    slow = Effects(delay=0.6)
+    slow = Effects(delay=1.0)
     queue.registry.register("test.slow", slow)
     with sessions() as session:
         job = record_job(session, "test.slow", {"openid": "o_job"})
@@ -185,7 +185,9 @@ def test_a_job_held_by_a_dead_worker_runs_again_and_the_dead_one_cannot_finish(q
     first = threading.Thread(target=lambda: results.setdefault("first", run_job(
         sessions, queue.registry, job_id, config=queue_app.config, policy=short)))
     first.start()
-    time.sleep(0.35)  # the first worker's lease has run out while it is still working
+    # Once the first worker holds the job, let its lease run out while it is still working.
+    wait_for(lambda: job_status(queue_app, job_id).status == "running")
+    time.sleep(0.3)
     results["second"] = run_job(sessions, queue.registry, job_id, config=queue_app.config, policy=short)
     first.join()
     assert {results["first"].status, results["second"].status} == {"done", "lost-lease"}
