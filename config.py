@@ -16,6 +16,8 @@ DEV_SECRETS: dict[str, str] = {
     "WECHAT_TOKEN": "xinweidevtoken",
     # 43 characters of base64 without the trailing '=' (WeChat's EncodingAESKey format).
     "WECHAT_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+    # Ed25519 seed (32 bytes, base64) that signs certificates; production keeps its own.
+    "CERT_SIGNING_KEY": "ZGV2LW9ubHktY2VydGlmaWNhdGUtc2lnbmluZy1rZXk=",
 }
 
 REQUIRED_IN_PRODUCTION = (
@@ -26,6 +28,7 @@ REQUIRED_IN_PRODUCTION = (
     "WECHAT_APP_SECRET",
     "WECHAT_TOKEN",
     "WECHAT_ENCODING_AES_KEY",
+    "CERT_SIGNING_KEY",
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -145,6 +148,13 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ValueError
         except (ValueError, binascii.Error):
             problems.append("WECHAT_ENCODING_AES_KEY must be WeChat's 43-character base64 key")
+    cert_key = config.get("CERT_SIGNING_KEY")
+    if cert_key:
+        try:
+            if len(base64.b64decode(cert_key, validate=True)) != 32:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            problems.append("CERT_SIGNING_KEY must be 32 bytes, base64-encoded")
     for url_key in ("WECHAT_API_BASE", "WECHAT_OPEN_BASE", "WECHAT_PAY_API_BASE", "PUBLIC_URL"):
         url = config.get(url_key)
         if url and not str(url).startswith(("http://", "https://")):

@@ -21,6 +21,7 @@ PROD_ENV = {
     "WECHAT_APP_SECRET": "0123456789abcdef0123456789abcdef",
     "WECHAT_TOKEN": "tok",
     "WECHAT_ENCODING_AES_KEY": "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut",
+    "CERT_SIGNING_KEY": "cHJvZHVjdGlvbi1rZXktaW4tYS12YXVsdC0zMmJ5dGU=",
 }
 
 
@@ -29,7 +30,7 @@ def test_production_without_secrets_names_every_missing_one(tmp_path: Path) -> N
         load_config({"XINWEI_ENV": "production"}, instance_path=str(tmp_path))
     message = str(err.value)
     for name in ("SECRET_KEY", "DATABASE_URL", "PUBLIC_URL", "WECHAT_APP_ID", "WECHAT_APP_SECRET",
-                 "WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY"):
+                 "WECHAT_TOKEN", "WECHAT_ENCODING_AES_KEY", "CERT_SIGNING_KEY"):
         assert name in message
 
 
@@ -55,6 +56,8 @@ def test_malformed_values_are_clear_errors(tmp_path: Path) -> None:
         load_config({"WECHAT_REPLAY_WINDOW": "soon"}, instance_path=str(tmp_path))
     with pytest.raises(ConfigError, match="WECHAT_API_BASE"):
         load_config({"WECHAT_API_BASE": "api.weixin.qq.com"}, instance_path=str(tmp_path))
+    with pytest.raises(ConfigError, match="CERT_SIGNING_KEY"):
+        load_config({"CERT_SIGNING_KEY": "c2hvcnQ="}, instance_path=str(tmp_path))
     with pytest.raises(ConfigError, match="SIMULATOR_ENABLED"):
         load_config({**PROD_ENV, "SIMULATOR_ENABLED": "1"}, instance_path=str(tmp_path))
 

@@ -1,0 +1,77 @@
+"""Certificates: issued versions with their printed snapshot, serial counters, and the audit trail."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+LIVE = "status = 'valid'"
+
+
+class SerialCounter(Base):
+    """The last serial number handed out in a year. Incremented under a row lock inside the
+    issuing transaction, so serials have no gaps (a rolled-back issue gives its number back)
+    and no duplicates however many claims run at once."""
+
+    __tablename__ = "serial_counters"
+
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_number: Mapped[int] = mapped_column(default=0)
+
+
+class Certificate(Base):
+    """One version of a student's certificate for a course. Never edited: a correction issues a
+    new version that supersedes this one; a revocation only changes the status."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    serial: Mapped[str] = mapped_column(String(20))  # readable; kept across versions
+    version: Mapped[int] = mapped_column(default=1)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
+    # Unguessable, one per version: the QR code and the verify link carry it.
+    verify_token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="valid")  # valid, superseded, revoked
+    channel: Mapped[str] = mapped_column(String(16), default="electronic")  # electronic, paper, both
+    # The snapshot taken at issue: exactly what is printed and signed.
+    holder_name: Mapped[str] = mapped_column(String(50))
+    school_name: Mapped[str] = mapped_column(String(100))
+    student_number: Mapped[str] = mapped_column(String(32))
+    course_title: Mapped[str] = mapped_column(String(100))
+    score: Mapped[int]
+    issued_on: Mapped[date]
+    issuers: Mapped[list[str]] = mapped_column(JSON)
+    verify_url: Mapped[str] = mapped_column(String(200))
+    signature: Mapped[str] = mapped_column(String(120))
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("serial", "version"),
+        # One live certificate per student and course, whatever races.
+        Index("uq_certificates_user_course_live", "user_id", "course_id", unique=True,
+              postgresql_where=text(LIVE), sqlite_where=text(LIVE)),
+    )
+
+
+class CertificateEvent(Base):
+    """Append-only: who did what to which certificate, when and why."""
+
+    __tablename__ = "certificate_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    action: Mapped[str] = mapped_column(String(32))  # issued, superseded, revoked, ...
+    actor: Mapped[str] = mapped_column(String(100))  # "student:12", "staff:wang", ...
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_certificate_events_certificate_id", "certificate_id"),)

@@ -1,0 +1,168 @@
+"""Certificates: claimed once, gapless serials under concurrency, signed snapshots, verified publicly."""
+from __future__ import annotations
+
+import base64
+import threading
+from datetime import date
+
+import pytest
+from sqlalchemy import select, update
+
+import certs
+from config import DEV_SECRETS
+from handlers.catalog import load_catalog, parse_catalog
+from handlers.certificates import Issuer, allocate_serial, claim, mask_name, mask_number, verify
+from handlers.identity import ProfileForm, submit_profile
+from handlers.learning import Refused, enroll
+from models import Certificate, CertificateEvent, Enrollment, RosterEntry, School, User
+from models.base import utcnow
+from tests.test_catalog import course, to_toml
+from web.database import get_database
+
+SEED = base64.b64decode(DEV_SECRETS["CERT_SIGNING_KEY"])
+ISSUER = Issuer(signing_key=SEED, public_url="https://xinwei.example.cn")
+KEYS = {certs.key_id(certs.public_key(SEED)): certs.public_key(SEED)}
+TODAY = date(2026, 11, 29)
+
+
+@pytest.fixture
+def graduates(app):  # type: ignore[no-untyped-def]
+    """Five verified students who passed the demo course."""
+    with get_database(app).sessions() as session:
+        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
+        school = School(name="证书大学")
+        session.add(school)
+        session.flush()
+        ids = []
+        for i in range(5):
+            user = User(openid=f"o_cert_{i}")
+            session.add(user)
+            session.flush()
+            session.add(RosterEntry(school_id=school.id, student_number=f"C00{i}", real_name=f"林小满{'一二三四五'[i]}"))
+            session.flush()
+            submit_profile(session, user.id, ProfileForm(school.id, f"林小满{'一二三四五'[i]}", "心理学院", f"C00{i}",
+                                                         "2024级", "13800000000"))
+            enrollment = enroll(session, user.id, "demo-course")
+            enrollment.passed_at, enrollment.total_score = utcnow(), 90 + i
+            ids.append(user.id)
+        session.commit()
+    return ids
+
+
+def claim_as(app, user_id: int, today: date = TODAY, channel: str = "electronic") -> Certificate:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        certificate = claim(session, user_id, "demo-course", channel, ISSUER, today)
+        session.commit()
+        return certificate
+
+
+def test_claiming_issues_a_signed_snapshot_once(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[0])
+    assert first.serial == "XW-2026-000001" and first.version == 1 and first.score == 90
+    assert (first.holder_name, first.school_name, first.student_number) == ("林小满一", "证书大学", "C000")
+    assert first.verify_url == f"https://xinwei.example.cn/verify/{first.verify_token}"
+    again = claim_as(app, graduates[0], today=date(2027, 1, 5))
+    assert again.id == first.id and again.issued_on == TODAY  # the issue date never changes
+    with get_database(app).sessions() as session:
+        events = session.scalars(select(CertificateEvent)).all()
+        assert [(e.action, e.actor) for e in events] == [("issued", f"student:{graduates[0]}")]
+
+
+def test_only_students_who_passed_can_claim(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        session.execute(update(Enrollment).where(Enrollment.user_id == graduates[1]).values(passed_at=None))
+        session.commit()
+        with pytest.raises(Refused) as err:
+            claim(session, graduates[1], "demo-course", "electronic", ISSUER, TODAY)
+        assert err.value.code == "not_passed"
+        with pytest.raises(Refused):
+            claim(session, graduates[0], "demo-course", "carrier-pigeon", ISSUER, TODAY)
+
+
+def test_concurrent_claims_of_one_student_make_one_certificate(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(4)
+    results: list[int] = []
+
+    def go() -> None:
+        barrier.wait()
+        results.append(claim_as(app, graduates[2]).id)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1
+    with get_database(app).sessions() as session:
+        assert len(session.scalars(select(Certificate)).all()) == 1
+
+
+def test_serials_have_no_gaps_or_duplicates_under_concurrency(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(len(graduates))
+    serials: list[str] = []
+
+    def go(user_id: int) -> None:
+        barrier.wait()
+        serials.append(claim_as(app, user_id).serial)
+
+    threads = [threading.Thread(target=go, args=(u,)) for u in graduates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(serials) == [f"XW-2026-{n:06d}" for n in range(1, len(graduates) + 1)]
+
+
+def test_a_rolled_back_issue_gives_its_number_back(app) -> None:  # type: ignore[no-untyped-def]
+    sessions = get_database(app).sessions
+    with sessions() as session:
+        assert allocate_serial(session, 2031) == "XW-2031-000001"
+        session.rollback()
+    with sessions() as session:
+        assert allocate_serial(session, 2031) == "XW-2031-000001"
+        assert allocate_serial(session, 2031) == "XW-2031-000002"
+        session.commit()
+
+
+def test_verify_masks_and_checks_the_signature(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    certificate = claim_as(app, graduates[3])
+    with get_database(app).sessions() as session:
+        seen = verify(session, certificate.verify_token, KEYS)
+        assert seen is not None and seen.status == "valid" and seen.signature_ok
+        assert (seen.masked_name, seen.masked_number) == ("林**四", "****")
+        assert verify(session, "no-such-token", KEYS) is None
+        # Tampering with any printed field breaks the signature.
+        session.execute(update(Certificate).where(Certificate.id == certificate.id).values(score=100))
+        session.commit()
+        tampered = verify(session, certificate.verify_token, KEYS)
+        assert tampered is not None and not tampered.signature_ok
+        # A key the verifier does not know proves nothing.
+        assert not verify(session, certificate.verify_token, {}).signature_ok  # type: ignore[union-attr]
+
+
+def test_superseded_and_revoked_states(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[4])
+    with get_database(app).sessions() as session:
+        old = session.get(Certificate, first.id)
+        old.status = "superseded"
+        session.flush()
+        newer = Certificate(**{c: getattr(old, c) for c in (
+            "user_id", "course_id", "serial", "channel", "holder_name", "school_name", "student_number",
+            "course_title", "score", "issued_on", "issuers")}, version=2, supersedes_id=old.id,
+            verify_token=certs.new_verify_token(), status="valid", verify_url="https://x/verify/2", signature="")
+        session.add(newer)
+        session.commit()
+        seen = verify(session, first.verify_token, KEYS)
+        assert seen.status == "superseded" and seen.newest_token == newer.verify_token  # type: ignore[union-attr]
+        newer.status = "revoked"
+        session.commit()
+        assert verify(session, newer.verify_token, KEYS).status == "revoked"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name,masked", [("张三", "张*"), ("林小满", "林*满"), ("欧阳娜娜", "欧**娜"), ("A", "*")])
+def test_mask_name(name: str, masked: str) -> None:
+    assert mask_name(name) == masked
+
+
+def test_mask_number() -> None:
+    assert mask_number("2024018") == "20***18" and mask_number("C00") == "***"
