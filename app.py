@@ -11,7 +11,7 @@ from flask import Flask
 import cli
 from config import load_config
 from jobs import queue
-from web import auth, database, media, ops, training
+from web import auth, certificates, database, media, ops, training
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -33,6 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(training.bp)
+    app.register_blueprint(certificates.bp)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -31,10 +31,6 @@ FAQ = (
 
 CONTACT_STAFF = "请直接在对话框里留言（写明姓名、学校、学号和问题），工作人员会在这里回复你。"
 
-COMING_SOON = {
-    "MY_CERTIFICATE": "证书查看功能即将开放，敬请期待。",
-}
-
 # Menu keys that open an H5 page: (path under the public URL, article title, description).
 H5_ENTRIES = {
     "TRAINING": ("/h5/", "心委培训", "心理委员MOOC · 心理疗法MOOC：完善个人信息后按顺序学习 14 个专题，85 分即可领取证书。"),
@@ -69,9 +65,3 @@ about = _answer(ABOUT, "about")
 guide = _answer(GUIDE, "guide")
 faq = _answer(FAQ, "faq")
 contact_staff = _answer(CONTACT_STAFF, "contact_staff")
-
-
-@read_only
-def coming_soon(session: Session, inbound: Inbound) -> Reply:
-    """Menu entries whose flows are not built yet say so, rather than staying silent."""
-    return TextReply(COMING_SOON.get(inbound.event_key or "", "该功能即将开放，敬请期待。"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -75,3 +75,19 @@ class CertificateEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_certificate_events_certificate_id", "certificate_id"),)
+
+
+class CertificateFile(Base):
+    """The rendered PDF and PNG of one certificate version, stored at issue: re-rendering later
+    (a new template, a new library) never changes what was issued."""
+
+    __tablename__ = "certificate_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # "pdf" or "png"
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("certificate_id", "kind"),)

@@ -170,3 +170,34 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
 
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def graduates(app):  # type: ignore[no-untyped-def]
+    """Five verified students who passed the demo course (tests/test_catalog.py's fixture course)."""
+    from handlers.catalog import load_catalog, parse_catalog
+    from handlers.identity import ProfileForm, submit_profile
+    from handlers.learning import enroll
+    from models import RosterEntry, School, User
+    from models.base import utcnow
+    from tests.test_catalog import course, to_toml
+
+    with get_database(app).sessions() as session:
+        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
+        school = School(name="证书大学")
+        session.add(school)
+        session.flush()
+        ids = []
+        for i in range(5):
+            user = User(openid=f"o_cert_{i}")
+            session.add(user)
+            session.flush()
+            session.add(RosterEntry(school_id=school.id, student_number=f"C00{i}", real_name=f"林小满{'一二三四五'[i]}"))
+            session.flush()
+            submit_profile(session, user.id, ProfileForm(school.id, f"林小满{'一二三四五'[i]}", "心理学院", f"C00{i}",
+                                                         "2024级", "13800000000"))
+            enrollment = enroll(session, user.id, "demo-course")
+            enrollment.passed_at, enrollment.total_score = utcnow(), 90 + i
+            ids.append(user.id)
+        session.commit()
+    return ids

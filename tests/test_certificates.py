@@ -10,43 +10,15 @@ from sqlalchemy import select, update
 
 import certs
 from config import DEV_SECRETS
-from handlers.catalog import load_catalog, parse_catalog
 from handlers.certificates import Issuer, allocate_serial, claim, mask_name, mask_number, verify
-from handlers.identity import ProfileForm, submit_profile
-from handlers.learning import Refused, enroll
-from models import Certificate, CertificateEvent, Enrollment, RosterEntry, School, User
-from models.base import utcnow
-from tests.test_catalog import course, to_toml
+from handlers.learning import Refused
+from models import Certificate, CertificateEvent, Enrollment
 from web.database import get_database
 
 SEED = base64.b64decode(DEV_SECRETS["CERT_SIGNING_KEY"])
 ISSUER = Issuer(signing_key=SEED, public_url="https://xinwei.example.cn")
 KEYS = {certs.key_id(certs.public_key(SEED)): certs.public_key(SEED)}
 TODAY = date(2026, 11, 29)
-
-
-@pytest.fixture
-def graduates(app):  # type: ignore[no-untyped-def]
-    """Five verified students who passed the demo course."""
-    with get_database(app).sessions() as session:
-        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
-        school = School(name="证书大学")
-        session.add(school)
-        session.flush()
-        ids = []
-        for i in range(5):
-            user = User(openid=f"o_cert_{i}")
-            session.add(user)
-            session.flush()
-            session.add(RosterEntry(school_id=school.id, student_number=f"C00{i}", real_name=f"林小满{'一二三四五'[i]}"))
-            session.flush()
-            submit_profile(session, user.id, ProfileForm(school.id, f"林小满{'一二三四五'[i]}", "心理学院", f"C00{i}",
-                                                         "2024级", "13800000000"))
-            enrollment = enroll(session, user.id, "demo-course")
-            enrollment.passed_at, enrollment.total_score = utcnow(), 90 + i
-            ids.append(user.id)
-        session.commit()
-    return ids
 
 
 def claim_as(app, user_id: int, today: date = TODAY, channel: str = "electronic") -> Certificate:  # type: ignore[no-untyped-def]

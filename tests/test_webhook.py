@@ -86,7 +86,7 @@ def test_text_is_stored_for_staff_and_acknowledged(client, wechat: WeChatSide, d
     assert message.direction == "in" and message.wechat_msg_id == "42"
 
 
-@pytest.mark.parametrize("key,expect", [("MY_CERTIFICATE", "即将开放"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")])
+@pytest.mark.parametrize("key,expect", [("MY_CERTIFICATE", "还没有你的学习记录"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")])
 def test_menu_clicks_answer(client, wechat: WeChatSide, key: str, expect: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key)))
     assert expect in wechat.open_reply(resp.get_data())["Content"]

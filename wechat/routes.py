@@ -1,7 +1,7 @@
 """The routing table: which flow answers which message type, event and menu key."""
 from __future__ import annotations
 
-from handlers import accounts, guide, inbox
+from handlers import accounts, certificates, guide, inbox
 from wechat.router import Router
 
 
@@ -18,6 +18,5 @@ def build_router(public_url: str = "http://127.0.0.1:5000") -> Router:
     router.on_click("CONTACT_STAFF", guide.contact_staff)
     for key in guide.H5_ENTRIES:
         router.on_click(key, guide.h5_entry(public_url, key))
-    for key in guide.COMING_SOON:
-        router.on_click(key, guide.coming_soon)
+    router.on_click("MY_CERTIFICATE", certificates.my_certificate_entry(public_url))
     return router

@@ -1,0 +1,112 @@
+"""Certificate pages: the student's claim and certificate (PNG, PDF), and the public verify page."""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+import certs
+from handlers import certificates, learning
+from models import Certificate, Course
+from web.auth import csrf_ok, current_user_id, login_required
+from web.clock import now
+from web.database import get_database, get_session
+
+bp = Blueprint("certificates", __name__, template_folder="templates")
+
+CHANNEL_LABELS = {"electronic": "电子版（学校支付）", "paper": "纸质版（20 元 + 邮费，寄到学校）", "both": "电子版 + 纸质版"}
+
+
+def issuer() -> certificates.Issuer:
+    return certificates.Issuer(signing_key=base64.b64decode(current_app.config["CERT_SIGNING_KEY"]),
+                               public_url=current_app.config["PUBLIC_URL"])
+
+
+def public_keys() -> dict[str, bytes]:
+    key = certs.public_key(base64.b64decode(current_app.config["CERT_SIGNING_KEY"]))
+    return {certs.key_id(key): key}
+
+
+def _own(certificate_id: int) -> Certificate:
+    certificate = get_session().scalar(select(Certificate).where(
+        Certificate.id == certificate_id, Certificate.user_id == current_user_id()))
+    if certificate is None:
+        abort(404)  # another student's certificate does not exist, as far as this one knows
+    return certificate
+
+
+@bp.route("/h5/courses/<code>/certificate", methods=["GET", "POST"])
+@login_required
+def claim(code: str) -> Any:
+    """Choose the channel and claim. Claiming twice gives the same certificate."""
+    session = get_session()
+    course = session.scalar(select(Course).where(Course.code == code))
+    if course is None:
+        abort(404)
+    existing = certificates.live_certificate(session, current_user_id(), course.id)  # type: ignore[arg-type]
+    if existing is not None:
+        return redirect(url_for("certificates.show", certificate_id=existing.id))
+    if request.method == "POST":
+        if not csrf_ok():
+            abort(400, "页面已过期，请刷新后重试。")
+        try:
+            certificate = certificates.claim(session, current_user_id(), code, request.form.get("channel", ""),  # type: ignore[arg-type]
+                                             issuer(), now().date())
+        except learning.Refused as refusal:
+            return render_template("h5/refused.html", refusal=refusal), 403
+        session.commit()
+        return redirect(url_for("certificates.show", certificate_id=certificate.id))
+    return render_template("h5/certificate_claim.html", code=code, labels=CHANNEL_LABELS)
+
+
+@bp.get("/h5/certificates/<int:certificate_id>")
+@login_required
+def show(certificate_id: int) -> str:
+    certificate = _own(certificate_id)
+    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS)
+
+
+@bp.get("/h5/certificates/<int:certificate_id>.<kind>")
+@login_required
+def download(certificate_id: int, kind: str) -> Response:
+    if kind not in ("pdf", "png"):
+        abort(404)
+    certificate = _own(certificate_id)
+    stored = certificates.certificate_file(get_session(), certificate.id, kind)
+    if stored is None:
+        abort(404)
+    response = Response(stored.content, mimetype="application/pdf" if kind == "pdf" else "image/png")
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["ETag"] = stored.sha256
+    if kind == "pdf":
+        response.headers["Content-Disposition"] = f'attachment; filename="{certificate.serial}.pdf"'
+    return response
+
+
+@bp.get("/verify/<token>")
+def verify(token: str) -> tuple[str, int]:
+    """Public: is this certificate genuine? Masked name and number; never the phone."""
+    if len(token) > 64:
+        abort(404)
+    with get_database().readers() as session:
+        seen = certificates.verify(session, token, public_keys())
+        page = render_template("h5/verify.html", seen=seen)
+    return page, 200 if seen is not None else 404
+
+
+@bp.get("/verify")
+def search() -> Any:
+    """Public search by serial: leads to the newest version's verify page."""
+    serial = request.args.get("serial", "").strip().upper()
+    try:
+        certs.parse_serial(serial)
+    except ValueError:
+        return render_template("h5/verify.html", seen=None, searched=serial), 404 if serial else 200
+    with get_database().readers() as session:
+        token = session.scalar(select(Certificate.verify_token).where(Certificate.serial == serial)
+                               .order_by(Certificate.version.desc()).limit(1))
+    if token is None:
+        return render_template("h5/verify.html", seen=None, searched=serial), 404
+    return redirect(url_for("certificates.verify", token=token))
