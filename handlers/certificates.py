@@ -16,8 +16,9 @@ from handlers.identity import profile_of
 from handlers import learning
 from handlers.learning import Refused
 from handlers.messages import Handler, Inbound, NewsReply, Reply, TextReply, read_only
-from models import (Certificate, CertificateEvent, CertificateFile, Course, CourseVersion, Enrollment, School,
-                    SerialCounter, User)
+from models import (Certificate, CertificateEvent, CertificateFile, CorrectionRequest, Course, CourseVersion,
+                    Enrollment, School, SerialCounter, User)
+from models.base import utcnow
 
 CHANNELS = ("electronic", "paper", "both")
 ISSUERS = ("中国心理学会心理学标准与服务研究委员会", "高校心理委员研究协作组", "毫末高校心理委员工作平台")
@@ -81,6 +82,9 @@ def claim(session: Session, user_id: int, course_code: str, channel: str, issuer
     existing = live_certificate(session, user_id, course.id)
     if existing is not None:
         return existing
+    if session.scalar(select(Certificate.id).where(Certificate.user_id == user_id, Certificate.course_id == course.id,
+                                                   Certificate.status == "revoked").limit(1)) is not None:
+        raise Refused("revoked", "你的证书已被撤销，如有疑问请在公众号留言联系工作人员。")
     profile = profile_of(session, user_id)
     if profile is None or profile.status != "verified":
         raise Refused("not_verified", "身份认证通过后才能领取证书。")
@@ -168,6 +172,92 @@ def verify(session: Session, token: str, public_keys: dict[str, bytes]) -> Verif
             .order_by(Certificate.version.desc()).limit(1))
     return Verification(certificate, certificate.status, signature_ok, mask_name(certificate.holder_name),
                         mask_number(certificate.student_number), newest)
+
+
+CORRECTABLE = {"holder_name": "姓名", "student_number": "学号", "school_name": "学校"}
+
+
+def request_correction(session: Session, user_id: int, certificate_id: int, changes: dict[str, str],
+                       reason: str) -> CorrectionRequest:
+    """A student asks staff to fix printed fields. Only their own live certificate, only
+    printed fields, one open request at a time."""
+    certificate = session.scalar(select(Certificate).where(
+        Certificate.id == certificate_id, Certificate.user_id == user_id, Certificate.status == "valid"))
+    if certificate is None:
+        raise Refused("no_certificate", "证书不存在。")
+    clean = {k: " ".join(str(v).split()) for k, v in changes.items() if k in CORRECTABLE and str(v).strip()}
+    clean = {k: v for k, v in clean.items() if v != getattr(certificate, k)}
+    if not clean or len(clean) != len([k for k in changes if str(changes[k]).strip()]):
+        raise Refused("bad_changes", "请填写需要更正的内容（姓名、学号或学校）。")
+    if any(len(v) > 50 for v in clean.values()) or not reason.strip():
+        raise Refused("bad_changes", "请填写更正内容和原因。")
+    pending = session.scalar(select(CorrectionRequest).where(
+        CorrectionRequest.certificate_id == certificate.id, CorrectionRequest.status == "pending"))
+    if pending is not None:
+        raise Refused("pending", "你已有一条更正申请在处理中，请耐心等待。")
+    request = CorrectionRequest(certificate_id=certificate.id, user_id=user_id, changes=clean,
+                                reason=reason.strip()[:500], status="pending")
+    session.add(request)
+    session.flush()
+    return request
+
+
+def decide_correction(session: Session, request_id: int, staff: str, *, approve: bool, note: str | None,
+                      issuer: Issuer) -> Certificate | None:
+    """Staff decide. Approval issues version n+1 (new token, new signature, rendered and
+    stored) and marks version n superseded; its token keeps resolving and says so."""
+    if not approve and (not note or not note.strip()):
+        raise Refused("no_reason", "请填写驳回原因，学生会看到它。")
+    request = session.scalar(select(CorrectionRequest).where(CorrectionRequest.id == request_id)
+                             .with_for_update())
+    if request is None or request.status != "pending":
+        raise Refused("not_pending", "该申请已处理。")
+    request.status = "approved" if approve else "rejected"
+    request.decided_by, request.decision_note, request.decided_at = staff[:100], note, utcnow()
+    if not approve:
+        session.flush()
+        return None
+    old = session.scalar(select(Certificate).where(Certificate.id == request.certificate_id).with_for_update())
+    if old is None or old.status != "valid":
+        raise Refused("not_valid", "证书已不是有效状态。")
+    old.status = "superseded"
+    session.flush()  # frees the one-live-certificate slot for the new version
+    token = certs.new_verify_token()
+    new = Certificate(
+        user_id=old.user_id, course_id=old.course_id, serial=old.serial, version=old.version + 1,
+        supersedes_id=old.id, verify_token=token, status="valid", channel=old.channel,
+        holder_name=old.holder_name, school_name=old.school_name, student_number=old.student_number,
+        course_title=old.course_title, score=old.score, issued_on=old.issued_on, issuers=list(old.issuers),
+        verify_url=issuer.verify_url(token), signature="",
+    )
+    for key, value in request.changes.items():
+        setattr(new, key, value)
+    new.signature = certs.sign(payload_of(new), issuer.signing_key)
+    session.add(new)
+    session.flush()
+    before = {k: getattr(old, k) for k in request.changes}
+    session.add_all([
+        CertificateEvent(certificate_id=old.id, action="superseded", actor=f"staff:{staff}", reason=request.reason,
+                         details={"by": new.id, "before": before, "after": request.changes}),
+        CertificateEvent(certificate_id=new.id, action="issued", actor=f"staff:{staff}", reason=request.reason,
+                         details={"supersedes": old.id, "correction_request": request.id}),
+    ])
+    store_rendering(session, new)
+    return new
+
+
+def revoke(session: Session, certificate_id: int, staff: str, reason: str) -> Certificate:
+    """Staff revoke a certificate with a reason. Nothing is deleted; the verify page says so."""
+    if not reason or not reason.strip():
+        raise Refused("no_reason", "请填写撤销原因。")
+    certificate = session.scalar(select(Certificate).where(Certificate.id == certificate_id).with_for_update())
+    if certificate is None or certificate.status != "valid":
+        raise Refused("not_valid", "只能撤销有效的证书。")
+    certificate.status, certificate.revoked_at, certificate.revoke_reason = "revoked", utcnow(), reason.strip()[:500]
+    session.add(CertificateEvent(certificate_id=certificate.id, action="revoked", actor=f"staff:{staff}",
+                                 reason=certificate.revoke_reason))
+    session.flush()
+    return certificate
 
 
 def my_certificate_entry(public_url: str) -> Handler:

@@ -91,3 +91,24 @@ class CertificateFile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("certificate_id", "kind"),)
+
+
+class CorrectionRequest(Base):
+    """A student's request to fix what a certificate prints (the guide: "contact staff");
+    approving it issues a new version, rejecting it keeps the reason for the student."""
+
+    __tablename__ = "correction_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Only printed fields: {"holder_name": "...", "student_number": "..."}
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, approved, rejected
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_correction_requests_status", "status"),)

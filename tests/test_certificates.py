@@ -138,3 +138,56 @@ def test_mask_name(name: str, masked: str) -> None:
 
 def test_mask_number() -> None:
     assert mask_number("2024018") == "20***18" and mask_number("C00") == "***"
+
+
+def test_a_correction_supersedes_the_old_version_with_history(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    from handlers.certificates import decide_correction, request_correction
+    from models import CertificateFile, CorrectionRequest
+
+    first = claim_as(app, graduates[0])
+    sessions = get_database(app).sessions
+    with sessions() as session:
+        with pytest.raises(Refused):  # not a printed field
+            request_correction(session, graduates[0], first.id, {"score": "100"}, "想要满分")
+        with pytest.raises(Refused):  # someone else's certificate
+            request_correction(session, graduates[1], first.id, {"student_number": "C999"}, "学号填错")
+        asked = request_correction(session, graduates[0], first.id, {"student_number": "C0007"}, "学号少写一位")
+        with pytest.raises(Refused):  # one open request at a time
+            request_correction(session, graduates[0], first.id, {"holder_name": "林大满"}, "再改")
+        session.commit()
+        with pytest.raises(Refused):
+            decide_correction(session, asked.id, "wang", approve=False, note=" ", issuer=ISSUER)
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)
+        session.commit()
+        assert new is not None and new.version == 2 and new.serial == first.serial and new.student_number == "C0007"
+        assert new.issued_on == first.issued_on and new.verify_token != first.verify_token
+        assert {f.kind for f in session.scalars(select(CertificateFile).where(CertificateFile.certificate_id == new.id))} == {"pdf", "png"}
+        with pytest.raises(Refused):  # decided already
+            decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER)
+        old_view = verify(session, first.verify_token, KEYS)
+        assert old_view.status == "superseded" and old_view.newest_token == new.verify_token  # type: ignore[union-attr]
+        assert old_view.signature_ok  # the old version's signature still holds for what it printed
+        new_view = verify(session, new.verify_token, KEYS)
+        assert new_view.status == "valid" and new_view.signature_ok  # type: ignore[union-attr]
+        actions = [(e.certificate_id, e.action, e.actor) for e in session.scalars(select(CertificateEvent).order_by(CertificateEvent.id))]
+        assert actions[-2:] == [(first.id, "superseded", "staff:wang"), (new.id, "issued", "staff:wang")]
+        assert session.get(CorrectionRequest, asked.id).status == "approved"
+
+
+def test_revocation_keeps_everything_and_says_why(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    from handlers.certificates import revoke
+
+    first = claim_as(app, graduates[1])
+    with get_database(app).sessions() as session:
+        with pytest.raises(Refused):
+            revoke(session, first.id, "wang", "")
+        revoke(session, first.id, "wang", "冒名顶替")
+        session.commit()
+        seen = verify(session, first.verify_token, KEYS)
+        assert seen.status == "revoked" and seen.certificate.revoke_reason == "冒名顶替"  # type: ignore[union-attr]
+        with pytest.raises(Refused):
+            revoke(session, first.id, "wang", "再撤一次")
+    # A revoked certificate is not claimed again by the student; staff decide.
+    with pytest.raises(Refused) as err:
+        claim_as(app, graduates[1])
+    assert err.value.code == "revoked"
