@@ -101,3 +101,23 @@ def test_claim_view_verify_in_a_browser(app, live_server, phone, graduates) -> N
     phone.get_by_role("link", name="查看验证页").click()
     phone.get_by_text("证书有效").wait_for()
     phone.screenshot(path=str(ARTIFACTS / "certificate-verify.png"), full_page=True)
+
+
+def test_a_student_files_a_correction_from_the_certificate_page(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    from models import CorrectionRequest
+
+    sign_in(client, graduates[4], "o_cert_4")
+    claimed = client.post("/h5/courses/demo-course/certificate", data={"channel": "electronic", "csrf_token": CSRF})
+    cert_path = claimed.headers["Location"]
+    assert "提交更正申请" in client.get(cert_path).get_data(as_text=True)
+    bad = client.post(cert_path + "/correction", data={"csrf_token": CSRF, "reason": "x"})
+    assert bad.status_code == 400 and "请填写需要更正的内容" in bad.get_data(as_text=True)
+    assert client.post(cert_path + "/correction", data={"student_number": "C0044", "reason": "学号错"}).status_code == 400
+    done = client.post(cert_path + "/correction", data={"csrf_token": CSRF, "student_number": "C0044",
+                                                         "reason": "<b>学号少写一位</b>"})
+    assert done.status_code == 302
+    page = client.get(cert_path).get_data(as_text=True)
+    assert "正在等待工作人员处理" in page and "&lt;b&gt;学号少写一位" in page
+    with get_database(app).sessions() as session:
+        request = session.scalars(select(CorrectionRequest)).one()
+        assert request.changes == {"student_number": "C0044"} and request.status == "pending"

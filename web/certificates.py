@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 import certs
 from handlers import certificates, learning
-from models import Certificate, Course
+from models import Certificate, CorrectionRequest, Course
 from web.auth import csrf_ok, current_user_id, login_required
 from web.clock import now
 from web.database import get_database, get_session
@@ -65,7 +65,9 @@ def claim(code: str) -> Any:
 @login_required
 def show(certificate_id: int) -> str:
     certificate = _own(certificate_id)
-    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS)
+    pending = get_session().scalar(select(CorrectionRequest).where(
+        CorrectionRequest.certificate_id == certificate.id).order_by(CorrectionRequest.id.desc()).limit(1))
+    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS, latest=pending)
 
 
 @bp.get("/h5/certificates/<int:certificate_id>.<kind>")
@@ -83,6 +85,25 @@ def download(certificate_id: int, kind: str) -> Response:
     if kind == "pdf":
         response.headers["Content-Disposition"] = f'attachment; filename="{certificate.serial}.pdf"'
     return response
+
+
+@bp.post("/h5/certificates/<int:certificate_id>/correction")
+@login_required
+def correction(certificate_id: int) -> Any:
+    """The student asks staff to fix a printed field; staff decide in their console."""
+    if not csrf_ok():
+        abort(400, "页面已过期，请刷新后重试。")
+    certificate = _own(certificate_id)
+    session = get_session()
+    changes = {key: request.form.get(key, "") for key in certificates.CORRECTABLE}
+    try:
+        certificates.request_correction(session, current_user_id(), certificate.id,  # type: ignore[arg-type]
+                                        changes, request.form.get("reason", ""))
+    except learning.Refused as refusal:
+        return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS,
+                               correction_error=refusal.message), 400
+    session.commit()
+    return redirect(url_for("certificates.show", certificate_id=certificate.id, asked=1))
 
 
 @bp.get("/verify/<token>")
