@@ -36,6 +36,30 @@ class Issuer:
         return f"{self.public_url.rstrip('/')}/verify/{token}"
 
 
+def _paper_status(channel: str) -> str | None:
+    # Paper costs the student 20 yuan plus postage; until payments exist (#7) it waits here.
+    return "awaiting_payment" if channel in ("paper", "both") else None
+
+
+def change_channel(session: Session, user_id: int, certificate_id: int, channel: str) -> Certificate:
+    """Electronic, paper or both: free to change until the paper copy is paid; after that, staff."""
+    if channel not in CHANNELS:
+        raise Refused("bad_channel", "请选择证书类型：电子版、纸质版或两者。")
+    certificate = session.scalar(select(Certificate).where(
+        Certificate.id == certificate_id, Certificate.user_id == user_id, Certificate.status == "valid")
+        .with_for_update())
+    if certificate is None:
+        raise Refused("no_certificate", "证书不存在。")
+    if certificate.paper_status not in (None, "awaiting_payment"):
+        raise Refused("paid", "证书费用已支付，如需更改或增加证书类型，请在公众号留言联系工作人员。")
+    if certificate.channel != channel:
+        session.add(CertificateEvent(certificate_id=certificate.id, action="channel_changed",
+                                     actor=f"student:{user_id}", details={"from": certificate.channel, "to": channel}))
+        certificate.channel, certificate.paper_status = channel, _paper_status(channel)
+        session.flush()
+    return certificate
+
+
 def allocate_serial(session: Session, year: int) -> str:
     """The next serial of `year`. The counter row stays locked until the caller's transaction
     ends: concurrent issues queue here, and a rollback returns the number (no gaps)."""
@@ -97,7 +121,7 @@ def claim(session: Session, user_id: int, course_code: str, channel: str, issuer
         user_id=user_id, course_id=course.id, version=1, verify_token=token, status="valid", channel=channel,
         holder_name=profile.real_name, school_name=school.name, student_number=profile.student_number,
         course_title=version.title, score=enrollment.total_score, issued_on=today, issuers=list(issuer.issuers),
-        verify_url=issuer.verify_url(token), signature="",
+        verify_url=issuer.verify_url(token), signature="", paper_status=_paper_status(channel),
     )
     try:
         with session.begin_nested():

@@ -121,3 +121,23 @@ def test_a_student_files_a_correction_from_the_certificate_page(app, client, gra
     with get_database(app).sessions() as session:
         request = session.scalars(select(CorrectionRequest)).one()
         assert request.changes == {"student_number": "C0044"} and request.status == "pending"
+
+
+def test_the_channel_changes_until_the_paper_copy_is_paid(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    sign_in(client, graduates[1], "o_cert_1")
+    claimed = client.post("/h5/courses/demo-course/certificate", data={"channel": "paper", "csrf_token": CSRF})
+    path = claimed.headers["Location"]
+    assert "纸质证书：等待支付" in client.get(path).get_data(as_text=True)
+    assert client.post(path + "/channel", data={"channel": "electronic", "csrf_token": CSRF}).status_code == 302
+    assert "等待支付" not in client.get(path).get_data(as_text=True)
+    assert client.post(path + "/channel", data={"channel": "both", "csrf_token": CSRF}).status_code == 302
+    with get_database(app).sessions() as session:
+        cert = session.scalars(select(Certificate)).one()
+        assert (cert.channel, cert.paper_status) == ("both", "awaiting_payment")
+        session.execute(update(Certificate).values(paper_status="paid"))  # what the payment flow (#7) will do
+        session.commit()
+    refused = client.post(path + "/channel", data={"channel": "electronic", "csrf_token": CSRF})
+    assert refused.status_code == 409 and "联系工作人员" in refused.get_data(as_text=True)
+    assert client.post(path + "/channel", data={"channel": "teleport", "csrf_token": CSRF}).status_code == 409

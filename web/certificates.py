@@ -87,6 +87,20 @@ def download(certificate_id: int, kind: str) -> Response:
     return response
 
 
+@bp.post("/h5/certificates/<int:certificate_id>/channel")
+@login_required
+def channel(certificate_id: int) -> Any:
+    if not csrf_ok():
+        abort(400, "页面已过期，请刷新后重试。")
+    session = get_session()
+    try:
+        certificates.change_channel(session, current_user_id(), certificate_id, request.form.get("channel", ""))  # type: ignore[arg-type]
+    except learning.Refused as refusal:
+        return render_template("h5/refused.html", refusal=refusal), 409
+    session.commit()
+    return redirect(url_for("certificates.show", certificate_id=certificate_id))
+
+
 @bp.post("/h5/certificates/<int:certificate_id>/correction")
 @login_required
 def correction(certificate_id: int) -> Any:
