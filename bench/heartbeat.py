@@ -1,49 +1,24 @@
 """The heartbeat bench: signed-in students' POST /h5/api/heartbeat under gunicorn, as a ratio to the floor."""
 from __future__ import annotations
 
-import argparse
-import cProfile
-import io
 import json
 import logging
-import os
-import pstats
 import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.common import (
-    DEFAULT_PG_URL,
-    FLOOR_TARGET,
-    REPO,
-    BenchError,
-    GunicornSettings,
-    Server,
-    WrkResult,
-    app_env,
-    gunicorn,
-    http_post,
-    machine,
-    run_wrk,
-    sqlite_url,
-    table,
-    write_json,
-    write_lua,
-    write_requests,
-)
-from bench.webhook import Deadline, fresh_database
+from bench import common
+from bench.common import BenchError, BenchOptions, Run, Server
 
-APP_TARGET = "wsgi:app" if (REPO / "wsgi.py").exists() else "app:create_app()"
 PATH = "/h5/api/heartbeat"
 TARGET_RATIO = 0.50  # of the floor's req/s, measured in the same run
-DATABASES = ("sqlite", "postgresql")
 # Flask's jsonify is compact outside debug mode; an accepted beat's answer contains this.
 ACCEPTED_MARKER = '"accepted":true'
 # Below this share of accepted beats the run mostly measured refusals, not the real path.
@@ -89,20 +64,11 @@ explanation = "解析"
 
 
 @dataclass
-class Options:
-    duration: int = 10  # seconds measured per database
-    warmup: int = 2  # seconds of warm-up before each measurement (0: none)
-    connections: int = 16
-    wrk_threads: int = 2
-    settings: GunicornSettings = field(default_factory=GunicornSettings.for_cores)
-    dbs: Sequence[str] = DATABASES
-    pg_url: str = DEFAULT_PG_URL  # server to create the bench database on
+class Options(BenchOptions):
+    """The shared options (durations per database) plus the students; its own database and time limit."""
+
     pg_database: str = "xinwei_bench_hb"
     students: int = 200  # each with a verified profile, an enrollment and one open watch session
-    requests: int | None = None  # beats to pre-build for the measurement; None sizes them from the warm-up
-    max_requests: int = 200_000
-    write_json: bool = True
-    app_target: str = APP_TARGET
     max_seconds: float = 300.0  # the whole run stops with an error past this
 
 
@@ -241,70 +207,24 @@ def settled_state(database_url: str, deadline_s: float = 5.0) -> DbState:
 # --- measuring ------------------------------------------------------------------------
 
 
-def _wrk(server: Server, lua: Path, path: Path, opts: Options, seconds: int, marker: str = "") -> WrkResult:
-    return run_wrk(server, lua, path, duration=seconds, connections=opts.connections, threads=opts.wrk_threads,
-                   marker=marker)
-
-
-def _size(opts: Options, warm: WrkResult | None, floor_rps: float) -> int:
-    """Beats to pre-build: enough for the run at three times the warm-up's pace (its first
-    second is slow), never more than the floor could take."""
-    if opts.requests:
-        return opts.requests
-    ceiling = int(floor_rps * opts.duration * 1.2) + 1000
-    pace = warm.rps if warm and warm.requests else floor_rps
-    return max(2000, min(int(pace * opts.duration * 3) + 1000, ceiling, opts.max_requests))
-
-
 def _rounds(requests: int, students: int) -> int:
     return -(-requests // students)
 
 
-def _problems(result: WrkResult) -> list[str]:
-    problems = []
-    if result.requests == 0:
-        problems.append("no requests completed")
-    if result.non200:
-        problems.append(f"{result.non200} non-200 answers (first: {result.first_bad})")
-    if result.socket_errors:
-        problems.append(f"{result.socket_errors} socket errors/timeouts")
-    return problems
-
-
-def _row(db: str, scenario: str, result: WrkResult, **extra: Any) -> dict[str, Any]:
-    row = {"db": db, "scenario": scenario, **asdict(result), **extra}
-    row.pop("raw", None)
-    return row
-
-
 def floor_request(secret_key: str, work: Path) -> tuple[str, bytes, dict[str, str]]:
     """A heartbeat exactly as the app gets it (same path, cookie size, body), for the floor."""
-    app = make_app(sqlite_url(work), secret_key, work / "instance")  # connects lazily: never opened
+    app = make_app(common.sqlite_url(work), secret_key, work / "instance")  # connects lazily: never opened
     student = Student(1, "obench000000", 1, "0" * 32, "")
     student = replace(student, cookie=sign_session(app, student.user_id, student.openid, student.csrf))
     (line,) = beats([student], {1: (0, 0.0)}, 1)
     return line
 
 
-def measure_floor(opts: Options, lua: Path, work: Path, secret_key: str, deadline: Deadline) -> dict[str, Any]:
-    path = work / "floor.txt"
-    write_requests(path, [floor_request(secret_key, work)])
-    with gunicorn(FLOOR_TARGET, opts.settings, log_dir=work, name="floor") as server:
-        if opts.warmup:
-            _wrk(server, lua, path, opts, opts.warmup)
-        deadline.check("floor")
-        result = _wrk(server, lua, path, opts, opts.duration)
-    problems = _problems(result)
-    if result.success != result.requests:
-        problems.append("floor answered something other than 'success'")
-    return _row("-", "floor", result, ratio=1.0, valid=not problems, problems=problems)
-
-
 def preflight(server: Server, student: Student, state: DbState) -> None:
     """One beat by hand: a 200 JSON answer saying accepted, so the cookie, CSRF token and
     watch session all work before anything is measured."""
     ((target, body, headers),) = beats([student], state.sessions, 1)
-    status, answer = http_post(server, target, body, headers=headers)
+    status, answer = common.http_post(server, target, body, headers=headers)
     if status != 200:
         raise BenchError(f"pre-flight: status {status}: {answer[:200]!r}\n{server.log_tail()}")
     try:
@@ -315,27 +235,27 @@ def preflight(server: Server, student: Student, state: DbState) -> None:
         raise BenchError(f"pre-flight: the beat was not accepted: {answer[:200]!r}")
 
 
-def measure_heartbeat(server: Server, db: str, url: str, students: Sequence[Student], opts: Options, lua: Path,
-                      work: Path, floor_rps: float, deadline: Deadline) -> dict[str, Any]:
+def measure_heartbeat(ctx: Run, server: Server, db: str, url: str, students: Sequence[Student]) -> dict[str, Any]:
+    opts = ctx.opts
     preflight(server, students[0], read_state(url))
     warm = None
     if opts.warmup:
-        warm_path = work / f"{db}-warm.txt"
+        warm_path = ctx.work / f"{db}-warm.txt"
         state = read_state(url)  # the pre-flight's answer came after its commit: nothing in flight
-        write_requests(warm_path, beats(students, state.sessions,
-                                        _rounds(int(floor_rps * opts.warmup * 1.2) + 500, len(students))))
-        warm = _wrk(server, lua, warm_path, opts, opts.warmup, ACCEPTED_MARKER)
-    deadline.check(f"{db} heartbeat")
-    path = work / f"{db}-heartbeat.txt"
+        rounds = _rounds(int(ctx.floor_rps * opts.warmup * 1.2) + 500, len(students))
+        common.write_requests(warm_path, beats(students, state.sessions, rounds))
+        warm = ctx.wrk(server, warm_path, opts.warmup, ACCEPTED_MARKER)
+    ctx.deadline.check(f"{db} heartbeat")
+    path = ctx.work / f"{db}-heartbeat.txt"
     # Built from what is stored right now, so every student's first beat follows its last one.
     before = settled_state(url)
-    built = write_requests(path, beats(students, before.sessions, _rounds(_size(opts, warm, floor_rps), len(students))))
-    result = _wrk(server, lua, path, opts, opts.duration, ACCEPTED_MARKER)
+    built = common.write_requests(path, beats(students, before.sessions, _rounds(ctx.size(warm), len(students))))
+    result = ctx.wrk(server, path, opts.duration, ACCEPTED_MARKER)
     after = settled_state(url)
     recorded = after.seq_sum - before.seq_sum
     accepted = result.marked
     acceptance = round(accepted / result.requests, 4) if result.requests else 0.0
-    problems = _problems(result)
+    problems = common.wrk_problems(result)
     if result.reused:
         problems.append(f"{result.reused} beats re-sent after {built} ran out (stale seq): raise --requests")
     if acceptance < MIN_ACCEPTANCE:
@@ -348,13 +268,13 @@ def measure_heartbeat(server: Server, db: str, url: str, students: Sequence[Stud
         problems.append(f"last_seq rose by {recorded} for {result.requests} requests: the heartbeat path did not run")
     if after.completed or after.inactive:
         problems.append(f"{after.completed} sessions completed, {after.inactive} inactive: not the steady path")
-    return _row(db, "heartbeat", result, built=built, resent=result.reused, accepted=accepted,
-                refused=result.requests - accepted, acceptance=acceptance,
-                accepted_pct=f"{acceptance * 100:.2f}%", first_refusal=result.first_unmarked,
-                db_beats_recorded=recorded,
-                db_beats_progressed=round((after.watched_sum - before.watched_sum) / STEP),
-                warmup_acceptance=round(warm.marked / warm.requests, 4) if warm and warm.requests else None,
-                valid=not problems, problems=problems)
+    return common.result_row(db, "heartbeat", result, built=built, resent=result.reused, accepted=accepted,
+                             refused=result.requests - accepted, acceptance=acceptance,
+                             accepted_pct=f"{acceptance * 100:.2f}%", first_refusal=result.first_unmarked,
+                             db_beats_recorded=recorded,
+                             db_beats_progressed=round((after.watched_sum - before.watched_sum) / STEP),
+                             warmup_acceptance=round(warm.marked / warm.requests, 4) if warm and warm.requests else None,
+                             valid=not problems, problems=problems)
 
 
 def _students_for(opts: Options) -> int:
@@ -369,104 +289,49 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure the floor, then the heartbeat on each database; return every row and the verdicts."""
     from web.database import get_database
 
-    deadline = Deadline(opts.max_seconds)
-    started = time.time()
     secret_key = secrets.token_hex(32)
     n_students = _students_for(opts)
-    rows: list[dict[str, Any]] = []
-    errors: dict[str, str] = {}
-    with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xinwei-bench-hb-")))
-        lua = write_lua(work)
-        log(f"floor: {FLOOR_TARGET} under gunicorn ({opts.settings.describe()}) ...")
-        floor = measure_floor(opts, lua, work, secret_key, deadline)
-        rows.append(floor)
-        floor_rps = floor["rps"]
-        for db in opts.dbs:
-            log(f"{db}: fresh database, migrate, {n_students} students, {opts.app_target} under gunicorn ...")
-            try:
-                with fresh_database(db, opts, work) as url:  # type: ignore[arg-type]
-                    instance = work / f"instance-{db}"
-                    app = make_app(url, secret_key, instance)
-                    try:
-                        students = prepare_students(app, n_students)
-                    finally:
-                        get_database(app).dispose()
-                    env = {**app_env(url), "SECRET_KEY": secret_key, "XINWEI_INSTANCE_PATH": str(instance)}
-                    with gunicorn(opts.app_target, opts.settings, env=env, log_dir=work, name=db) as server:
-                        log(f"  {db} heartbeat ...")
-                        row = measure_heartbeat(server, db, url, students, opts, lua, work, floor_rps, deadline)
-                row["ratio"] = round(row["rps"] / floor_rps, 3) if floor_rps else None
-                _verdict(row)
-                rows.append(row)
-            except BenchError as exc:
-                # One database failing (say, PostgreSQL not running) still reports the other.
-                errors[db] = str(exc)
-                log(f"  {db} FAILED: {exc}")
-                deadline.check(db)
-    return {
-        "bench": "heartbeat",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "machine": machine(),
-        "settings": {
-            "gunicorn": asdict(opts.settings),
-            "wrk": {"connections": opts.connections, "threads": opts.wrk_threads,
-                    "duration_s": opts.duration, "warmup_s": opts.warmup},
-            "students": n_students,
-            "step_s": STEP,
-            "video_seconds": VIDEO_SECONDS,
-            "app_target": opts.app_target,
-        },
-        "targets": {"ratio": TARGET_RATIO, "min_acceptance": MIN_ACCEPTANCE},
-        "rows": rows,
-        "errors": errors,
-    }
+
+    def prepare(ctx: Run, db: str, url: str) -> tuple[dict[str, str], list[tuple[str, common.Measure]]]:
+        instance = ctx.work / f"instance-{db}"
+        app = make_app(url, secret_key, instance)
+        try:
+            students = prepare_students(app, n_students)
+        finally:
+            get_database(app).dispose()
+        env = {**common.app_env(url), "SECRET_KEY": secret_key, "XINWEI_INSTANCE_PATH": str(instance)}
+        return env, [("heartbeat", lambda server: measure_heartbeat(ctx, server, db, url, students))]
+
+    return common.run_bench(
+        opts, bench="heartbeat", tmp_prefix="xinwei-bench-hb-",
+        floor_requests=lambda work: [floor_request(secret_key, work)],
+        prepare=prepare,
+        judge=lambda row: common.verdict(row, TARGET_RATIO),
+        settings={"students": n_students, "step_s": STEP, "video_seconds": VIDEO_SECONDS},
+        targets={"ratio": TARGET_RATIO, "min_acceptance": MIN_ACCEPTANCE},
+        db_note=f"{n_students} students, ",
+        log=log,
+    )
 
 
-def _verdict(row: dict[str, Any]) -> None:
-    row["target_ratio"] = TARGET_RATIO
-    if not row["valid"]:
-        row["verdict"] = "INVALID"
-    elif row["ratio"] is None or row["ratio"] < TARGET_RATIO:
-        row["verdict"] = "MISS ratio"
-    else:
-        row["verdict"] = "ok"
+COLUMNS = common.columns(("accepted_pct", "accepted"))
+TARGETS = (f"target: heartbeat >= {TARGET_RATIO:.2f} x floor; 'accepted' is the share of beats the server "
+           f"accepted (below {MIN_ACCEPTANCE:.2f}: INVALID)")
 
 
-COLUMNS = [
-    ("db", "db"), ("scenario", "scenario"), ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"),
-    ("p99_ms", "p99 ms"), ("max_ms", "max ms"), ("requests", "requests"), ("non200", "non-200"),
-    ("socket_errors", "sock err"), ("resent", "resent"), ("accepted_pct", "accepted"), ("cpu_busy", "cpu busy"),
-    ("ratio", "x floor"), ("target_ratio", "target"), ("verdict", "verdict"),
-]
+def _notes(row: Mapping[str, Any]) -> list[str]:
+    if row["scenario"] != "heartbeat":
+        return []
+    return [f"  {row['db']}: {row['accepted']} accepted, {row['refused']} refused"
+            + (f" (first: {row['first_refusal']})" if row["refused"] else "")
+            + f"; in the database last_seq rose by {row['db_beats_recorded']}, "
+            f"progress by {row['db_beats_progressed']} beats' worth"]
 
 
 def report(payload: dict[str, Any]) -> str:
     s = payload["settings"]
-    lines = [
-        f"heartbeat bench: POST {PATH}, {s['students']} signed-in students, +{s['step_s']}s per beat, "
-        f"app {s['app_target']}; gunicorn {GunicornSettings(**s['gunicorn']).describe()}; "
-        f"wrk {s['wrk']['connections']} connections, {s['wrk']['threads']} threads, "
-        f"{s['wrk']['duration_s']}s per database (+{s['wrk']['warmup_s']}s warm-up); "
-        f"{payload['machine']['cores']} cores",
-        "",
-        table(payload["rows"], COLUMNS),
-        "",
-        f"target: heartbeat >= {TARGET_RATIO:.2f} x floor; 'accepted' is the share of beats the server "
-        f"accepted (below {MIN_ACCEPTANCE:.2f}: INVALID)",
-    ]
-    for row in payload["rows"]:
-        if row["scenario"] == "heartbeat":
-            lines.append(f"  {row['db']}: {row['accepted']} accepted, {row['refused']} refused"
-                         + (f" (first: {row['first_refusal']})" if row["refused"] else "")
-                         + f"; in the database last_seq rose by {row['db_beats_recorded']}, "
-                         f"progress by {row['db_beats_progressed']} beats' worth")
-        for problem in row.get("problems", []):
-            lines.append(f"  {row['db']} {row['scenario']}: {problem}")
-    for db, error in payload["errors"].items():
-        lines.append(f"  {db}: FAILED: {error}")
-    return "\n".join(lines)
+    what = f"heartbeat bench: POST {PATH}, {s['students']} signed-in students, +{s['step_s']}s per beat"
+    return common.report(payload, what=what, per="database", cols=COLUMNS, targets=TARGETS, notes=_notes)
 
 
 # --- profile: where a heartbeat's time goes, in-process ------------------------------
@@ -490,10 +355,9 @@ def _production_logging(path: Path) -> Iterator[None]:
             root.setLevel(saved[1])
 
 
-@contextmanager
-def _stage_timer(totals: dict[str, float], order: list[str]) -> Iterator[None]:
-    """Wrap the steps of a heartbeat so its time splits into named parts (each inclusive);
-    `order` receives the labels in the order a heartbeat meets them."""
+def _stages() -> list[tuple[object, str, str]]:
+    """The steps of a heartbeat, timed so its time splits into named parts (each inclusive), in
+    the order a heartbeat meets them; indented labels are inside the one above."""
     from flask.sessions import SecureCookieSessionInterface
     from sqlalchemy.orm import Session
 
@@ -504,45 +368,21 @@ def _stage_timer(totals: dict[str, float], order: list[str]) -> Iterator[None]:
     import web.training as training_mod
     from web.session_cookie import LazyCookieSessionInterface
 
-    patches: list[tuple[object, str, object, bool, str]] = []
-
-    def wrap(owner: object, name: str, label: str) -> None:
-        had = name in vars(owner) if isinstance(owner, type) else name in getattr(owner, "__dict__", {})
-        original = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                totals[label] = totals.get(label, 0.0) + time.perf_counter() - t
-
-        patches.append((owner, name, original, had, label))
-        setattr(owner, name, timed)
-
-    # In the order a heartbeat meets them; indented labels are inside the one above.
-    wrap(ops_mod.RequestTelemetry, "__call__", "whole request (WSGI middleware down)")
-    wrap(LazyCookieSessionInterface, "open_session", "  session cookie: open (verify + decode)")
-    wrap(auth_mod, "_user_still_exists", "  login_required: user check (own reader session)")
-    wrap(telemetry, "hash_openid", "  login_required: hash_openid")
-    wrap(training_mod, "csrf_ok", "  csrf_ok (parses the form)")
-    wrap(training_mod, "get_session", "  get_session (new ORM session)")
-    wrap(watching_mod, "heartbeat", "  watching.heartbeat (SELECT FOR UPDATE, rules, flush)")
-    wrap(Session, "flush", "    Session.flush (the UPDATE)")
-    wrap(Session, "commit", "  Session.commit")
-    wrap(training_mod, "jsonify", "  jsonify")
-    wrap(SecureCookieSessionInterface, "save_session", "  session cookie: save (re-sign, Set-Cookie)")
-    wrap(Session, "close", "  Session.close (both sessions)")
-    wrap(ops_mod.log, "info", "  access log line")
-    order.extend(label for _, _, _, _, label in patches)
-    try:
-        yield
-    finally:
-        for owner, name, original, had, _label in reversed(patches):
-            if had:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)  # an inherited or class-level attribute: uncover it again
+    return [
+        (ops_mod.RequestTelemetry, "__call__", "whole request (WSGI middleware down)"),
+        (LazyCookieSessionInterface, "open_session", "  session cookie: open (verify + decode)"),
+        (auth_mod, "_user_still_exists", "  login_required: user check (own reader session)"),
+        (telemetry, "hash_openid", "  login_required: hash_openid"),
+        (training_mod, "csrf_ok", "  csrf_ok (parses the form)"),
+        (training_mod, "get_session", "  get_session (new ORM session)"),
+        (watching_mod, "heartbeat", "  watching.heartbeat (SELECT FOR UPDATE, rules, flush)"),
+        (Session, "flush", "    Session.flush (the UPDATE)"),
+        (Session, "commit", "  Session.commit"),
+        (training_mod, "jsonify", "  jsonify"),
+        (SecureCookieSessionInterface, "save_session", "  session cookie: save (re-sign, Set-Cookie)"),
+        (Session, "close", "  Session.close (both sessions)"),
+        (ops_mod.log, "info", "  access log line"),
+    ]
 
 
 @contextmanager
@@ -610,75 +450,56 @@ def _statement_counter(app, counts: dict[str, int], sample: list[str] | None = N
 def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Per-heartbeat cost vs the floor app in-process (Flask test client, no gunicorn), split
     into stages, statements per beat, and cProfile's top functions."""
-    from bench.floor_app import create_app as create_floor
-    from web.database import get_database
-
     secret_key = secrets.token_hex(32)
     n_students = max(opts.students, 1)
     results: dict[str, Any] = {"count": count, "students": n_students}
     with tempfile.TemporaryDirectory(prefix="xinwei-profile-hb-") as tmp:
         work = Path(tmp)
-        target, body, headers = floor_request(secret_key, work)
-        floor_client = create_floor().test_client(use_cookies=False)
-        for _ in range(200):
-            floor_client.post(target, data=body, headers=headers)
-        t = time.perf_counter()
-        for _ in range(count):
-            floor_client.post(target, data=body, headers=headers)
-        floor_us = (time.perf_counter() - t) / count * 1e6
+        floor_us = common.profile_floor(floor_request(secret_key, work), count, log, ", the same heartbeat request")
         results["floor_us"] = round(floor_us, 1)
-        log(f"in-process floor (bare Flask, test client, the same heartbeat request): {floor_us:.0f} us/request")
         for db in opts.dbs:
-            with fresh_database(db, opts, work) as url:  # type: ignore[arg-type]
-                app = make_app(url, secret_key, work / f"instance-{db}")
-                try:
-                    students = prepare_students(app, n_students)
-                    client = app.test_client(use_cookies=False)
-                    state = read_state(url)
-                    todo = iter(beats(students, state.sessions, _rounds(200 + 3 * count, n_students) + 1))
+            def make(url: str, db: str = db):  # type: ignore[no-untyped-def]
+                return make_app(url, secret_key, work / f"instance-{db}")
 
-                    def drive(n: int) -> None:
-                        for _ in range(n):
-                            path, data, hdrs = next(todo)
-                            resp = client.post(path, data=data, headers=hdrs)
-                            if resp.status_code != 200 or ACCEPTED_MARKER.encode() not in resp.data:
-                                raise BenchError(f"profile {db}: {resp.status_code} {resp.data[:200]!r}")
+            with common.profiled_app(db, opts, work, make) as (url, app):
+                students = prepare_students(app, n_students)
+                client = app.test_client(use_cookies=False)
+                state = read_state(url)
+                todo = iter(beats(students, state.sessions, _rounds(200 + 3 * count, n_students) + 1))
 
-                    with _production_logging(work / f"access-{db}.log"):
-                        drive(200)  # warm caches, compile statements, open pooled connections
-                        t = time.perf_counter()
+                def drive(n: int) -> None:
+                    for _ in range(n):
+                        path, data, hdrs = next(todo)
+                        resp = client.post(path, data=data, headers=hdrs)
+                        if resp.status_code != 200 or ACCEPTED_MARKER.encode() not in resp.data:
+                            raise BenchError(f"profile {db}: {resp.status_code} {resp.data[:200]!r}")
+
+                with _production_logging(work / f"access-{db}.log"):
+                    drive(200)  # warm caches, compile statements, open pooled connections
+
+                    def healthz() -> None:
                         for _ in range(count):
                             client.get("/healthz")
-                        healthz_us = (time.perf_counter() - t) / count * 1e6
-                        one: list[str] = []
-                        with _statement_counter(app, {}, one):
-                            drive(1)
-                        counts: dict[str, int] = {}
-                        with _statement_counter(app, counts):
-                            t = time.perf_counter()
-                            drive(count)
-                            total_us = (time.perf_counter() - t) / count * 1e6
-                        totals: dict[str, float] = {}
-                        order: list[str] = []
-                        with _stage_timer(totals, order):
-                            t = time.perf_counter()
-                            drive(count)
-                            timed_us = (time.perf_counter() - t) / count * 1e6
-                        prof = cProfile.Profile()
-                        prof.enable()
-                        drive(count)
-                        prof.disable()
-                finally:
-                    get_database(app).dispose()
-            by_own, by_cum = io.StringIO(), io.StringIO()
-            pstats.Stats(prof, stream=by_own).sort_stats("tottime").print_stats(18)
-            pstats.Stats(prof, stream=by_cum).sort_stats("cumulative").print_stats(40)
-            stages = {k: round(totals[k] / count * 1e6, 1) for k in order if k in totals}
+
+                    healthz_us = common.us_per_call(healthz, count)
+                    one: list[str] = []
+                    with _statement_counter(app, {}, one):
+                        drive(1)
+                    counts: dict[str, int] = {}
+                    with _statement_counter(app, counts):
+                        total_us = common.us_per_call(lambda: drive(count), count)
+                    totals: dict[str, float] = {}
+                    stage_list = _stages()
+                    with common.stage_timer(totals, stage_list):
+                        timed_us = common.us_per_call(lambda: drive(count), count)
+                    prof = common.cprofiled(lambda: drive(count))
+            by_own, by_cum = common.top_stats(prof, "tottime", 18), common.top_stats(prof, "cumulative", 40)
+            stages = {label: round(totals[label] / count * 1e6, 1) for *_, label in stage_list if label in totals}
             per_beat = {k: round(v / count, 2) for k, v in sorted(counts.items())}
             results[db] = {"us_per_request": round(total_us, 1), "x_floor_cost": round(total_us / floor_us, 2),
                            "healthz_us": round(healthz_us, 1), "stages_us": stages, "timed_us": round(timed_us, 1),
                            "statements_per_beat": per_beat, "one_beat_sql": one,
-                           "cprofile_tottime": by_own.getvalue(), "cprofile_cumulative": by_cum.getvalue()}
+                           "cprofile_tottime": by_own, "cprofile_cumulative": by_cum}
             log(f"\n{db}: {total_us:.0f} us/heartbeat in-process ({total_us / floor_us:.1f}x the floor's); "
                 f"GET /healthz on the same app: {healthz_us:.0f} us")
             log("  per heartbeat: " + ", ".join(f"{v:g} {k}" for k, v in per_beat.items()))
@@ -688,75 +509,31 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
             log(f"  stages (us/heartbeat, inclusive, with timers: {timed_us:.0f} us total):")
             for name, us in stages.items():
                 log(f"    {us:8.1f}  {name}")
-            log("  cProfile, top by own time:\n" + _trim_stats(by_own.getvalue()))
-            log("  cProfile, top by cumulative time:\n" + _trim_stats(by_cum.getvalue()))
+            log("  cProfile, top by own time:\n" + common.trim_stats(by_own))
+            log("  cProfile, top by cumulative time:\n" + common.trim_stats(by_cum))
     return results
-
-
-def _trim_stats(text: str) -> str:
-    keep, started = [], False
-    for line in text.splitlines():
-        if line.strip().startswith("ncalls"):
-            started = True
-        if started and line.strip():
-            keep.append("    " + line.replace(str(Path(sys.prefix)), "<venv>").replace(str(REPO), "<repo>"))
-    return "\n".join(keep)
 
 
 # --- command line ------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Options, Any]:
     defaults = Options()
-    p = argparse.ArgumentParser(prog="python -m bench.heartbeat", description=__doc__)
-    p.add_argument("--duration", type=int, default=defaults.duration, help="seconds per database (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up seconds (default %(default)s)")
-    p.add_argument("--connections", type=int, default=defaults.connections, help="wrk connections (default %(default)s)")
-    p.add_argument("--wrk-threads", type=int, default=defaults.wrk_threads, help="wrk threads (default %(default)s)")
-    p.add_argument("--worker-class", default=defaults.settings.worker_class, help="gunicorn worker class (default %(default)s)")
-    p.add_argument("--workers", type=int, default=defaults.settings.workers, help="gunicorn workers (default 2 x cores + 1 = %(default)s)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker for --worker-class gthread (default %(default)s)")
-    p.add_argument("--db", default=",".join(DATABASES), help="databases, comma-separated (default %(default)s)")
-    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
-                   help="PostgreSQL server to create the bench database on (env BENCH_PG_URL)")
-    p.add_argument("--pg-database", default=defaults.pg_database, help="dropped and recreated each run (default %(default)s)")
-    p.add_argument("--students", type=int, default=defaults.students,
-                   help="signed-in students, each with one watch session (default %(default)s)")
-    p.add_argument("--requests", type=int, default=None, help="beats to pre-build (default: sized from the warm-up)")
-    p.add_argument("--app-target", default=APP_TARGET, help="gunicorn app to bench (default %(default)s)")
-    p.add_argument("--no-json", action="store_true", help="do not write bench/results/heartbeat-<timestamp>.json")
-    p.add_argument("--profile", action="store_true", help="instead of wrk: in-process per-stage timings and cProfile")
-    p.add_argument("--profile-requests", type=int, default=2000, help="heartbeats per profiled pass (default %(default)s)")
-    args = p.parse_args(argv)
-    dbs = [d.strip() for d in args.db.split(",") if d.strip()]
-    if not dbs or set(dbs) - set(DATABASES):
-        p.error(f"--db takes {', '.join(DATABASES)}")
-    if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.students < 1:
-        p.error("--duration, --connections and --students must be >= 1, --warmup >= 0")
-    settings = GunicornSettings(args.worker_class, args.workers, args.threads)
-    opts = replace(defaults, duration=args.duration, warmup=args.warmup, connections=args.connections,
-                   wrk_threads=args.wrk_threads, settings=settings, dbs=dbs, pg_url=args.pg_url,
-                   pg_database=args.pg_database, students=args.students, requests=args.requests,
-                   write_json=not args.no_json, app_target=args.app_target)
-    return opts, args
+    return common.parse_options(
+        argv, defaults, prog="python -m bench.heartbeat", doc=__doc__, name="heartbeat",
+        helps={"duration": "seconds per database (default %(default)s)",
+               "warmup": "warm-up seconds (default %(default)s)",
+               "requests": "beats to pre-build (default: sized from the warm-up)",
+               "profile_requests": "heartbeats per profiled pass (default %(default)s)"},
+        after_pg=[("--students", {"type": int, "default": defaults.students,
+                                  "help": "signed-in students, each with one watch session (default %(default)s)"})],
+        at_least_one=["students"],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts, args = parse_args(argv)
-    if args.profile:
-        results = profile(opts, args.profile_requests)
-        if opts.write_json:
-            print(f"\nJSON: {write_json('heartbeat-profile', results)}")
-        return 0
-    payload = run(opts)
-    print()
-    print(report(payload))
-    if opts.write_json:
-        print(f"\nJSON: {write_json('heartbeat', payload)}")
-    if any(r.get("verdict", "").startswith("MISS") for r in payload["rows"]):
-        print("\nThe target was missed: `python -m bench.heartbeat --profile` shows where a heartbeat's time goes.")
-    invalid = payload["errors"] or any(not r["valid"] for r in payload["rows"])
-    return 1 if invalid else 0
+    hint = "The target was missed: `python -m bench.heartbeat --profile` shows where a heartbeat's time goes."
+    return common.bench_main(argv, "heartbeat", parse_args, run, report, profile, hint)
 
 
 if __name__ == "__main__":
