@@ -129,6 +129,26 @@ def content_demo_videos(catalog: str | None) -> None:
     click.echo(f"demo videos: {len(created)} created in {out}")
 
 
+certificates_cli = AppGroup("certificates", help="Issued certificates.")
+
+
+@certificates_cli.command("export")
+@click.option("--school-id", type=int, default=None, help="Only this school (default: all).")
+@click.option("--from", "issued_from", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--until", "issued_until", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--by", "requested_by", default="staff:cli", show_default=True)
+def certificates_export(school_id: int | None, issued_from, issued_until, requested_by: str) -> None:  # type: ignore[no-untyped-def]
+    """Queue a zip of valid certificates' PDFs; a worker builds it into EXPORT_DIR with progress."""
+    from handlers.certificates import request_export
+
+    with get_database().sessions() as session:
+        export = request_export(session, requested_by, school_id=school_id,
+                                issued_from=issued_from.date() if issued_from else None,
+                                issued_until=issued_until.date() if issued_until else None)
+        session.commit()  # hands the job to the queue
+        click.echo(f"export {export.id} queued; it will be written to {current_app.config['EXPORT_DIR']}")
+
+
 jobs_cli = AppGroup("jobs", help="Background work (Huey).")
 
 
@@ -207,5 +227,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(content_cli)
+    app.cli.add_command(certificates_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(wechat_cli)

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_REFRESH_EACH_REQUEST": False,
     # Seconds a signed-in student's row is trusted to still exist before it is checked again.
     "H5_USER_CHECK_SECONDS": 60,
+    # Where certificate exports (zips) are written; None: <instance>/exports.
+    "EXPORT_DIR": None,
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
     "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
@@ -120,6 +122,8 @@ def load_config(
         config[key] = _coerce(key, value)
     if not config.get("DATABASE_URL") and not production:
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "xinwei.db")
+    if not config.get("EXPORT_DIR"):
+        config["EXPORT_DIR"] = os.path.join(instance_path, "exports")
     if not config.get("QUEUE_SQLITE_PATH"):
         config["QUEUE_SQLITE_PATH"] = os.path.join(instance_path, "huey.db")
     if config["LOG_JSON"] is None:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from handlers import accounts, housekeeping
+from handlers import accounts, certificates, housekeeping
+from models import CertificateExport
 
 
 @dataclass
@@ -54,9 +57,25 @@ def _sync_subscriber(ctx: JobContext, payload: dict[str, Any]) -> None:
     accounts.apply_user_info(ctx.session, payload["openid"], info)
 
 
+def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
+    export_id = int(payload["export_id"])
+    engine = ctx.session.get_bind()
+
+    def progress(done: int, total: int) -> None:
+        # Progress commits on its own (the job's own transaction commits once, at the end), so
+        # a page polling the export sees it move.
+        with engine.begin() as conn:
+            conn.execute(update(CertificateExport).where(CertificateExport.id == export_id)
+                         .values(status="running", done_count=done, total=total))
+
+    directory = Path(ctx.config["EXPORT_DIR"])
+    certificates.build_export(ctx.session, export_id, directory, progress)
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
+    registry.register(certificates.EXPORT_JOB, _export_certificates)
     return registry

@@ -1,6 +1,7 @@
 """The data model: typed SQLAlchemy tables, one module per aggregate, all on one MetaData."""
 from models.base import Base
-from models.certificate import Certificate, CertificateEvent, CertificateFile, CorrectionRequest, SerialCounter
+from models.certificate import (Certificate, CertificateEvent, CertificateExport, CertificateFile, CorrectionRequest,
+                                SerialCounter)
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
 from models.inbox import InboxMessage
@@ -11,4 +12,4 @@ from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "Certificate", "CertificateEvent", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]
+__all__ = ["Base", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]

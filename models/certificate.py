@@ -115,3 +115,22 @@ class CorrectionRequest(Base):
     decided_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_correction_requests_status", "status"),)
+
+
+class CertificateExport(Base):
+    """A zip of many certificates' PDFs (a school, a period), built by a job with progress."""
+
+    __tablename__ = "certificate_exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(100))  # "staff:wang", "school_admin:3"
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"))
+    issued_from: Mapped[date | None]
+    issued_until: Mapped[date | None]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, running, done, failed
+    total: Mapped[int] = mapped_column(default=0)
+    done_count: Mapped[int] = mapped_column(default=0)
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

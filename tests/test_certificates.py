@@ -191,3 +191,47 @@ def test_revocation_keeps_everything_and_says_why(app, graduates) -> None:  # ty
     with pytest.raises(Refused) as err:
         claim_as(app, graduates[1])
     assert err.value.code == "revoked"
+
+
+def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+    from pathlib import Path
+
+    from handlers.certificates import request_export
+    from jobs.queue import get_queue
+    from models import CertificateExport, Job, School
+
+    get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]  # run by hand below
+    issued = [claim_as(app, user_id) for user_id in graduates[:3]]
+    with get_database(app).sessions() as session:
+        school_id = session.scalar(select(School.id))
+        other = School(name="别的大学")
+        session.add(other)
+        session.flush()
+        mine = request_export(session, "staff:wang", school_id=school_id, issued_from=None, issued_until=None)
+        theirs = request_export(session, "staff:wang", school_id=other.id, issued_from=None, issued_until=None)
+        later = request_export(session, "staff:wang", school_id=None, issued_from=date(2027, 1, 1), issued_until=None)
+        session.commit()
+        jobs = {j.payload["export_id"]: j.id for j in session.scalars(select(Job).where(Job.kind == "certificates.export"))}
+    for export_id in (mine.id, theirs.id, later.id):
+        assert get_queue(app).execute(jobs[export_id]) == "done"
+    with get_database(app).sessions() as session:
+        done = session.get(CertificateExport, mine.id)
+        assert (done.status, done.total, done.done_count) == ("done", 3, 3)
+        path = Path(app.config["EXPORT_DIR"]) / done.file_name
+        with zipfile.ZipFile(path) as archive:
+            assert sorted(archive.namelist()) == sorted(f"{c.serial}.pdf" for c in issued)
+            assert all(archive.read(name).startswith(b"%PDF") for name in archive.namelist())
+        assert session.get(CertificateExport, theirs.id).total == 0  # another school's export holds none of these
+        assert session.get(CertificateExport, later.id).total == 0
+        assert not list(Path(app.config["EXPORT_DIR"]).glob("*.part"))
+
+
+def test_cli_queues_an_export(app, runner) -> None:  # type: ignore[no-untyped-def]
+    from models import CertificateExport
+
+    result = runner.invoke(args=["certificates", "export", "--from", "2026-01-01"])
+    assert result.exit_code == 0 and "queued" in result.output
+    with get_database(app).sessions() as session:
+        export = session.scalars(select(CertificateExport)).one()
+        assert export.issued_from == date(2026, 1, 1) and export.status == "pending"
