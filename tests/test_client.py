@@ -411,3 +411,23 @@ def test_make_token_store_picks_backend(store):
 def test_stored_token_is_a_pair():
     value, expires_at = StoredToken("v", utcnow())
     assert value == "v" and expires_at.tzinfo is not None
+
+
+def test_a_refresher_that_died_holding_the_redis_lock_delays_but_does_not_fail_others():
+    """A worker killed mid-refresh leaves the lock behind; it expires and the next worker fetches."""
+    import time
+    import uuid as _uuid
+
+    client = _redis_client()
+    prefix = f"xinwei-test-{_uuid.uuid4().hex[:8]}:"
+    store = RedisTokenStore(client, prefix=prefix, lock_timeout=1.0, lock_wait=3.0)
+    # The dead worker's lock: taken and never released.
+    client.set(f"{prefix}wechat_token_lock:access_token:x", "dead-worker", px=1000)
+    started = time.monotonic()
+    value = store.refresh("access_token:x", lambda: ("fresh-token", 7200))
+    waited = time.monotonic() - started
+    assert value == "fresh-token"
+    assert 0.5 < waited < 3.0  # it waited for the dead holder's lock to expire, then fetched
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()

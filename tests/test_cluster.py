@@ -138,9 +138,14 @@ def test_two_hosts_two_workers_one_killed_mid_job(app, database_url: str, fake_w
         # The killed worker's jobs were taken over (a second attempt), and only those ran twice.
         rerun = [j for j in jobs if j.attempts > 1]
         assert rerun, "no job was recovered from the killed worker"
-        # WeChat was called once per attempt: the re-run jobs twice, every other one once.
+        # WeChat was called at least once per job and never more than once per attempt; a job
+        # run once called it exactly once (the killed worker may die before or after its call).
         calls = Counter(c["query"]["openid"] for c in fake_wechat.requests(path="/cgi-bin/user/info"))
-        assert calls == Counter({j.payload["openid"]: j.attempts for j in jobs})
+        for job in jobs:
+            openid = job.payload["openid"]
+            assert 1 <= calls[openid] <= job.attempts, (openid, calls[openid], job.attempts)
+            if job.attempts == 1:
+                assert calls[openid] == 1
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -146,12 +146,15 @@ class RedisTokenStore(_StoreBase):
     """Tokens in Redis under `{prefix}wechat_token:{name}`; refresh under a redis-py lock."""
 
     def __init__(self, redis_client: Any, prefix: str = "xinwei:", *,
-                 stale_margin: timedelta = DEFAULT_STALE_MARGIN, lock_timeout: float = 60.0,
-                 lock_wait: float = 30.0) -> None:
+                 stale_margin: timedelta = DEFAULT_STALE_MARGIN, lock_timeout: float = 15.0,
+                 lock_wait: float = 20.0) -> None:
         self.redis = redis_client
         self.prefix = prefix
         self.stale_margin = stale_margin
         # The lock expires by itself if its holder dies mid-fetch; it must outlive a slow fetch.
+        # The lock outlives one fetch (an HTTP timeout of 5 s, twice over) but not by much: a
+        # worker killed while holding it blocks every host's refresh until it expires. Waiters
+        # wait longer than that, so a dead holder costs a delay, not a failed job.
         self.lock_timeout = lock_timeout
         self.lock_wait = lock_wait
 
