@@ -11,8 +11,9 @@ from flask import Flask
 import cli
 from config import load_config
 from jobs import queue
-from web import auth, certificates, database, media, ops, training
+from web import auth, certificates, console, database, media, ops, training
 from web import payments
+from web.console import accounts as console_accounts
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -38,6 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(training.bp)
     app.register_blueprint(certificates.bp)
     app.register_blueprint(payments.bp)
+    console.init_app(app)
+    console_accounts.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -57,6 +57,8 @@ def demo_load() -> None:
     session = get_database().sessions()
     try:
         created = demo.load_demo(session)
+        if current_app.config["XINWEI_ENV"] != "production":
+            created += demo.load_demo_accounts(session)
         session.commit()
     finally:
         session.close()
@@ -227,7 +229,44 @@ def wechat_push_menu(path: str | None) -> None:
     click.echo(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
 
 
+console_cli = AppGroup("console", help="Console accounts (platform admins, staff, school admins).")
+
+
+@console_cli.command("create-account")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["platform_admin", "staff", "school_admin"]), required=True)
+@click.option("--display-name", default="")
+@click.option("--school", "school_name", default=None, help="The school's name (school admins only).")
+@click.password_option(envvar="XINWEI_NEW_PASSWORD", help="Asked for when not given (or XINWEI_NEW_PASSWORD).")
+def console_create_account(username: str, role: str, display_name: str, school_name: str | None,
+                           password: str) -> None:
+    """Create a console account: how the first platform admin comes to exist."""
+    from sqlalchemy import select
+
+    from handlers.console_accounts import create_account
+    from handlers.learning import Refused
+    from models import School
+
+    session = get_database().sessions()
+    try:
+        school_id = None
+        if school_name:
+            school_id = session.scalar(select(School.id).where(School.name == school_name))
+            if school_id is None:
+                raise click.ClickException(f"no school named {school_name}")
+        try:
+            account = create_account(session, username=username, password=password, role=role,
+                                     display_name=display_name or username, school_id=school_id)
+        except Refused as refused:
+            raise click.ClickException(refused.message) from None
+        session.commit()
+        click.echo(f"console account {account.username} ({role}) created")
+    finally:
+        session.close()
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(console_cli)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(content_cli)

@@ -4,7 +4,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import RosterEntry, School
+from handlers.console_accounts import create_account
+from models import ConsoleAccount, RosterEntry, School
+from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 
 DEMO_SCHOOLS = [
     ("毫末示范大学", "北京市海淀区学院路 1 号 毫末示范大学心理健康教育中心"),
@@ -40,4 +42,26 @@ def load_demo(session: Session) -> int:
                                     grade=grade))
             created += 1
     session.flush()
+    return created
+
+
+# Console accounts for trying the consoles on the embedded default only (the CLI refuses in
+# production): a platform admin, a staff member, and 毫末示范大学's school admin.
+DEMO_PASSWORD = "xinwei-demo-2026"
+DEMO_ACCOUNTS = [
+    ("admin", "平台管理员（示范）", PLATFORM_ADMIN, None),
+    ("staff", "工作人员小王（示范）", STAFF, None),
+    ("school", "毫末示范大学 李老师（示范）", SCHOOL_ADMIN, DEMO_ROSTER_SCHOOL),
+]
+
+
+def load_demo_accounts(session: Session) -> int:
+    created = 0
+    for username, display_name, role, school_name in DEMO_ACCOUNTS:
+        if session.scalar(select(ConsoleAccount.id).where(ConsoleAccount.username == username)) is not None:
+            continue
+        school_id = session.scalar(select(School.id).where(School.name == school_name)) if school_name else None
+        create_account(session, username=username, password=DEMO_PASSWORD, role=role, display_name=display_name,
+                       school_id=school_id)
+        created += 1
     return created

@@ -2,6 +2,7 @@
 from models.base import Base
 from models.certificate import (Certificate, CertificateEvent, CertificateExport, CertificateFile, CorrectionRequest,
                                 SerialCounter)
+from models.console import AuditEntry, ConsoleAccount, ConsoleInvite, SignInAttempt
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
 from models.inbox import InboxMessage
@@ -13,5 +14,5 @@ from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken",
+__all__ = ["Base", "AuditEntry", "ConsoleAccount", "ConsoleInvite", "SignInAttempt", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken",
            "CertificateOrder", "OrderEvent", "PaymentFlag"]

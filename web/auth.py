@@ -73,18 +73,19 @@ def init_app(app: Flask) -> None:
 
 # -- the redirect target ----------------------------------------------------------------
 
-def safe_next(value: str | None) -> str:
-    """`value` if it is a relative path under /h5/ on this site, else the training home."""
-    if not value or len(value) > MAX_NEXT_LENGTH or not value.startswith(DEFAULT_NEXT):
-        return DEFAULT_NEXT
+def safe_next(value: str | None, home: str = DEFAULT_NEXT) -> str:
+    """`value` if it is a relative path under `home` (the training home /h5/, or /console/) on
+    this site, else `home`."""
+    if not value or len(value) > MAX_NEXT_LENGTH or not value.startswith(home):
+        return home
     if not NEXT_CHARS.match(value):
-        return DEFAULT_NEXT
+        return home
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
-        return DEFAULT_NEXT
+        return home
     # Browsers resolve '..' (also written %2e%2e) before asking: /h5/../admin is /admin.
     if any(segment in {".", ".."} for segment in unquote(parts.path).split("/")):
-        return DEFAULT_NEXT
+        return home
     return value
 
 

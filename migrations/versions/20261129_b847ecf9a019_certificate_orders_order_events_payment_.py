@@ -1,7 +1,7 @@
 """Certificate orders (paper copies paid with WeChat Pay), their transitions, and payment flags for staff.
 
 Revision ID: b847ecf9a019
-Revises: 895a43a46e1e
+Revises: 29d9c6c62b42
 Create Date: 2026-11-29 14:27:35.578608
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import models.base
 
 
 revision = 'b847ecf9a019'
-down_revision = '895a43a46e1e'
+down_revision = '29d9c6c62b42'
 branch_labels = None
 depends_on = None
 
