@@ -33,7 +33,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 UNPAID = ("created", "paying")
 PAID = ("paid", "printing", "shipped", "delivered")
-STATUS_LABELS = {"created": "待支付", "paying": "待支付", "paid": "已支付，等待打印", "printing": "打印中",
+STATUS_LABELS = {"created": "已下单", "paying": "待支付", "paid": "已支付，等待打印", "printing": "打印中",
                  "shipped": "已寄出", "delivered": "已送达", "closed": "已关闭（未支付）", "refunded": "已退款"}
 PAPER_CHANNELS = ("paper", "both")
 STAFF_PATH = "请在公众号留言联系工作人员"

@@ -421,3 +421,148 @@ def test_school_billing_counts_electronic_certificates_per_school(app, graduates
         assert text.startswith("\ufeff学校,电子证书数量") and "'=HYPERLINK" in text
         with pytest.raises(payments.Refused):
             payments.school_billing(session, date(2026, 12, 1), date(2026, 11, 1))
+
+
+# -- the staff console --------------------------------------------------------------
+def paid_order(shop) -> CertificateOrder:  # type: ignore[no-untyped-def]
+    start_paying(shop)
+    fake = shop["fake"].pay
+    fake.pay(fake.find(the_order(shop["app"]).out_trade_no))
+    return the_order(shop["app"])
+
+
+def test_console_pages_are_for_staff_only(shop) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_school, make_school_admin, sign_in as console_sign_in
+
+    order = paid_order(shop)
+    app = shop["app"]
+    anonymous = app.test_client()
+    assert anonymous.get("/console/payments/").status_code == 302
+    assert anonymous.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "x"}).status_code == 401
+    admin = app.test_client()
+    console_sign_in(admin, app, make_school_admin(app, make_school(app)))
+    for path in ("/console/payments/", f"/console/payments/orders/{order.id}", "/console/payments/billing",
+                 "/console/payments/flags"):
+        assert admin.get(path).status_code == 403
+    assert the_order(app).status == "paid"
+
+
+def test_staff_print_ship_and_refund_in_the_console(shop) -> None:  # type: ignore[no-untyped-def]
+    import pypdfium2 as pdfium
+
+    from models import AuditEntry
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    order = paid_order(shop)
+    app = shop["app"]
+    staff = app.test_client()
+    token = console_sign_in(staff, app, make_staff(app))
+    index = staff.get("/console/payments/").get_data(as_text=True)
+    assert "证书大学" in index and order.out_trade_no in index and "13800000000" in index
+    assert staff.post("/console/payments/print", data={"order_id": order.id}).status_code == 400  # no CSRF
+    printed = staff.post("/console/payments/print", data={"order_id": order.id, "csrf_token": token})
+    assert printed.mimetype == "application/pdf" and len(pdfium.PdfDocument(printed.data)) == 1
+    assert the_order(app).status == "printing"
+    shipped = staff.post(f"/console/payments/orders/{order.id}/ship",
+                         data={"carrier": "EMS", "tracking_number": "1190 0000 0001", "csrf_token": token})
+    assert shipped.status_code == 302
+    detail = staff.get(f"/console/payments/orders/{order.id}").get_data(as_text=True)
+    assert "EMS 119000000001" in detail and "已寄出" in detail and "13800000000" in detail
+    assert "EMS 119000000001" in shop["client"].get(f"/h5/orders/{order.id}").get_data(as_text=True)
+    assert staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": " ", "csrf_token": token}
+                      ).headers["Location"].endswith("error=%E8%AF%B7%E5%A1%AB%E5%86%99%E9%80%80%E6%AC%BE%E5%8E%9F%E5%9B%A0")
+    staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "邮寄丢失，学生不再需要", "csrf_token": token})
+    staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "再点一次", "csrf_token": token})
+    assert the_order(app).status == "refunded"
+    assert len(shop["fake"].requests("/v3/refund/domestic/refunds")) == 1  # the second click was refused here
+    with get_database(app).sessions() as session:
+        actions = [a.action for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+                   if a.action.startswith("payments.")]
+        assert actions == ["payments.print", "payments.ship", "payments.refund"]
+        assert session.get(Certificate, shop["cert_id"]).paper_status == "awaiting_payment"
+
+
+def test_billing_page_and_csv_export(shop, graduates) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    app = shop["app"]
+    with get_database(app).sessions() as session:
+        claim(session, graduates[1], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
+        claim(session, graduates[2], "demo-course", "both", ISSUER, date(2026, 11, 29))
+        session.commit()
+    staff = app.test_client()
+    console_sign_in(staff, app, make_staff(app))
+    page = staff.get("/console/payments/billing?start=2026-11-01&end=2026-11-30").get_data(as_text=True)
+    assert "证书大学" in page and '<th id="total">2</th>' in page
+    exported = staff.get("/console/payments/billing?start=2026-11-01&end=2026-11-30&format=csv")
+    assert exported.mimetype == "text/csv" and "证书大学,2,2026-11-01,2026-11-30" in exported.get_data(as_text=True)
+    assert staff.get("/console/payments/billing?start=yesterday").status_code == 400
+
+
+def test_flags_are_listed_and_resolved(shop) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    start_paying(shop)
+    fake = shop["fake"].pay
+    fake_order = fake.find(the_order(shop["app"]).out_trade_no)
+    fake.mark_paid(fake_order)
+    fake.deliver(fake_order, amount=1)
+    staff = shop["app"].test_client()
+    token = console_sign_in(staff, shop["app"], make_staff(shop["app"]))
+    assert "1 条支付异常" in staff.get("/console/payments/").get_data(as_text=True)
+    page = staff.get("/console/payments/flags").get_data(as_text=True)
+    assert "wrong_amount" in page
+    with get_database(shop["app"]).sessions() as session:
+        flag_id = session.scalar(select(PaymentFlag.id))
+    staff.post(f"/console/payments/flags/{flag_id}/resolve", data={"csrf_token": token})
+    assert "没有待处理的异常" in staff.get("/console/payments/flags").get_data(as_text=True)
+
+
+def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live_server, fake_wechat, phone,  # type: ignore[no-untyped-def]
+                                                                        browser, graduates) -> None:
+    from tests.conftest import ARTIFACTS
+    from tests.console_helpers import PASSWORD, make_staff
+    from models import ConsoleAccount
+
+    app.config["PUBLIC_URL"] = live_server.url
+    app.config["WECHAT_PAY_NOTIFY_URL"] = live_server.url + "/pay/notify"
+    get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]
+    with get_database(app).sessions() as session:
+        session.execute(update(School).values(address="上海市徐汇区漕溪北路 1 号"))
+        session.commit()
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.context.add_cookies([{"name": "fake_wechat_openid", "value": "o_cert_3", "url": live_server.url}])
+    phone.goto(f"{live_server.url}/h5/courses/demo-course/certificate")  # through (fake) WeChat OAuth
+    phone.get_by_text("纸质版（20 元 + 邮费，寄到学校）").click()
+    phone.get_by_role("button", name="领取证书").click()
+    phone.get_by_role("button", name="微信支付 ¥30.00").click()
+    # No WeixinJSBridge in this browser: in development the page goes to the fake WeChat Pay cashier.
+    phone.get_by_text("微信支付（模拟）").wait_for()
+    assert phone.locator("#amount").inner_text() == "¥30.00"
+    phone.screenshot(path=str(ARTIFACTS / "pay-cashier.png"), full_page=True)
+    phone.get_by_role("button", name="确认支付").click()
+    phone.locator("#order-status[data-status='paid']").wait_for()
+    phone.screenshot(path=str(ARTIFACTS / "pay-order-paid.png"), full_page=True)
+    order = the_order(app)
+    assert order.status == "paid" and paid_events(app) == 1
+    # Staff ship it from the console (a desktop browser).
+    staff_id = make_staff(app)
+    with get_database(app).sessions() as session:
+        username = session.get(ConsoleAccount, staff_id).username
+    desk = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    desk.set_default_timeout(10_000)
+    desk.goto(f"{live_server.url}/console/payments/")
+    desk.locator("input[name=username]").fill(username)
+    desk.locator("input[name=password]").fill(PASSWORD)
+    desk.get_by_role("button", name="登录").click()
+    desk.get_by_role("link", name=order.out_trade_no).first.click()
+    desk.locator("input[name=carrier]").fill("顺丰速运")
+    desk.locator("input[name=tracking_number]").fill("SF1400000000001")
+    desk.get_by_role("button", name="已寄出，通知学生").click()
+    desk.get_by_text("顺丰速运 SF1400000000001").wait_for()
+    desk.screenshot(path=str(ARTIFACTS / "pay-console-order.png"), full_page=True)
+    desk.context.close()
+    phone.goto(f"{live_server.url}/h5/orders/{order.id}")
+    phone.locator("#order-status[data-status='shipped']").wait_for()
+    assert "SF1400000000001" in phone.locator("#tracking").inner_text()
+    phone.screenshot(path=str(ARTIFACTS / "pay-order-shipped.png"), full_page=True)
