@@ -524,15 +524,26 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
     from tests.console_helpers import PASSWORD, make_staff
     from models import ConsoleAccount
 
+    from wechat import webhook
+    from wechat.routes import build_router
+
     app.config["PUBLIC_URL"] = live_server.url
     app.config["WECHAT_PAY_NOTIFY_URL"] = live_server.url + "/pay/notify"
+    # The replies' links name the live server's port, known only now.
+    app.extensions[webhook.ROUTER_EXTENSION] = build_router(live_server.url)
     get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]
     with get_database(app).sessions() as session:
         session.execute(update(School).values(address="上海市徐汇区漕溪北路 1 号"))
         session.commit()
     ARTIFACTS.mkdir(exist_ok=True)
-    phone.context.add_cookies([{"name": "fake_wechat_openid", "value": "o_cert_3", "url": live_server.url}])
-    phone.goto(f"{live_server.url}/h5/courses/demo-course/certificate")  # through (fake) WeChat OAuth
+    # In the simulator, as the student: 我的 → 显示证书 answers with the claim page's card.
+    phone.goto(f"{live_server.url}/simulator?openid=o_cert_3")
+    phone.get_by_role("button", name="☰ 我的").click()
+    phone.get_by_role("button", name="显示证书").click()
+    with phone.context.expect_page() as opened:
+        phone.locator(".card a", has_text="领取证书").click()
+    simulator, phone = phone, opened.value  # the H5 page opens as WeChat's in-app browser would
+    phone.set_default_timeout(10_000)
     phone.get_by_text("纸质版（20 元 + 邮费，寄到学校）").click()
     phone.get_by_role("button", name="领取证书").click()
     phone.get_by_role("button", name="微信支付 ¥30.00").click()
@@ -566,3 +577,4 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
     phone.locator("#order-status[data-status='shipped']").wait_for()
     assert "SF1400000000001" in phone.locator("#tracking").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "pay-order-shipped.png"), full_page=True)
+    assert simulator.get_by_text("领取证书").count() >= 1
