@@ -184,6 +184,23 @@ def test_a_notification_before_the_query_job_leaves_the_job_nothing_to_do(shop) 
     assert paid_events(shop["app"]) == 1
 
 
+def test_a_delayed_notification_after_the_students_query_changes_nothing(shop) -> None:  # type: ignore[no-untyped-def]
+    start_paying(shop)
+    order = the_order(shop["app"])
+    fake = shop["fake"].pay
+    fake.notify_delay = 1.0  # WeChat Pay is slow today
+    fake.pay(fake.find(order.out_trade_no), background=True)
+    answer = shop["client"].post(f"/h5/orders/{order.id}/refresh", headers={"X-CSRF-Token": CSRF}).get_json()
+    assert answer["status"] == "paid"
+    deadline = time.monotonic() + 10
+    while not fake.sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [s["status"] for s in fake.sent] == [204]
+    assert paid_events(shop["app"]) == 1
+    with get_database(shop["app"]).sessions() as session:
+        assert payments.events_of(session, order.id)[-1].actor == f"student:{shop['user_id']}"
+
+
 def _record(app, kind: str) -> int:  # type: ignore[no-untyped-def]
     from handlers.outbox import record_job
 
