@@ -96,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
     # is queried from WeChat Pay after PAY_QUERY_AFTER_SECONDS.
     "PAY_ORDER_TIMEOUT_SECONDS": 1800,
     "PAY_QUERY_AFTER_SECONDS": 60,
+    # The template message telling a student their paper certificate shipped, when the
+    # 48-hour customer-service window has closed (first/keyword1 carrier/keyword2 tracking/remark).
+    "WECHAT_TEMPLATE_SHIPPED": None,
     # Seconds either side of now that a payment notification's Wechatpay-Timestamp may stand.
     "PAY_NOTIFY_WINDOW": 300,
     **DEV_SECRETS,

@@ -318,6 +318,20 @@ class SchoolBatch:
     orders: list[CertificateOrder]
 
 
+def set_school_address(session: Session, school_id: int, address: str) -> tuple[str | None, str]:
+    """Staff keep each school's mailing address; returns (before, after). Orders not yet
+    shipped go to the new address (it is copied onto an order when it ships)."""
+    address = " ".join(address.split())
+    if not address or len(address) > 300:
+        raise Refused("bad_address", "请填写邮寄地址（300 字以内）。")
+    school = session.scalar(select(School).where(School.id == school_id).with_for_update())
+    if school is None:
+        raise Refused("no_school", "学校不存在。")
+    before, school.address = school.address, address
+    session.flush()
+    return before, address
+
+
 def paper_orders_by_school(session: Session, statuses: Iterable[str] = ("paid", "printing")) -> list[SchoolBatch]:
     """Paid paper orders grouped by the school they are mailed to, oldest payment first."""
     rows = session.execute(select(CertificateOrder, School).join(School, School.id == CertificateOrder.school_id)
@@ -378,6 +392,9 @@ def mark_shipped(session: Session, order_id: int, carrier: str, tracking_number:
     if order is None:
         raise Refused("no_order", "订单不存在。")
     order.carrier, order.tracking_number, order.shipped_at = carrier, tracking_number, now
+    school = session.get(School, order.school_id)
+    if school is not None and school.address:
+        order.mail_address = school.address  # where it actually went: the address staff keep current
     _move(session, order, "shipped", actor, now, {"carrier": carrier, "tracking_number": tracking_number})
     record_job(session, NOTIFY_SHIPPED_JOB, {"order_id": order.id}, dedup_key=f"pay-shipped:{order.id}")
     session.flush()
@@ -394,13 +411,23 @@ def mark_delivered(session: Session, order_id: int, actor: str, now: datetime) -
     return order
 
 
-def shipped_notice(session: Session, order_id: int) -> tuple[str, str] | None:
-    """(openid, text) telling the student their certificate is on its way; None if not shipped."""
+@dataclass(frozen=True)
+class ShippedNotice:
+    openid: str
+    text: str
+    carrier: str
+    tracking_number: str
+    order_id: int
+
+
+def shipped_notice(session: Session, order_id: int) -> ShippedNotice | None:
+    """What tells the student their certificate is on its way; None if it is not shipped."""
     order = session.get(CertificateOrder, order_id)
     if order is None or order.status not in ("shipped", "delivered"):
         return None
-    return order.payer_openid, (f"你的纸质证书已寄出：{order.carrier}，运单号 {order.tracking_number}。"
-                                f"证书寄到学校，请留意学校通知。")
+    return ShippedNotice(order.payer_openid, f"你的纸质证书已寄出：{order.carrier}，运单号 {order.tracking_number}。"
+                                             f"证书寄到学校，请留意学校通知。", order.carrier or "",
+                         order.tracking_number or "", order.id)
 
 
 def orders_of(session: Session, user_id: int, certificate_id: int) -> list[CertificateOrder]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from wechatpy.exceptions import WeChatClientException
 
 from handlers import accounts, certificates, housekeeping, payments
 from handlers.outbox import record_job
@@ -134,12 +135,29 @@ def _close_remote(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Tell the student: a customer-service message while WeChat's 48-hour window is open,
+    else the shipping template message (if one is configured); the order page shows it anyway."""
     notice = payments.shipped_notice(ctx.session, int(payload["order_id"]))
     if notice is None:
         return
-    openid, text = notice
     ctx.session.rollback()
-    ctx.services["wechat_client"]().message.send_text(openid, text)
+    client = ctx.services["wechat_client"]()
+    try:
+        client.message.send_text(notice.openid, notice.text)
+        return
+    except WeChatClientException as exc:
+        if exc.errcode not in (45015, 45047):  # outside the window, or its 5 messages used
+            raise
+    template_id = ctx.config.get("WECHAT_TEMPLATE_SHIPPED")
+    if not template_id:
+        return
+    public_url = str(ctx.config["PUBLIC_URL"]).rstrip("/")
+    client.post("message/template/send", data={
+        "touser": notice.openid, "template_id": template_id, "url": f"{public_url}/h5/orders/{notice.order_id}",
+        "client_msg_id": f"shipped-{notice.order_id}",  # WeChat drops a repeat within 10 minutes
+        "data": {"first": {"value": "你的纸质证书已寄出"}, "keyword1": {"value": notice.carrier},
+                 "keyword2": {"value": notice.tracking_number}, "remark": {"value": "证书寄到学校，请留意学校通知。"}},
+    })
 
 
 def build_registry() -> JobRegistry:

@@ -424,6 +424,30 @@ def test_staff_print_ship_and_the_student_is_told(shop, graduates) -> None:  # t
     assert "已送达" in shop["client"].get(f"/h5/orders/{ids[0]}").get_data(as_text=True)
 
 
+def test_outside_the_48_hour_window_the_shipping_notice_is_a_template_message(shop) -> None:  # type: ignore[no-untyped-def]
+    app, fake = shop["app"], shop["fake"]
+    start_paying(shop)
+    order = the_order(app)
+    fake.pay.pay(fake.pay.find(order.out_trade_no))
+    fake.set_user("o_cert_0", in_window=False)
+    with get_database(app).sessions() as session:
+        session.execute(update(School).values(address="新校区 8 号楼"))  # staff corrected the address meanwhile
+        shipped = payments.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
+        assert shipped.mail_address == "新校区 8 号楼"
+        session.commit()
+    assert run_jobs(app, payments.NOTIFY_SHIPPED_JOB) == ["done"]  # no template configured: the page tells
+    assert fake.sent_messages == []
+    app.config["WECHAT_TEMPLATE_SHIPPED"] = "tmpl_shipped_1"
+    with get_database(app).sessions() as session:
+        session.execute(update(Job).where(Job.kind == payments.NOTIFY_SHIPPED_JOB).values(status="pending"))
+        session.commit()
+    assert run_jobs(app, payments.NOTIFY_SHIPPED_JOB) == ["done"]
+    (sent,) = fake.sent_messages
+    assert sent["kind"] == "template" and sent["template_id"] == "tmpl_shipped_1"
+    assert sent["data"]["keyword2"]["value"] == "1190001" and sent["client_msg_id"] == f"shipped-{order.id}"
+    assert sent["url"].endswith(f"/h5/orders/{order.id}")
+
+
 def test_school_billing_counts_electronic_certificates_per_school(app, graduates) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         for user_id, channel in zip(graduates, ("electronic", "both", "paper", "electronic", "electronic")):
@@ -595,3 +619,26 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
     assert "SF1400000000001" in phone.locator("#tracking").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "pay-order-shipped.png"), full_page=True)
     assert simulator.get_by_text("领取证书").count() >= 1
+
+
+def test_staff_keep_school_addresses(shop) -> None:  # type: ignore[no-untyped-def]
+    from models import AuditEntry
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    app = shop["app"]
+    staff = app.test_client()
+    token = console_sign_in(staff, app, make_staff(app))
+    with get_database(app).sessions() as session:
+        school_id = session.scalar(select(School.id))
+    assert "北京市海淀区学院路" in staff.get("/console/payments/schools").get_data(as_text=True)
+    staff.post(f"/console/payments/schools/{school_id}/address",
+               data={"address": "  北京市海淀区 <b>新</b>校区  ", "csrf_token": token})
+    page = staff.get("/console/payments/schools").get_data(as_text=True)
+    assert "北京市海淀区 &lt;b&gt;新&lt;/b&gt;校区" in page and "<b>新</b>" not in page
+    assert "请填写邮寄地址" in staff.post(f"/console/payments/schools/{school_id}/address",
+                                       data={"address": " ", "csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    assert staff.post("/console/payments/schools/999999/address",
+                      data={"address": "x", "csrf_token": token}).status_code == 404
+    with get_database(app).sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "payments.school_address")).one()
+        assert entry.before == {"address": "北京市海淀区学院路 1 号 心理中心"}
