@@ -259,6 +259,10 @@ def test_refusals_are_never_paid(shop) -> None:  # type: ignore[no-untyped-def]
     assert wrong_key.status_code == 401
     unsigned = post({"Content-Type": "application/json"}, b'{"id": "1"}')
     assert unsigned.status_code == 401
+    headers, body = fake.notification(fake_order)
+    other_key = post({**headers, "Wechatpay-Serial": "PUB_KEY_ID_SOMEONE_ELSE"}, body)
+    assert other_key.status_code == 401 and other_key.json()["message"] == "unknown_serial"
+    assert shop["fake"].requests("/v3/certificates") == []  # a forged serial costs no outbound call
     other_merchant = post(*fake.notification(fake_order, resource={**fake.transaction(fake_order), "mchid": "1999999999"}))
     assert other_merchant.status_code == 401
     cheap = post(*fake.notification(fake_order, amount=1))  # signed by WeChat Pay, but 0.01 yuan

@@ -63,6 +63,7 @@ class XinweiWeChatPay(WeChatPay):
                          timeout=(min(timeout, 3.0), timeout), public_key=public_key, public_key_id=public_key_id)
         self._core._gate_way = api_base.rstrip("/")
         self.appid, self.mchid, self.notify_window = appid, mchid, notify_window
+        self.public_key_id = public_key_id
 
     # -- calls ---------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[int, Any]:
@@ -145,6 +146,10 @@ class XinweiWeChatPay(WeChatPay):
             raise BadNotification("no_timestamp") from None
         if abs(now - sent_at) > self.notify_window:
             raise BadNotification("stale", f"sent {int(now - sent_at)} s ago")
+        if headers.get("Wechatpay-Serial", "") != self.public_key_id:
+            # Checked before the library sees it: for a serial it does not know, the library
+            # would fetch WeChat Pay's certificates, one outbound call per forged request.
+            raise BadNotification("unknown_serial", str(headers.get("Wechatpay-Serial", ""))[:64])
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
