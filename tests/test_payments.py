@@ -19,6 +19,7 @@ from tests.test_certificate_pages import CSRF, sign_in
 from tests.test_certificates import ISSUER
 from web.database import get_database
 from wechat.pay import get_wechat_pay
+from wechat.services import get_wechat_client
 
 STAFF_PATH = "请在公众号留言联系工作人员"
 
@@ -77,6 +78,15 @@ def test_paying_creates_one_jsapi_order_with_signed_page_parameters(shop) -> Non
     params = first["params"]
     assert params["signType"] == "RSA" and params["appId"] == shop["app"].config["WECHAT_APP_ID"]
     assert set(first["config"]) >= {"appId", "timestamp", "nonceStr", "signature"}
+    # wx.config is signed for the page the student is on: sha1 over ticket, nonce, timestamp, URL.
+    import hashlib
+
+    page_url = f"http://localhost/h5/certificates/{shop['cert_id']}?from=menu"
+    signed = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF},
+                                 data={"page_url": page_url + "#top"}).get_json()["config"]
+    ticket = get_wechat_client(shop["app"]).jsapi_ticket()
+    raw = f"jsapi_ticket={ticket}&noncestr={signed['nonceStr']}&timestamp={signed['timestamp']}&url={page_url}"
+    assert signed["signature"] == hashlib.sha1(raw.encode()).hexdigest()
     # The pay sign verifies with the merchant's public key over appId\ntimeStamp\nnonceStr\npackage\n.
     import base64
 

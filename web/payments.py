@@ -75,7 +75,10 @@ def pay(certificate_id: int) -> Response:
     body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": payments.yuan(order.total_fen),
                             "params": wechat_pay.jsapi_params(prepay_id)}
     try:
-        page = request.referrer or url_for("certificates.show", certificate_id=certificate_id, _external=True)
+        # wx.config is signed for the page's own URL (the page sends it: no Referer is sent).
+        page = request.form.get("page_url", "")
+        if not page.startswith(request.host_url):
+            page = url_for("certificates.show", certificate_id=certificate_id, _external=True)
         ticket = get_wechat_client(current_app._get_current_object()).jsapi_ticket()  # type: ignore[attr-defined]
         body["config"] = jssdk_config(cfg["WECHAT_APP_ID"], ticket, page)
     except Exception as exc:  # noqa: BLE001 - WeixinJSBridge pays without wx.config
