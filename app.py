@@ -12,10 +12,13 @@ import cli
 from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
+from web import payments
 from web.console import accounts as console_accounts
+from web.console import payments as console_payments
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
+from wechat.pay import get_wechat_pay
 from wechat.services import get_wechat_client
 
 
@@ -29,14 +32,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ops.init_app(app)
     auth.init_app(app)
     queue.init_app(app, database.get_database(app).sessions,
-                   services={"wechat_client": partial(get_wechat_client, app)})
+                   services={"wechat_client": partial(get_wechat_client, app),
+                             "wechat_pay": partial(get_wechat_pay, app)})
     app.extensions[webhook.ROUTER_EXTENSION] = build_router(app.config["PUBLIC_URL"])
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(training.bp)
     app.register_blueprint(certificates.bp)
+    app.register_blueprint(payments.bp)
     console.init_app(app)
     console_accounts.init_app(app)
+    console_payments.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from wechat.fake import paykeys
 
 # Values that only make sense on a developer's machine. In production every one of
 # these must come from the environment, or start-up fails with the list of names.
@@ -18,6 +21,13 @@ DEV_SECRETS: dict[str, str] = {
     "WECHAT_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
     # Ed25519 seed (32 bytes, base64) that signs certificates; production keeps its own.
     "CERT_SIGNING_KEY": "ZGV2LW9ubHktY2VydGlmaWNhdGUtc2lnbmluZy1rZXk=",
+    # WeChat Pay (API v3): the fake's test merchant and platform keys (wechat/fake/paykeys.py).
+    "WECHAT_PAY_MCHID": paykeys.MCHID,
+    "WECHAT_PAY_API_V3_KEY": paykeys.API_V3_KEY,
+    "WECHAT_PAY_PRIVATE_KEY": paykeys.MERCHANT_PRIVATE_KEY,
+    "WECHAT_PAY_CERT_SERIAL": paykeys.MERCHANT_CERT_SERIAL,
+    "WECHAT_PAY_PUBLIC_KEY": paykeys.PLATFORM_PUBLIC_KEY,
+    "WECHAT_PAY_PUBLIC_KEY_ID": paykeys.PLATFORM_PUBLIC_KEY_ID,
 }
 
 REQUIRED_IN_PRODUCTION = (
@@ -29,6 +39,12 @@ REQUIRED_IN_PRODUCTION = (
     "WECHAT_TOKEN",
     "WECHAT_ENCODING_AES_KEY",
     "CERT_SIGNING_KEY",
+    "WECHAT_PAY_MCHID",
+    "WECHAT_PAY_API_V3_KEY",
+    "WECHAT_PAY_PRIVATE_KEY",
+    "WECHAT_PAY_CERT_SERIAL",
+    "WECHAT_PAY_PUBLIC_KEY",
+    "WECHAT_PAY_PUBLIC_KEY_ID",
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -72,10 +88,24 @@ DEFAULTS: dict[str, Any] = {
     "JOB_RETRY_MAX_SECONDS": 3600,
     "JOB_REQUEUE_SECONDS": 60,  # a pending job enqueued this long ago was lost by the queue
     "JOB_SWEEP_SECONDS": 15,  # how often each worker looks for such jobs
+    # WeChat Pay: where payment notifications arrive (None: PUBLIC_URL + /pay/notify).
+    "WECHAT_PAY_NOTIFY_URL": None,
+    # Paper certificate prices in fen, per course code ("*": every other course). JSON.
+    "PAPER_CERT_PRICES": '{"*": {"fee": 2000, "postage": 1000}}',
+    # An unpaid order closes after this many seconds; a paying order without a notification
+    # is queried from WeChat Pay after PAY_QUERY_AFTER_SECONDS.
+    "PAY_ORDER_TIMEOUT_SECONDS": 1800,
+    "PAY_QUERY_AFTER_SECONDS": 60,
+    # The template message telling a student their paper certificate shipped, when the
+    # 48-hour customer-service window has closed (first/keyword1 carrier/keyword2 tracking/remark).
+    "WECHAT_TEMPLATE_SHIPPED": None,
+    # Seconds either side of now that a payment notification's Wechatpay-Timestamp may stand.
+    "PAY_NOTIFY_WINDOW": 300,
     **DEV_SECRETS,
 }
 
-INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS"}
+INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS", "PAY_ORDER_TIMEOUT_SECONDS",
+            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW"}
 FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "H5_USER_CHECK_SECONDS", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
               "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS", "JOB_SWEEP_SECONDS"}
 BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}
@@ -126,6 +156,8 @@ def load_config(
         config["EXPORT_DIR"] = os.path.join(instance_path, "exports")
     if not config.get("QUEUE_SQLITE_PATH"):
         config["QUEUE_SQLITE_PATH"] = os.path.join(instance_path, "huey.db")
+    if not config.get("WECHAT_PAY_NOTIFY_URL") and config.get("PUBLIC_URL"):
+        config["WECHAT_PAY_NOTIFY_URL"] = str(config["PUBLIC_URL"]).rstrip("/") + "/pay/notify"
     if config["LOG_JSON"] is None:
         config["LOG_JSON"] = production
     if config["SIMULATOR_ENABLED"] is None:
@@ -159,9 +191,35 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ValueError
         except (ValueError, binascii.Error):
             problems.append("CERT_SIGNING_KEY must be 32 bytes, base64-encoded")
+    v3_key = config.get("WECHAT_PAY_API_V3_KEY")
+    if v3_key and len(str(v3_key).encode()) != 32:
+        problems.append("WECHAT_PAY_API_V3_KEY must be the 32-character API v3 key")
+    try:
+        paper_prices(config)
+    except ValueError as exc:
+        problems.append(str(exc))
     for url_key in ("WECHAT_API_BASE", "WECHAT_OPEN_BASE", "WECHAT_PAY_API_BASE", "PUBLIC_URL"):
         url = config.get(url_key)
         if url and not str(url).startswith(("http://", "https://")):
             problems.append(f"{url_key} must be an http(s) URL")
     if problems:
         raise ConfigError("xinwei cannot start: " + "; ".join(problems))
+
+
+def paper_prices(config: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """PAPER_CERT_PRICES as {course code or "*": (fee, postage)} in fen. Integers only: a
+    float or a string amount is a configuration error, never rounded."""
+    raw = config.get("PAPER_CERT_PRICES") or "{}"
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"PAPER_CERT_PRICES must be JSON: {exc}") from exc
+    prices: dict[str, tuple[int, int]] = {}
+    if not isinstance(data, dict) or "*" not in data:
+        raise ValueError('PAPER_CERT_PRICES must map course codes (and "*") to {"fee": fen, "postage": fen}')
+    for code, entry in data.items():
+        fee, postage = (entry or {}).get("fee"), (entry or {}).get("postage")
+        if type(fee) is not int or type(postage) is not int or fee <= 0 or postage < 0:
+            raise ValueError(f"PAPER_CERT_PRICES[{code!r}]: fee and postage must be whole fen (integers), fee > 0")
+        prices[str(code)] = (fee, postage)
+    return prices

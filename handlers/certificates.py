@@ -56,6 +56,11 @@ def change_channel(session: Session, user_id: int, certificate_id: int, channel:
         raise Refused("no_certificate", "证书不存在。")
     if certificate.paper_status not in (None, "awaiting_payment"):
         raise Refused("paid", "证书费用已支付，如需更改或增加证书类型，请在公众号留言联系工作人员。")
+    if certificate.channel != channel and channel == "electronic":
+        # An unpaid order for the paper copy closes with it (and at WeChat Pay, by a job).
+        from handlers import payments  # payments builds on certificates, not the other way round
+
+        payments.close_for_channel_change(session, certificate.id, user_id, utcnow())
     if certificate.channel != channel:
         session.add(CertificateEvent(certificate_id=certificate.id, action="channel_changed",
                                      actor=f"student:{user_id}", details={"from": certificate.channel, "to": channel}))

@@ -28,6 +28,7 @@ class Periodic:
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("housekeeping.prune_inbound_events", "17 3 * * *", "day"),
     Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
+    Periodic("payments.reconcile", "* * * * *", "minute"),
 )
 
 

@@ -8,9 +8,12 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificates, housekeeping
-from models import CertificateExport
+from handlers import accounts, certificates, housekeeping, payments
+from handlers.outbox import record_job
+from models import CertificateExport, CertificateOrder
+from models.base import utcnow
 
 
 @dataclass
@@ -72,10 +75,99 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificates.build_export(ctx.session, export_id, directory, progress)
 
 
+def _merchant(ctx: JobContext) -> payments.Merchant:
+    return payments.Merchant(ctx.config["WECHAT_APP_ID"], ctx.config["WECHAT_PAY_MCHID"])
+
+
+def _query_order(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """No notification yet: ask WeChat Pay. Paid → apply (once, like a notification);
+    expired and unpaid → close it there first, then here. WeChat Pay is asked before any
+    write, so no lock is held while it answers."""
+    order = ctx.session.get(CertificateOrder, int(payload["order_id"]))
+    if order is None or order.status not in payments.UNPAID:
+        return
+    order_id, out_trade_no, expired = order.id, order.out_trade_no, order.expires_at <= utcnow()
+    pay = ctx.services["wechat_pay"]()
+    ctx.session.rollback()  # end the read before calling out
+    transaction = pay.query_order(out_trade_no)
+    if transaction is not None and transaction.get("trade_state") == "SUCCESS":
+        payments.apply_transaction(ctx.session, transaction, _merchant(ctx), "job:query", utcnow())
+        return
+    if not expired:
+        return
+    if transaction is not None:
+        try:
+            pay.close_order(out_trade_no)
+        except Exception:
+            # Paid in the meantime? Ask once more; otherwise retry the job later.
+            transaction = pay.query_order(out_trade_no)
+            if transaction is not None and transaction.get("trade_state") == "SUCCESS":
+                payments.apply_transaction(ctx.session, transaction, _merchant(ctx), "job:query", utcnow())
+                return
+            raise
+    payments.close(ctx.session, order_id, "job:timeout", utcnow(), "timeout")
+
+
+def _reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Every minute: a query job for each unpaid order that is overdue or expired."""
+    now = utcnow()
+    for order_id in payments.due_for_query(ctx.session, now, int(ctx.config["PAY_QUERY_AFTER_SECONDS"])):
+        record_job(ctx.session, payments.QUERY_JOB, {"order_id": order_id},
+                   dedup_key=f"pay-query:{order_id}:{now.strftime('%Y-%m-%dT%H:%M')}", max_attempts=3)
+
+
+def _close_remote(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """The order closed here (the student chose electronic): close it at WeChat Pay too, so
+    its payment page cannot be paid. Paid in between: the payment is applied and flagged."""
+    order = ctx.session.get(CertificateOrder, int(payload["order_id"]))
+    if order is None:
+        return
+    out_trade_no = order.out_trade_no
+    ctx.session.rollback()
+    pay = ctx.services["wechat_pay"]()
+    try:
+        pay.close_order(out_trade_no)
+    except Exception:
+        transaction = pay.query_order(out_trade_no)
+        if transaction is None or transaction.get("trade_state") != "SUCCESS":
+            raise
+        payments.apply_transaction(ctx.session, transaction, _merchant(ctx), "job:close", utcnow())
+
+
+def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Tell the student: a customer-service message while WeChat's 48-hour window is open,
+    else the shipping template message (if one is configured); the order page shows it anyway."""
+    notice = payments.shipped_notice(ctx.session, int(payload["order_id"]))
+    if notice is None:
+        return
+    ctx.session.rollback()
+    client = ctx.services["wechat_client"]()
+    try:
+        client.message.send_text(notice.openid, notice.text)
+        return
+    except WeChatClientException as exc:
+        if exc.errcode not in (45015, 45047):  # outside the window, or its 5 messages used
+            raise
+    template_id = ctx.config.get("WECHAT_TEMPLATE_SHIPPED")
+    if not template_id:
+        return
+    public_url = str(ctx.config["PUBLIC_URL"]).rstrip("/")
+    client.post("message/template/send", data={
+        "touser": notice.openid, "template_id": template_id, "url": f"{public_url}/h5/orders/{notice.order_id}",
+        "client_msg_id": f"shipped-{notice.order_id}",  # WeChat drops a repeat within 10 minutes
+        "data": {"first": {"value": "你的纸质证书已寄出"}, "keyword1": {"value": notice.carrier},
+                 "keyword2": {"value": notice.tracking_number}, "remark": {"value": "证书寄到学校，请留意学校通知。"}},
+    })
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
+    registry.register(payments.QUERY_JOB, _query_order)
+    registry.register(payments.RECONCILE_JOB, _reconcile)
+    registry.register(payments.CLOSE_REMOTE_JOB, _close_remote)
+    registry.register(payments.NOTIFY_SHIPPED_JOB, _notify_shipped)
     return registry

@@ -12,6 +12,7 @@ export XINWEI_ENV=development
 export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$PORT}
 export WECHAT_API_BASE=${WECHAT_API_BASE:-http://127.0.0.1:$FAKE_PORT}
 export WECHAT_OPEN_BASE=${WECHAT_OPEN_BASE:-http://127.0.0.1:$FAKE_PORT}
+export WECHAT_PAY_API_BASE=${WECHAT_PAY_API_BASE:-http://127.0.0.1:$FAKE_PORT}
 
 FLASK=".venv/bin/flask --app app"
 $FLASK db upgrade

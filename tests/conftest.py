@@ -88,6 +88,7 @@ def make_test_app(database_url: str, **overrides: Any) -> Flask:
     if _test_instance.get("fake"):
         config.setdefault("WECHAT_API_BASE", _test_instance["fake"])
         config.setdefault("WECHAT_OPEN_BASE", _test_instance["fake"])
+        config.setdefault("WECHAT_PAY_API_BASE", _test_instance["fake"])
     return create_app(config)
 
 

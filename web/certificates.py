@@ -67,7 +67,22 @@ def show(certificate_id: int) -> str:
     certificate = _own(certificate_id)
     pending = get_session().scalar(select(CorrectionRequest).where(
         CorrectionRequest.certificate_id == certificate.id).order_by(CorrectionRequest.id.desc()).limit(1))
-    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS, latest=pending)
+    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS, latest=pending,
+                           **_paper(certificate))
+
+
+def _paper(certificate: Certificate) -> dict[str, Any]:
+    """The paper copy's price and latest order, for the certificate page."""
+    from config import paper_prices
+    from handlers import payments
+
+    session = get_session()
+    course = session.get(Course, certificate.course_id)
+    fee, postage = payments.price_for(paper_prices(current_app.config), course.code if course else "*")
+    orders = payments.orders_of(session, certificate.user_id, certificate.id)
+    return {"paper_price": payments.yuan(fee + postage), "paper_fee": payments.yuan(fee),
+            "paper_postage": payments.yuan(postage), "paper_order": orders[0] if orders else None,
+            "order_labels": payments.STATUS_LABELS}
 
 
 @bp.get("/h5/certificates/<int:certificate_id>.<kind>")
@@ -115,7 +130,7 @@ def correction(certificate_id: int) -> Any:
                                         changes, request.form.get("reason", ""))
     except learning.Refused as refusal:
         return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS,
-                               correction_error=refusal.message), 400
+                               correction_error=refusal.message, **_paper(certificate)), 400
     session.commit()
     return redirect(url_for("certificates.show", certificate_id=certificate.id, asked=1))
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, make_response, redirect, request
 
+from wechat.fake.pay import FakePayState, register_pay
 from wechat.fake.state import FakeState, OAuthCode, error
 
 
@@ -89,6 +90,8 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
     state = FakeState(app_id, app_secret, token_ttl=token_ttl, daily_token_quota=daily_token_quota,
                       clock=clock or time.time)
     app.extensions["fake_wechat"] = state
+    pay_state = FakePayState(app_id)
+    app.extensions["fake_wechat_pay"] = pay_state
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     def body_json() -> Any:
@@ -283,6 +286,7 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
     @app.post("/_fake/reset")
     def control_reset() -> Response:
         state.reset()
+        pay_state.reset()
         return jsonify({"ok": True})
 
     @app.post("/_fake/fail")
@@ -326,6 +330,7 @@ def create_fake_wechat(app_id: str, app_secret: str, *, token_ttl: int = 7200,
                 "sent_messages": list(state.sent_messages),
             })
 
+    register_pay(app, pay_state)
     return app
 
 

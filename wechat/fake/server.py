@@ -11,6 +11,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from wechat.fake.app import create_fake_wechat
+from wechat.fake.pay import FakePayState
 from wechat.fake.state import FakeState
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class FakeWeChatServer:
         self.app = create_fake_wechat(app_id, app_secret, token_ttl=token_ttl,
                                       daily_token_quota=daily_token_quota, clock=clock)
         self.state: FakeState = self.app.extensions["fake_wechat"]
+        self.pay: FakePayState = self.app.extensions["fake_wechat_pay"]
         self.host = host
         self.port = port
         self._server: BaseWSGIServer | None = None
@@ -102,6 +104,7 @@ class FakeWeChatServer:
 
     def reset(self) -> None:
         self.state.reset()
+        self.pay.reset()
 
     def expire_tokens(self, invalidate: bool = False) -> int:
         return self.state.expire_tokens(invalidate=invalidate)

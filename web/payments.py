@@ -1,0 +1,157 @@
+"""Paying for paper certificates: the student's pay call and order page, and WeChat Pay's notification endpoint."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, current_app, jsonify, make_response, render_template, request, url_for
+from sqlalchemy import select
+
+from config import paper_prices
+from handlers import payments
+from handlers.learning import Refused
+from models import Certificate, CertificateOrder
+from web.auth import csrf_ok, current_user_id, login_required
+from web.clock import now
+from web.database import get_session
+from wechat.pay import BadNotification, PayError, get_wechat_pay, jssdk_config
+from wechat.services import get_wechat_client
+
+bp = Blueprint("payments", __name__, template_folder="templates")
+log = logging.getLogger(__name__)
+
+CHINA = timezone(timedelta(hours=8))
+NOTIFY_MAX_BODY = 64 * 1024
+
+
+def merchant() -> payments.Merchant:
+    return payments.Merchant(current_app.config["WECHAT_APP_ID"], current_app.config["WECHAT_PAY_MCHID"])
+
+
+def _own_order(order_id: int) -> CertificateOrder:
+    order = get_session().scalar(select(CertificateOrder).where(
+        CertificateOrder.id == order_id, CertificateOrder.user_id == current_user_id()))
+    if order is None:
+        abort(404)  # another student's order does not exist, as far as this one knows
+    return order
+
+
+def _refusal(refusal: Refused, status: int = 409) -> Response:
+    return make_response(jsonify(error=refusal.code, message=refusal.message), status)
+
+
+@bp.post("/h5/certificates/<int:certificate_id>/pay")
+@login_required
+def pay(certificate_id: int) -> Response:
+    """Open (or reuse) the order, have WeChat Pay create it, and hand the page what
+    WeixinJSBridge needs. Asked twice, it is the same order and the same prepay_id."""
+    if not csrf_ok():
+        abort(400, "页面已过期，请刷新后重试。")
+    session, cfg = get_session(), current_app.config
+    try:
+        order = payments.open_order(session, current_user_id(), certificate_id, paper_prices(cfg),  # type: ignore[arg-type]
+                                    now(), int(cfg["PAY_ORDER_TIMEOUT_SECONDS"]))
+    except Refused as refusal:
+        session.commit()  # an expired order's query job is kept
+        return _refusal(refusal)
+    session.commit()
+    wechat_pay = get_wechat_pay(current_app._get_current_object())  # type: ignore[attr-defined]
+    prepay_id = order.prepay_id
+    if prepay_id is None:
+        try:
+            # Outside any transaction: no lock is held while WeChat Pay answers.
+            prepay_id = wechat_pay.create_jsapi_order(
+                out_trade_no=order.out_trade_no, description=order.description, total_fen=order.total_fen,
+                openid=order.payer_openid, time_expire=order.expires_at.astimezone(CHINA).isoformat(timespec="seconds"))
+        except PayError as exc:
+            log.warning("jsapi order %s refused: %s", order.out_trade_no, exc)
+            return make_response(jsonify(error="pay_unavailable", message="微信支付暂时不可用，请稍后再试。"), 503)
+        payments.record_prepay(session, order.id, prepay_id, f"student:{current_user_id()}", now(),
+                               int(cfg["PAY_QUERY_AFTER_SECONDS"]))
+        session.commit()
+    order_url = url_for("payments.order_page", order_id=order.id, _external=True)
+    body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": payments.yuan(order.total_fen),
+                            "params": wechat_pay.jsapi_params(prepay_id)}
+    try:
+        # wx.config is signed for the page's own URL (the page sends it: no Referer is sent).
+        page = request.form.get("page_url", "")
+        if not page.startswith(request.host_url):
+            page = url_for("certificates.show", certificate_id=certificate_id, _external=True)
+        ticket = get_wechat_client(current_app._get_current_object()).jsapi_ticket()  # type: ignore[attr-defined]
+        body["config"] = jssdk_config(cfg["WECHAT_APP_ID"], ticket, page)
+    except Exception as exc:  # noqa: BLE001 - WeixinJSBridge pays without wx.config
+        log.warning("no jsapi ticket for wx.config: %s", type(exc).__name__)
+    if cfg["SIMULATOR_ENABLED"]:
+        # Development: a browser has no WeixinJSBridge, so the page goes to the fake's cashier.
+        body["cashier_url"] = cfg["WECHAT_PAY_API_BASE"].rstrip("/") + "/_fake/pay/cashier?" + urlencode(
+            {"prepay_id": prepay_id, "return_url": order_url})
+    return jsonify(body)
+
+
+@bp.get("/h5/orders/<int:order_id>")
+@login_required
+def order_page(order_id: int) -> str:
+    order = _own_order(order_id)
+    session = get_session()
+    certificate = session.get(Certificate, order.certificate_id)
+    return render_template("h5/order.html", order=order, certificate=certificate, yuan=payments.yuan,
+                           labels=payments.STATUS_LABELS, events=payments.events_of(session, order.id),
+                           unpaid=order.status in payments.UNPAID, china=CHINA)
+
+
+@bp.post("/h5/orders/<int:order_id>/refresh")
+@login_required
+def refresh(order_id: int) -> Response:
+    """The student's "query order": ask WeChat Pay now. It races the notification on
+    purpose and safely: both go through the same locked transition."""
+    if not csrf_ok():
+        abort(400, "页面已过期，请刷新后重试。")
+    order = _own_order(order_id)
+    session = get_session()
+    if order.status in payments.UNPAID and order.prepay_id:
+        out_trade_no = order.out_trade_no
+        session.rollback()
+        try:
+            transaction = get_wechat_pay(current_app._get_current_object()).query_order(out_trade_no)  # type: ignore[attr-defined]
+        except PayError as exc:
+            log.warning("query %s failed: %s", out_trade_no, exc)
+            transaction = None
+        if transaction is not None:
+            payments.apply_transaction(session, transaction, merchant(), f"student:{current_user_id()}", now())
+            session.commit()
+        order = _own_order(order_id)
+    return jsonify(status=order.status, label=payments.STATUS_LABELS[order.status])
+
+
+@bp.post("/pay/notify")
+def notify() -> Response:
+    """WeChat Pay's payment notification. Verified on the raw body, decrypted, checked, and
+    applied once; answered 204 (WeChat Pay's "received") or 4xx/5xx with code FAIL."""
+    body = request.get_data(cache=False)
+    if len(body) > NOTIFY_MAX_BODY:
+        return _fail(413, "body too large")
+    session = get_session()
+    try:
+        notification = get_wechat_pay(current_app._get_current_object()).verify_notification(  # type: ignore[attr-defined]
+            request.headers, body, now().timestamp())
+    except BadNotification as exc:
+        # Never the body: it may be a forgery, and is a payer's data if genuine.
+        log.warning("payment notification refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-"))
+        payments.flag_refused_notification(session, f"notify_{exc.reason}"[:32], {
+            "reason": exc.reason, "detail": exc.detail[:200], "serial": request.headers.get("Wechatpay-Serial", "-")[:64],
+            "remote": request.remote_addr}, now())
+        session.commit()
+        return _fail(401, exc.reason)
+    if notification.event_type != "TRANSACTION.SUCCESS":
+        log.info("payment notification %s ignored", notification.event_type)
+        return Response(status=204)
+    outcome = payments.apply_transaction(session, notification.resource, merchant(), "wechatpay:notify", now())
+    session.commit()
+    log.info("payment notification for %s: %s", notification.resource.get("out_trade_no"), outcome)
+    return Response(status=204)
+
+
+def _fail(status: int, message: str) -> Response:
+    return make_response(jsonify(code="FAIL", message=message), status)
