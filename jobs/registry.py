@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from handlers import accounts, certificates, housekeeping
+from handlers import accounts, certificates, housekeeping, pushes
+from jobs import pushes as push_jobs
 from models import CertificateExport
 
 
@@ -78,4 +79,7 @@ def build_registry() -> JobRegistry:
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
+    registry.register(pushes.SEND_JOB, push_jobs.send)
+    registry.register(pushes.NOTICES_JOB, push_jobs.compose_notices)
+    registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
     return registry
