@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from handlers import pushes
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.outbox import record_job
+from jobs.periodic import PERIODIC, record_period
 from jobs.queue import get_queue
 from models import (AuditEntry, Certificate, ConsoleAccount, Course, CourseVersion, Enrollment, Job, PushBindToken,
                     PushDelivery, QuizAttempt, StudentProfile, User)
@@ -468,6 +469,24 @@ def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> No
     assert message["template_id"] == "dev-template-daily-digest"
     assert {k: v["value"] for k, v in message["data"].items()} == {
         "thing1": "简报大学", "time2": "2026-11-28", "number3": "2", "number4": "2", "number5": "1", "number6": "1"}
+
+
+def test_the_periodic_notice_job_closes_the_window_a_minute_before(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
+    periodic = next(p for p in PERIODIC if p.kind == pushes.NOTICES_JOB)
+    fires = [m for m in range(60) if periodic.crontab()(datetime(2026, 11, 29, 14, m))]
+    assert fires == [1, 11, 21, 31, 41, 51]
+    school_id = make_school(app)
+    bound_admin(app, school_id, "o_periodic")
+    # Passed just before 14:40, committed just after: the 14:41 run still counts it, once.
+    student(app, school_id, "踩线者", passed_at=WINDOW_END - timedelta(milliseconds=1))
+    with sessions(app) as session:
+        for _ in range(3):  # three schedulers fire the same minute
+            record_period(session, periodic, WINDOW_END + timedelta(minutes=1, seconds=2))
+        session.commit()
+    assert run_jobs(app, pushes.NOTICES_JOB) == ["done"]
+    (row,) = deliveries(app)
+    assert row.payload["summary"] == "1 名学生通过考核：踩线者"
+    assert row.payload["data"]["time4"] == {"value": "2026-11-29 22:40"}
 
 
 def test_period_time_reads_the_periodic_key() -> None:
