@@ -9,6 +9,7 @@ from models import ConsoleAccount, PushDelivery, User
 from models.base import utcnow
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
+from tests.test_certs_render import decode_qr
 from web.database import get_database
 
 
@@ -32,6 +33,7 @@ def test_bind_and_history_in_a_browser(app, live_server, browser, phone, fake_we
     assert page.locator("svg[aria-label=绑定二维码]").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console-pushes-link.png"), full_page=True)
+    assert decode_qr(ARTIFACTS / "console-pushes-link.png") == [bind_url]  # the QR on screen scans to the link
 
     # The admin's phone opens the link in WeChat: OAuth through the fake, then confirms.
     phone.context.add_cookies([{"name": "fake_wechat_openid", "value": "o_admin_browser", "url": live_server.url}])
