@@ -422,6 +422,19 @@ def test_a_finish_event_for_another_message_changes_nothing(app, client, wechat,
     assert deliveries(app)[0].status == "sent"
 
 
+def test_two_messages_finishing_in_the_same_second_are_both_recorded(app, client, wechat, fake_wechat) -> None:  # type: ignore[no-untyped-def]
+    school_id, _ = one_queued_notice(app)
+    student(app, school_id, "待审", status="pending", confirmed_at=WINDOW_END + timedelta(minutes=5))
+    compose_notices(app, WINDOW_END + timedelta(minutes=10))
+    run_jobs(app, pushes.SEND_JOB)
+    rows = deliveries(app)
+    assert len(rows) == 2 and len({row.msgid for row in rows}) == 2
+    for row in rows:
+        delivery = finish_event(wechat, "o_admin", row.msgid, "success", 1_900_000_200)
+        assert client.post("/wechat?" + delivery.query, data=delivery.body).status_code == 200
+    assert [row.status for row in deliveries(app)] == ["delivered", "delivered"]
+
+
 # -- digests ------------------------------------------------------------------------------------
 
 def at_china(day: date, hour: int, minute: int = 0) -> datetime:
