@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 
 from handlers import pushes
 from handlers.catalog import load_catalog, parse_catalog
+from handlers.learning import Refused
 from handlers.outbox import record_job
 from jobs.periodic import PERIODIC, record_period
 from jobs.queue import get_queue
@@ -256,6 +258,58 @@ def test_routes_are_for_school_admins_with_csrf(app, client) -> None:  # type: i
         assert session.scalars(select(PushBindToken)).all() == []
     # The menu shows the page to school admins.
     assert "进度推送" in admin.get("/console/").get_data(as_text=True)
+
+
+def test_history_is_paged_newest_first_and_per_school(app, client) -> None:  # type: ignore[no-untyped-def]
+    school_id = make_school(app)
+    account_id = bound_admin(app, school_id, "o_pager")
+    other_id = bound_admin(app, make_school(app), "o_elsewhere")
+    with sessions(app) as session:
+        for i in range(25):
+            session.add(PushDelivery(account_id=account_id, openid="o_pager", school_id=school_id, kind="digest",
+                                     template_id="t", client_msg_id=f"xwpage{i}", payload={"summary": f"本校第{i}条"}))
+        other_school = session.get(ConsoleAccount, other_id).school_id
+        session.add(PushDelivery(account_id=other_id, openid="o_elsewhere", school_id=other_school, kind="digest",
+                                 template_id="t", client_msg_id="xwother", payload={"summary": "外校的推送"}))
+        session.commit()
+    sign_in(client, app, account_id)
+    first = client.get("/console/school/pushes").get_data(as_text=True)
+    assert "共 25 条" in first and "本校第24条" in first and "本校第5条" in first and "本校第4条" not in first
+    assert "第 1 / 2 页" in first and "外校的推送" not in first
+    second = client.get("/console/school/pushes?page=2").get_data(as_text=True)
+    assert "本校第4条" in second and "本校第0条" in second and "本校第5条" not in second
+    assert client.get("/console/school/pushes?page=abc").status_code == 200
+
+
+def test_concurrent_confirmations_bind_once(app) -> None:  # type: ignore[no-untyped-def]
+    account_id = make_school_admin(app, make_school(app))
+    with sessions(app) as session:
+        token = pushes.create_bind_token(session, session.get(ConsoleAccount, account_id), utcnow())
+        users = [User(openid=f"o_race_{i}") for i in range(4)]
+        session.add_all(users)
+        session.commit()
+        user_ids = [u.id for u in users]
+    results: list[str] = []
+
+    def attempt(user_id: int) -> None:
+        with sessions(app) as session:
+            try:
+                pushes.bind(session, token, user_id, utcnow())
+                session.commit()
+                results.append("bound")
+            except Refused as refused:
+                session.rollback()
+                results.append(refused.code)
+
+    threads = [threading.Thread(target=attempt, args=(uid,)) for uid in user_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == ["bind_used"] * 3 + ["bound"]
+    with sessions(app) as session:
+        assert session.get(ConsoleAccount, account_id).wechat_user_id in user_ids
+        assert len(session.scalars(select(AuditEntry).where(AuditEntry.action == "pushes.bind")).all()) == 1
 
 
 # -- batching and idempotency -------------------------------------------------------------------
