@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from handlers.accounts import SYNC_SUBSCRIBER
 from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
+from handlers.messages import Inbound
 from handlers.outbox import record_job
 from models import (Certificate, ConsoleAccount, Enrollment, PushBindToken, PushDelivery, PushWatermark, QuizAttempt,
                     School, StudentProfile, User)
@@ -406,7 +407,7 @@ def is_final(errcode: int | None, attempt: int) -> bool:
     return errcode in FINAL_ERRCODES or attempt >= MAX_ATTEMPTS
 
 
-def template_finished(session: Session, inbound: Any) -> None:
+def template_finished(session: Session, inbound: Inbound) -> None:
     """TEMPLATESENDJOBFINISH: WeChat's word on a sent template message, matched by msgid and openid."""
     msgid = str(inbound.msg_id or "")
     status = str(inbound.fields.get("Status") or "")
