@@ -65,7 +65,8 @@ ERRCODE_TEXT = {
     47003: "推送内容不符合模板要求，请联系平台工作人员",
 }
 TRANSPORT_TEXT = "微信接口无应答（超时或网络中断），已自动重试"
-FINISH_TEXT = {"user block": "管理员在微信中屏蔽了推送", "system failed": "微信系统原因未送达"}
+FINISH_TEXT = {"user block": "管理员在微信中屏蔽了推送", "system failed": "微信系统原因未送达",
+               "unbound": "发送前已解除绑定或停用账号，未发送"}
 
 
 def explain(errcode: int | None, errmsg: str | None) -> str:
@@ -385,6 +386,25 @@ def record_sent(session: Session, delivery_id: int, msgid: str, now: datetime) -
         delivery.status, delivery.msgid, delivery.sent_at = SENT, msgid[:32], now
         delivery.errcode = delivery.errmsg = None
     session.flush()
+
+
+UNBOUND = "unbound"
+
+
+def still_to_send(session: Session, delivery_id: int) -> bool:
+    """Whether a delivery should go out now: still queued, and its admin still bound to the same
+    WeChat user and enabled. One that should not is marked failed here (the caller commits)."""
+    delivery = session.get(PushDelivery, delivery_id)
+    if delivery is None or delivery.status != QUEUED:
+        return False
+    account = session.get(ConsoleAccount, delivery.account_id)
+    user = session.get(User, account.wechat_user_id) if account and account.wechat_user_id else None
+    if account is None or account.disabled or user is None or user.openid != delivery.openid:
+        delivery.status, delivery.errcode, delivery.errmsg = FAILED, None, UNBOUND
+        delivery.updated_at = datetime.now(timezone.utc)
+        session.flush()
+        return False
+    return True
 
 
 def record_attempt_failed(session: Session, delivery_id: int, errcode: int | None, errmsg: str, now: datetime,

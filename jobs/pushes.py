@@ -29,9 +29,14 @@ def compose_digests(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 def send(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """One template send. WeChat is called before any database write, so no lock is held while it
-    answers; `client_msg_id` makes a repeated call (a crash after WeChat accepted) one message."""
+    """One template send. The delivery is checked first (a short read), then WeChat is called with no
+    transaction open, then the outcome is written; `client_msg_id` makes a repeated call (a crash
+    after WeChat accepted) one message."""
     delivery_id = int(payload["delivery_id"])
+    if not pushes.still_to_send(ctx.session, delivery_id):
+        return  # already sent (a re-run), or the admin unbound meanwhile: marked, committed by the runner
+    # End the read before WeChat is called: on SQLite it holds the write lock.
+    ctx.session.rollback()
     body = {"touser": payload["openid"], "template_id": payload["template_id"], "url": payload.get("url") or "",
             "data": payload["data"], "client_msg_id": payload["client_msg_id"]}
     try:

@@ -260,6 +260,17 @@ def test_routes_are_for_school_admins_with_csrf(app, client) -> None:  # type: i
     assert "进度推送" in admin.get("/console/").get_data(as_text=True)
 
 
+def test_a_push_queued_before_unbinding_is_not_sent(app, client, fake_wechat) -> None:  # type: ignore[no-untyped-def]
+    _, account_id = one_queued_notice(app)
+    token = sign_in(client, app, account_id)
+    client.post("/console/school/pushes/unbind", data={"csrf_token": token})
+    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert fake_wechat.requests(SEND) == []
+    (row,) = deliveries(app)
+    assert (row.status, row.errmsg) == ("failed", "unbound")
+    assert "发送前已解除绑定" in client.get("/console/school/pushes").get_data(as_text=True)
+
+
 def test_history_is_paged_newest_first_and_per_school(app, client) -> None:  # type: ignore[no-untyped-def]
     school_id = make_school(app)
     account_id = bound_admin(app, school_id, "o_pager")
@@ -366,9 +377,16 @@ def test_a_rerun_sends_nothing_twice(app, fake_wechat) -> None:  # type: ignore[
         pushes.compose_notices(session, app.config, WINDOW_END + timedelta(minutes=5))  # same window
         session.commit()
     assert len(deliveries(app)) == 1 and run_jobs(app, pushes.SEND_JOB) == []
-    # A send job run again after WeChat accepted (its commit lost): WeChat dedups by client_msg_id.
+    # A send job re-run after its delivery was sent does not call WeChat again.
     with sessions(app) as session:
         session.execute(update(Job).where(Job.kind == pushes.SEND_JOB).values(status="pending"))
+        session.commit()
+    assert run_jobs(app, pushes.SEND_JOB) == ["done"] and len(fake_wechat.requests(SEND)) == 1
+    # WeChat accepted but the job's commit was lost (a crash): the re-run calls again, WeChat dedups
+    # by client_msg_id.
+    with sessions(app) as session:
+        session.execute(update(Job).where(Job.kind == pushes.SEND_JOB).values(status="pending"))
+        session.execute(update(PushDelivery).values(status="queued", msgid=None, sent_at=None))
         session.commit()
     assert run_jobs(app, pushes.SEND_JOB) == ["done"]
     calls = fake_wechat.requests(SEND)
