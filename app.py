@@ -15,6 +15,7 @@ from web import auth, certificates, console, database, media, ops, training
 from web import payments
 from web.console import accounts as console_accounts
 from web.console import payments as console_payments
+from web.console import pushes as console_pushes
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -43,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console.init_app(app)
     console_accounts.init_app(app)
     console_payments.init_app(app)
+    console_pushes.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

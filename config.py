@@ -101,6 +101,14 @@ DEFAULTS: dict[str, Any] = {
     "WECHAT_TEMPLATE_SHIPPED": None,
     # Seconds either side of now that a payment notification's Wechatpay-Timestamp may stand.
     "PAY_NOTIFY_WINDOW": 300,
+    # Template messages to school admins (see README, "Progress pushes"): the template ids from
+    # the official account's template library, and each template's field names in slot order.
+    "PUSH_TEMPLATE_DIGEST": "dev-template-daily-digest",
+    "PUSH_FIELDS_DIGEST": "thing1,time2,number3,number4,number5,number6",
+    "PUSH_TEMPLATE_PASS": "dev-template-pass-notice",
+    "PUSH_FIELDS_PASS": "thing1,number2,thing3,time4",
+    "PUSH_TEMPLATE_APPROVAL": "dev-template-approval-notice",
+    "PUSH_FIELDS_APPROVAL": "thing1,number2,thing3,time4",
     **DEV_SECRETS,
 }
 

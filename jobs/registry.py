@@ -10,8 +10,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificates, housekeeping, payments
+from handlers import accounts, certificates, housekeeping, payments, pushes
 from handlers.outbox import record_job
+from jobs import pushes as push_jobs
 from models import CertificateExport, CertificateOrder
 from models.base import utcnow
 
@@ -170,4 +171,7 @@ def build_registry() -> JobRegistry:
     registry.register(payments.RECONCILE_JOB, _reconcile)
     registry.register(payments.CLOSE_REMOTE_JOB, _close_remote)
     registry.register(payments.NOTIFY_SHIPPED_JOB, _notify_shipped)
+    registry.register(pushes.SEND_JOB, push_jobs.send)
+    registry.register(pushes.NOTICES_JOB, push_jobs.compose_notices)
+    registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
     return registry

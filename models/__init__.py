@@ -9,10 +9,43 @@ from models.inbox import InboxMessage
 from models.job import Job
 from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
+from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.school import School
 from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "AuditEntry", "ConsoleAccount", "ConsoleInvite", "SignInAttempt", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken",
-           "CertificateOrder", "OrderEvent", "PaymentFlag"]
+__all__ = [
+    "Base",
+    "AuditEntry",
+    "Certificate",
+    "CertificateEvent",
+    "CertificateExport",
+    "CertificateFile",
+    "CertificateOrder",
+    "ConsoleAccount",
+    "ConsoleInvite",
+    "CorrectionRequest",
+    "Course",
+    "CourseVersion",
+    "Enrollment",
+    "InboundEvent",
+    "InboxMessage",
+    "Job",
+    "OrderEvent",
+    "PaymentFlag",
+    "PushBindToken",
+    "PushDelivery",
+    "PushWatermark",
+    "Question",
+    "QuizAttempt",
+    "RosterEntry",
+    "School",
+    "SerialCounter",
+    "SignInAttempt",
+    "StudentProfile",
+    "Topic",
+    "User",
+    "WatchSession",
+    "WeChatToken",
+]

@@ -126,7 +126,7 @@ def to_inbound(fields: dict[str, object]) -> Inbound:
 
 
 def dedup_key(inbound: Inbound) -> str:
-    """Messages dedup by sender + MsgId; events by sender + CreateTime + Event + EventKey."""
+    """Messages dedup by sender + MsgId; events by sender + CreateTime + Event + EventKey (+ MsgID)."""
     created = str(int(inbound.sent_at.timestamp()))
     if inbound.msg_type != "event" and inbound.msg_id:
         key = f"msg:{inbound.openid}:{inbound.msg_id}"
@@ -134,6 +134,10 @@ def dedup_key(inbound: Inbound) -> str:
         key = f"msg:{inbound.openid}:{created}:{inbound.msg_type}"
     else:
         key = f"evt:{inbound.openid}:{created}:{inbound.event or ''}:{inbound.event_key or ''}"
+        if inbound.msg_id:
+            # Job-finish events (TEMPLATESENDJOBFINISH) carry the message's id: two messages
+            # finishing in the same second are two events, not a retry.
+            key += f":{inbound.msg_id}"
     if len(key) > 255:
         # Keep the readable head for operators; the hash keeps it unique.
         key = key[:190] + ":" + hashlib.sha256(key.encode("utf-8")).hexdigest()

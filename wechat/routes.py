@@ -1,7 +1,7 @@
 """The routing table: which flow answers which message type, event and menu key."""
 from __future__ import annotations
 
-from handlers import accounts, certificates, guide, inbox
+from handlers import accounts, certificates, guide, inbox, pushes
 from wechat.router import Router
 
 
@@ -9,6 +9,7 @@ def build_router(public_url: str = "http://127.0.0.1:5000") -> Router:
     router = Router()
     router.on_event("subscribe", accounts.subscribe)
     router.on_event("unsubscribe", accounts.unsubscribe)
+    router.on_event("TEMPLATESENDJOBFINISH", pushes.template_finished)
     router.on_message("text", inbox.receive_text)
     for media in inbox.MEDIA_LABELS:
         router.on_message(media, inbox.receive_media)

@@ -1,0 +1,56 @@
+"""Push jobs: compose notices and digests each period, and send one template message with retries."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+from wechatpy.exceptions import WeChatClientException
+
+from handlers import pushes
+from models.base import utcnow
+
+if TYPE_CHECKING:  # the registry imports this module
+    from jobs.registry import JobContext
+
+log = logging.getLogger(__name__)
+
+
+class PushRetry(RuntimeError):
+    """The send failed in a way a later attempt may fix; the runner retries with backoff."""
+
+
+def compose_notices(ctx: JobContext, payload: dict[str, Any]) -> None:
+    pushes.compose_notices(ctx.session, ctx.config, pushes.period_time(payload, utcnow()))
+
+
+def compose_digests(ctx: JobContext, payload: dict[str, Any]) -> None:
+    pushes.compose_digests(ctx.session, ctx.config, pushes.period_time(payload, utcnow()))
+
+
+def send(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """One template send. The delivery is checked first (a short read), then WeChat is called with no
+    transaction open, then the outcome is written; `client_msg_id` makes a repeated call (a crash
+    after WeChat accepted) one message."""
+    delivery_id = int(payload["delivery_id"])
+    if not pushes.still_to_send(ctx.session, delivery_id):
+        return  # already sent (a re-run), or the admin unbound meanwhile: marked, committed by the runner
+    # End the read before WeChat is called: on SQLite it holds the write lock.
+    ctx.session.rollback()
+    body = {"touser": payload["openid"], "template_id": payload["template_id"], "url": payload.get("url") or "",
+            "data": payload["data"], "client_msg_id": payload["client_msg_id"]}
+    try:
+        result = ctx.services["wechat_client"]().post("message/template/send", data=body)
+    except WeChatClientException as exc:
+        errcode = int(exc.errcode) if exc.errcode is not None else None
+        errmsg = str(exc.errmsg or "")
+        if pushes.is_final(errcode, ctx.attempt):
+            pushes.record_attempt_failed(ctx.session, delivery_id, errcode, errmsg, utcnow(), final=True)
+            return
+        # The job's own transaction rolls back when it raises; the attempt is recorded on its own
+        # so the console shows the delivery being retried, and why.
+        with Session(ctx.session.get_bind()) as side:
+            pushes.record_attempt_failed(side, delivery_id, errcode, errmsg, utcnow(), final=False)
+            side.commit()
+        raise PushRetry(f"template send failed (errcode={errcode}); will retry") from None
+    pushes.record_sent(ctx.session, delivery_id, str(result.get("msgid", "")), utcnow())
