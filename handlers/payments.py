@@ -278,9 +278,10 @@ def close_for_channel_change(session: Session, certificate_id: int, user_id: int
 
 def due_for_query(session: Session, now: datetime, query_after_seconds: int) -> list[int]:
     """Unpaid orders that should have heard from WeChat Pay by now, or have expired."""
+    # A created order never reached WeChat Pay (nothing to ask) until it expires and closes.
     return list(session.scalars(select(CertificateOrder.id).where(
         CertificateOrder.status.in_(UNPAID),
-        (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds))
+        ((CertificateOrder.status == "paying") & (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds)))
         | (CertificateOrder.expires_at <= now)).order_by(CertificateOrder.id).limit(500)))
 
 
