@@ -42,6 +42,7 @@ QUERY_JOB = "payments.query_order"
 RECONCILE_JOB = "payments.reconcile"
 CLOSE_REMOTE_JOB = "payments.close_remote"
 NOTIFY_SHIPPED_JOB = "payments.notify_shipped"
+REFUND_CHECK_JOB = "payments.check_refund"
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,10 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
     order.refund_reason, order.refunded_at = reason[:500], now
     _move(session, order, "refunded", actor, now, {"refund_id": order.refund_id, "status": result.get("status"),
                                                    "reason": reason[:200]})
+    if result.get("status") != "SUCCESS":
+        # Accepted but not yet done (WeChat Pay usually takes a while): a job follows it up.
+        record_job(session, REFUND_CHECK_JOB, {"order_id": order.id}, dedup_key=f"pay-refund:{order.id}",
+                   max_attempts=12)
     if certificate is not None:
         certificate.paper_status = order.paper_status_before
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_refunded", actor=actor[:100],
@@ -454,6 +459,25 @@ def orders_of(session: Session, user_id: int, certificate_id: int) -> list[Certi
 
 def events_of(session: Session, order_id: int) -> list[OrderEvent]:
     return list(session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)))
+
+
+def refund_outcome(session: Session, order_id: int, result: Mapping[str, Any], now: datetime) -> str:
+    """What WeChat Pay finally said about a refund: SUCCESS is recorded on the order's history;
+    ABNORMAL (e.g. the payer's card closed) or CLOSED is flagged for staff, who settle it by hand."""
+    status = str(result.get("status", ""))
+    order = session.get(CertificateOrder, order_id)
+    if order is None:
+        return status
+    if status == "SUCCESS":
+        session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=order.status,
+                               actor="wechatpay:refund", detail={"refund_status": status,
+                                                                 "refund_id": result.get("refund_id")}, at=now))
+    elif status in ("ABNORMAL", "CLOSED"):
+        _flag(session, f"refund_{status.lower()}", out_trade_no=order.out_trade_no,
+              transaction_id=str(result.get("refund_id") or order.out_refund_no or ""), order_id=order.id,
+              detail={"out_refund_no": order.out_refund_no, "status": status, "amount": result.get("amount")})
+    session.flush()
+    return status
 
 
 REFUNDABLE_FLAGS = ("paid_after_close", "second_payment")

@@ -373,6 +373,23 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
         session.commit()
 
 
+def test_a_refund_that_ends_abnormal_is_flagged_for_staff(shop) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    order = paid_order(shop)
+    app, fake = shop["app"], shop["fake"].pay
+    fake.refund_outcome = "PROCESSING"
+    staff = app.test_client()
+    token = console_sign_in(staff, app, make_staff(app))
+    staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "重复购买", "csrf_token": token})
+    assert the_order(app).status == "refunded"
+    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["retry"]  # still processing: asked again later
+    fake.refund_outcome = "ABNORMAL"
+    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["done"]
+    assert flags(app) == {"refund_abnormal": 1}
+    assert "refund_abnormal" in staff.get("/console/payments/flags").get_data(as_text=True)
+
+
 def test_type_change_is_free_before_payment_and_refused_after(shop) -> None:  # type: ignore[no-untyped-def]
     start_paying(shop)
     order = the_order(shop["app"])
