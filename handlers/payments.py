@@ -42,6 +42,7 @@ QUERY_JOB = "payments.query_order"
 RECONCILE_JOB = "payments.reconcile"
 CLOSE_REMOTE_JOB = "payments.close_remote"
 NOTIFY_SHIPPED_JOB = "payments.notify_shipped"
+REFUND_CHECK_JOB = "payments.check_refund"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,22 @@ def _move(session: Session, order: CertificateOrder, to: str, actor: str, now: d
 
 def _locked(session: Session, order_id: int) -> CertificateOrder | None:
     # FOR UPDATE on PostgreSQL; SQLite's write transactions (BEGIN IMMEDIATE) are serialised anyway.
-    return session.scalar(select(CertificateOrder).where(CertificateOrder.id == order_id).with_for_update())
+    # populate_existing: an order read before the lock is re-read, never decided on stale values.
+    return session.scalar(select(CertificateOrder).where(CertificateOrder.id == order_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def _lock_certificate(session: Session, certificate_id: int) -> Certificate | None:
+    return session.scalar(select(Certificate).where(Certificate.id == certificate_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def _locked_with_certificate(session: Session, order_id: int, certificate_id: int
+                             ) -> tuple[CertificateOrder | None, Certificate | None]:
+    """Lock the certificate, then its order: the order every flow that takes both locks them in
+    (a type change holds the certificate first), so two flows never wait on each other in a circle."""
+    certificate = _lock_certificate(session, certificate_id)
+    return _locked(session, order_id), certificate
 
 
 def open_order_of(session: Session, certificate_id: int) -> CertificateOrder | None:
@@ -189,12 +205,14 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
         _flag(session, "not_ours", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
               detail=summary)
         return "flagged:not_ours"
-    order = session.scalar(select(CertificateOrder).where(CertificateOrder.out_trade_no == out_trade_no)
-                           .with_for_update())
-    if order is None:
+    found = session.execute(select(CertificateOrder.id, CertificateOrder.certificate_id).where(
+        CertificateOrder.out_trade_no == out_trade_no)).first()
+    if found is None:
         _flag(session, "unknown_order", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
               detail=summary)
         return "flagged:unknown_order"
+    order, certificate = _locked_with_certificate(session, found.id, found.certificate_id)
+    assert order is not None and certificate is not None
     if transaction.get("trade_state") != "SUCCESS":
         return "unpaid"
     amount = transaction.get("amount") or {}
@@ -209,9 +227,6 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
               detail=summary)
         return "flagged:no_transaction_id"
     if order.status in UNPAID:
-        certificate = session.scalar(select(Certificate).where(Certificate.id == order.certificate_id)
-                                     .with_for_update())
-        assert certificate is not None
         order.transaction_id = transaction_id
         order.paid_at = _parse_time(transaction.get("success_time"), now)
         _move(session, order, "paid", actor, now, {"transaction_id": transaction_id, "total_fen": total})
@@ -264,9 +279,10 @@ def close_for_channel_change(session: Session, certificate_id: int, user_id: int
 
 def due_for_query(session: Session, now: datetime, query_after_seconds: int) -> list[int]:
     """Unpaid orders that should have heard from WeChat Pay by now, or have expired."""
+    # A created order never reached WeChat Pay (nothing to ask) until it expires and closes.
     return list(session.scalars(select(CertificateOrder.id).where(
         CertificateOrder.status.in_(UNPAID),
-        (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds))
+        ((CertificateOrder.status == "paying") & (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds)))
         | (CertificateOrder.expires_at <= now)).order_by(CertificateOrder.id).limit(500)))
 
 
@@ -290,9 +306,11 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
                  now: datetime) -> CertificateOrder:
     """WeChat Pay accepted the refund: the order is refunded and the certificate's paper copy
     goes back to the state it had before the order (awaiting payment)."""
-    order = _locked(session, order_id)
-    if order is None:
+    plain = session.get(CertificateOrder, order_id)
+    if plain is None:
         raise Refused("no_order", "订单不存在。")
+    order, certificate = _locked_with_certificate(session, order_id, plain.certificate_id)
+    assert order is not None
     if order.status == "refunded":
         return order
     refund = result.get("amount", {}).get("refund")
@@ -302,7 +320,10 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
     order.refund_reason, order.refunded_at = reason[:500], now
     _move(session, order, "refunded", actor, now, {"refund_id": order.refund_id, "status": result.get("status"),
                                                    "reason": reason[:200]})
-    certificate = session.scalar(select(Certificate).where(Certificate.id == order.certificate_id).with_for_update())
+    if result.get("status") != "SUCCESS":
+        # Accepted but not yet done (WeChat Pay usually takes a while): a job follows it up.
+        record_job(session, REFUND_CHECK_JOB, {"order_id": order.id}, dedup_key=f"pay-refund:{order.id}",
+                   max_attempts=12)
     if certificate is not None:
         certificate.paper_status = order.paper_status_before
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_refunded", actor=actor[:100],
@@ -438,6 +459,48 @@ def orders_of(session: Session, user_id: int, certificate_id: int) -> list[Certi
 
 def events_of(session: Session, order_id: int) -> list[OrderEvent]:
     return list(session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)))
+
+
+def refund_outcome(session: Session, order_id: int, result: Mapping[str, Any], now: datetime) -> str:
+    """What WeChat Pay finally said about a refund: SUCCESS is recorded on the order's history;
+    ABNORMAL (e.g. the payer's card closed) or CLOSED is flagged for staff, who settle it by hand."""
+    status = str(result.get("status", ""))
+    order = session.get(CertificateOrder, order_id)
+    if order is None:
+        return status
+    if status == "SUCCESS":
+        session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=order.status,
+                               actor="wechatpay:refund", detail={"refund_status": status,
+                                                                 "refund_id": result.get("refund_id")}, at=now))
+    elif status in ("ABNORMAL", "CLOSED"):
+        _flag(session, f"refund_{status.lower()}", out_trade_no=order.out_trade_no,
+              transaction_id=str(result.get("refund_id") or order.out_refund_no or ""), order_id=order.id,
+              detail={"out_refund_no": order.out_refund_no, "status": status, "amount": result.get("amount")})
+    session.flush()
+    return status
+
+
+REFUNDABLE_FLAGS = ("paid_after_close", "second_payment")
+
+
+def flag_refund_plan(session: Session, flag_id: int) -> tuple[str, str, int]:
+    """(out_trade_no, out_refund_no, fen) to give back money WeChat Pay took for an order we had
+    closed: the amount is the one the transaction reported, the refund number fixed per flag."""
+    flag = session.get(PaymentFlag, flag_id)
+    if flag is None or flag.reason not in REFUNDABLE_FLAGS or flag.resolved_at is not None:
+        raise Refused("not_refundable", "这条异常不能在这里退款。")
+    total = ((flag.detail or {}).get("amount") or {}).get("total")
+    if type(total) is not int or total <= 0 or not flag.out_trade_no or not flag.transaction_id:
+        raise Refused("not_refundable", "异常记录中没有可退的金额。")
+    return flag.out_trade_no, f"RF{flag.id}-{flag.transaction_id}"[:64], total
+
+
+def resolve_flag(session: Session, flag_id: int, actor: str, now: datetime) -> PaymentFlag | None:
+    flag = session.scalar(select(PaymentFlag).where(PaymentFlag.id == flag_id).with_for_update())
+    if flag is not None and flag.resolved_at is None:
+        flag.resolved_at, flag.resolved_by = now, actor[:100]
+        session.flush()
+    return flag
 
 
 def open_flags(session: Session) -> list[PaymentFlag]:

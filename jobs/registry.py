@@ -135,6 +135,19 @@ def _close_remote(ctx: JobContext, payload: dict[str, Any]) -> None:
         payments.apply_transaction(ctx.session, transaction, _merchant(ctx), "job:close", utcnow())
 
 
+def _check_refund(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Follow a refund WeChat Pay accepted until it settles; retried (with backoff) while it processes."""
+    order = ctx.session.get(CertificateOrder, int(payload["order_id"]))
+    if order is None or not order.out_refund_no:
+        return
+    number = order.out_refund_no
+    ctx.session.rollback()
+    result = ctx.services["wechat_pay"]().refund_status(number)
+    if result.get("status") == "PROCESSING":
+        raise RuntimeError("refund still processing at WeChat Pay")  # the runner retries later
+    payments.refund_outcome(ctx.session, int(payload["order_id"]), result, utcnow())
+
+
 def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Tell the student: a customer-service message while WeChat's 48-hour window is open,
     else the shipping template message (if one is configured); the order page shows it anyway."""
@@ -174,4 +187,5 @@ def build_registry() -> JobRegistry:
     registry.register(pushes.SEND_JOB, push_jobs.send)
     registry.register(pushes.NOTICES_JOB, push_jobs.compose_notices)
     registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
+    registry.register(payments.REFUND_CHECK_JOB, _check_refund)
     return registry

@@ -194,6 +194,39 @@ def test_a_notification_before_the_query_job_leaves_the_job_nothing_to_do(shop) 
     assert paid_events(shop["app"]) == 1
 
 
+def test_a_type_change_racing_the_payment_never_loses_it(shop) -> None:  # type: ignore[no-untyped-def]
+    start_paying(shop)
+    order = the_order(shop["app"])
+    fake = shop["fake"].pay
+    fake.mark_paid(fake.find(order.out_trade_no))
+    results: list[int] = []
+
+    def student() -> None:
+        client = shop["app"].test_client()
+        sign_in(client, shop["user_id"], "o_cert_0")
+        results.append(client.post(f"/h5/certificates/{shop['cert_id']}/channel",
+                                   data={"channel": "electronic", "csrf_token": CSRF}).status_code)
+
+    threads = [threading.Thread(target=student)]
+    threads.append(threading.Thread(target=lambda: results.extend(
+        fake.deliver(fake.find(order.out_trade_no), copies=10, concurrent=True))))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) in ([204] * 10 + [302], [204] * 10 + [409])  # no deadlock, no error
+    final = the_order(shop["app"])
+    with get_database(shop["app"]).sessions() as session:
+        certificate = session.get(Certificate, shop["cert_id"])
+    if final.status == "paid":  # the payment came first: the change was refused
+        assert (certificate.channel, certificate.paper_status) == ("paper", "paid") and 409 in results
+        assert flags(shop["app"]) == {}
+    else:  # the change came first: the money is flagged for a refund, not lost
+        assert final.status == "closed" and certificate.channel == "electronic"
+        assert flags(shop["app"]) == {"paid_after_close": 10}
+    assert paid_events(shop["app"]) <= 1
+
+
 def test_a_delayed_notification_after_the_students_query_changes_nothing(shop) -> None:  # type: ignore[no-untyped-def]
     start_paying(shop)
     order = the_order(shop["app"])
@@ -248,6 +281,19 @@ def test_unpaid_orders_close_after_the_timeout_here_and_at_wechat_pay(shop) -> N
     assert flags(shop["app"]) == {"paid_after_close": 1}
     with get_database(shop["app"]).sessions() as session:
         assert session.get(CertificateOrder, order.id).status == "closed"
+    # Staff give that money back from the flags page: once, however often clicked.
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    staff = shop["app"].test_client()
+    token = console_sign_in(staff, shop["app"], make_staff(shop["app"]))
+    with get_database(shop["app"]).sessions() as session:
+        flag_id = session.scalar(select(PaymentFlag.id))
+    assert "原路退款" in staff.get("/console/payments/flags").get_data(as_text=True)
+    staff.post(f"/console/payments/flags/{flag_id}/refund", data={"csrf_token": token})
+    again = staff.post(f"/console/payments/flags/{flag_id}/refund", data={"csrf_token": token}, follow_redirects=True)
+    assert "不能在这里退款" in again.get_data(as_text=True)
+    assert fake.find(order.out_trade_no).trade_state == "REFUND" and fake.find(order.out_trade_no).refunded == 3000
+    assert len(shop["fake"].requests("/v3/refund/domestic/refunds")) == 1
 
 
 def test_refusals_are_never_paid(shop) -> None:  # type: ignore[no-untyped-def]
@@ -325,6 +371,23 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
     with get_database(app).sessions() as session:
         assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic").channel == "electronic"
         session.commit()
+
+
+def test_a_refund_that_ends_abnormal_is_flagged_for_staff(shop) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    order = paid_order(shop)
+    app, fake = shop["app"], shop["fake"].pay
+    fake.refund_outcome = "PROCESSING"
+    staff = app.test_client()
+    token = console_sign_in(staff, app, make_staff(app))
+    staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "重复购买", "csrf_token": token})
+    assert the_order(app).status == "refunded"
+    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["retry"]  # still processing: asked again later
+    fake.refund_outcome = "ABNORMAL"
+    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["done"]
+    assert flags(app) == {"refund_abnormal": 1}
+    assert "refund_abnormal" in staff.get("/console/payments/flags").get_data(as_text=True)
 
 
 def test_type_change_is_free_before_payment_and_refused_after(shop) -> None:  # type: ignore[no-untyped-def]

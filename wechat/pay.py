@@ -127,6 +127,14 @@ class XinweiWeChatPay(WeChatPay):
             raise PayError(f"refund refused: {data.get('message', '')}", status=code, code=data.get("code"))
         return data
 
+    def refund_status(self, out_refund_no: str) -> dict[str, Any]:
+        """The refund as WeChat Pay reports it now (status SUCCESS, PROCESSING, ABNORMAL, CLOSED)."""
+        code, body = self._call("refund query", self.query_refund, out_refund_no=out_refund_no)
+        data = self._json(body)
+        if code != 200:
+            raise PayError(f"refund query refused: {data.get('message', '')}", status=code, code=data.get("code"))
+        return data
+
     # -- the H5 page ---------------------------------------------------------------
     def jsapi_params(self, prepay_id: str) -> dict[str, str]:
         """What WeixinJSBridge's getBrandWCPayRequest (or wx.chooseWXPay) needs, signed with our key."""

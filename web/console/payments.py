@@ -156,21 +156,42 @@ def refund(order_id: int) -> Response:
 @bp.get("/flags")
 @console_required(*STAFF_ONLY)
 def flags() -> Response:
-    return render_console("console/payments/flags.html", flags=payments.open_flags(get_session()), **_common())
+    return render_console("console/payments/flags.html", flags=payments.open_flags(get_session()),
+                          refundable=payments.REFUNDABLE_FLAGS, error=request.args.get("error"), **_common())
 
 
 @bp.post("/flags/<int:flag_id>/resolve")
 @console_required(*STAFF_ONLY)
 def resolve_flag(flag_id: int) -> Response:
     session = get_session()
-    flag = session.get(PaymentFlag, flag_id)
-    if flag is None:
+    if session.get(PaymentFlag, flag_id) is None:
         abort(404)
-    if flag.resolved_at is None:
-        flag.resolved_at, flag.resolved_by = now(), _staff()
-        record_audit(session, _actor(), "payments.flag_resolved", "payment_flag", flag.id,
-                     note=request.form.get("note", "")[:500] or None)
-        session.commit()
+    flag = payments.resolve_flag(session, flag_id, _staff(), now())
+    record_audit(session, _actor(), "payments.flag_resolved", "payment_flag", flag_id,
+                 note=request.form.get("note", "")[:500] or None, after={"reason": flag.reason if flag else None})
+    session.commit()
+    return redirect(url_for(".flags"))
+
+
+@bp.post("/flags/<int:flag_id>/refund")
+@console_required(*STAFF_ONLY)
+def refund_flag(flag_id: int) -> Response:
+    """Give back money taken for an order already closed (paid at the last second)."""
+    session = get_session()
+    try:
+        out_trade_no, number, total = payments.flag_refund_plan(session, flag_id)
+    except Refused as refusal:
+        return redirect(url_for(".flags", error=refusal.message))
+    session.rollback()
+    try:
+        result = get_wechat_pay(current_app._get_current_object()).refund_order(  # type: ignore[attr-defined]
+            out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total, reason="订单已关闭，原路退回")
+    except PayError as exc:
+        return redirect(url_for(".flags", error=f"微信支付未受理退款：{exc}"[:200]))
+    payments.resolve_flag(session, flag_id, _staff(), now())
+    record_audit(session, _actor(), "payments.flag_refund", "payment_flag", flag_id,
+                 after={"out_trade_no": out_trade_no, "refund_id": result.get("refund_id"), "total_fen": total})
+    session.commit()
     return redirect(url_for(".flags"))
 
 

@@ -61,6 +61,7 @@ class FakePayState:
     sent: list[dict[str, Any]] = field(default_factory=list)  # every notification delivery and its answer
     notify_delay: float = 0.0  # the cashier's notification waits this long (a slow WeChat)
     notify_duplicates: int = 1
+    refund_outcome: str = "SUCCESS"  # what a new refund becomes: SUCCESS, PROCESSING, ABNORMAL, CLOSED
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -69,6 +70,7 @@ class FakePayState:
             self.refunds.clear()
             self.sent.clear()
             self.notify_delay, self.notify_duplicates = 0.0, 1
+            self.refund_outcome = "SUCCESS"
 
     # -- signatures ----------------------------------------------------------------
     def sign(self, timestamp: str, nonce: str, body: str) -> str:
@@ -183,12 +185,22 @@ class FakePayState:
             order.trade_state = "REFUND"
             result = {"refund_id": "5030" + secrets.token_hex(12), "out_refund_no": body["out_refund_no"],
                       "transaction_id": order.transaction_id, "out_trade_no": order.out_trade_no,
-                      "channel": "ORIGINAL", "status": "SUCCESS",
+                      "channel": "ORIGINAL", "status": "PROCESSING" if self.refund_outcome != "SUCCESS" else "SUCCESS",
                       "create_time": datetime.now(CHINA).replace(microsecond=0).isoformat(),
                       "amount": {"total": order.total, "refund": refund, "payer_total": order.total,
                                  "payer_refund": refund, "currency": "CNY"}}
             self.refunds[str(body["out_refund_no"])] = result
-        return 200, result
+        return 200, dict(result)
+
+    def refund_query(self, out_refund_no: str) -> tuple[int, dict[str, Any]]:
+        """A refund as WeChat Pay reports it later: PROCESSING turns into the configured outcome."""
+        with self.lock:
+            result = self.refunds.get(out_refund_no)
+            if result is None:
+                return 404, {"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"}
+            if result["status"] == "PROCESSING" and self.refund_outcome != "PROCESSING":
+                result["status"] = self.refund_outcome
+            return 200, dict(result)
 
     # -- notifications -------------------------------------------------------------
     def notification(self, order: FakePayOrder, *, amount: int | None = None, timestamp: int | None = None,
@@ -307,6 +319,11 @@ def register_pay(app: Flask, state: FakePayState) -> None:
     @authorized
     def pay_refund() -> Response:
         return answer(*state.refund(body()))
+
+    @app.get("/v3/refund/domestic/refunds/<out_refund_no>")
+    @authorized
+    def pay_refund_query(out_refund_no: str) -> Response:
+        return answer(*state.refund_query(out_refund_no))
 
     # -- the cashier (what WeChat shows the payer), for the simulator and browser tests --
     @app.get("/_fake/pay/cashier")
