@@ -290,13 +290,13 @@ def _cell_text(value: Any, notes: list[str]) -> str:
     return str(value)
 
 
-def _clean(raw: Any, label: str, notes: list[str]) -> str:
+def _clean(raw: Any, label: str, notes: list[str], *, flag_formula: bool = True) -> str:
     text = _cell_text(raw, notes)
     unwrapped = EXCEL_TEXT.match(text.strip())
     if unwrapped:
         text = unwrapped.group(1)
         notes.append(f"{label}：去掉了 Excel 的 =\"…\" 文本写法")
-    elif text.strip().startswith(FORMULA_START):
+    elif flag_formula and text.strip().startswith(FORMULA_START):
         notes.append(f"{label}：以 = + - @ 开头，按普通文本处理（不执行公式）")
     visible = INVISIBLE.sub("", CONTROL.sub("", text))
     if visible != text:
@@ -356,11 +356,11 @@ def _name(raw: Any, notes: list[str], reasons: list[str]) -> str:
 
 def _optional(raw: Any, name: str, notes: list[str], reasons: list[str]) -> str | None:
     label = LABELS[name]
-    text = _clean(raw, label, notes)
+    text = _clean(raw, label, notes, flag_formula=False)
     # Stored values never start a formula, so no later export can carry one into Excel.
     defused = text.lstrip("=+-@ \t")
     if defused != text:
-        notes.append(f"{label}：去掉了开头的 = + - @（防止导出后被当作公式）")
+        notes.append(f"{label}：以 = + - @ 开头，按文本处理并去掉了这些符号（不执行公式，导出后也不会被当作公式）")
     if len(defused) > OPTIONAL_LIMITS[name]:
         reasons.append(f"{label}太长（最多 {OPTIONAL_LIMITS[name]} 个字）")
     return defused or None

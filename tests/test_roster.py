@@ -118,7 +118,7 @@ def test_formulas_are_text_never_evaluated_and_never_stored_as_formulas() -> Non
     assert found[2][0] == "rejected" and "疑似公式" in found[2][1]
     # The report shows it defused (a leading quote), should anyone copy it into Excel.
     assert [p.real_name for p in parsed.problems if p.row == 2] == ['\'=HYPERLINK("http://evil.example","点我")']
-    assert found[3][0] == "fixed" and "防止导出后被当作公式" in found[3][1]
+    assert found[3][0] == "fixed" and "不执行公式" in found[3][1]
     assert parsed.entries[0]["college"] == "1+2" and parsed.entries[0]["grade"] == "SUM(A1)"
     assert parsed.entries[1]["student_number"] == "0012345" and parsed.entries[1]["college"] == "学院"
     assert found[5][0] == "rejected"
@@ -357,3 +357,11 @@ def test_template_csv_parses_as_a_roster(client, admin) -> None:  # type: ignore
     response = client.get("/console/school/roster/template.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert roster.parse_roster(response.data).entries[0]["real_name"] == "张三"
+
+
+def test_console_times_are_shown_in_beijing_time() -> None:
+    from datetime import datetime, timezone
+
+    from web.console.roster import beijing_time
+    assert beijing_time(datetime(2026, 11, 29, 16, 30, tzinfo=timezone.utc)) == "2026-11-30 00:30"
+    assert beijing_time(None) == ""

@@ -1,6 +1,8 @@
 """Console pages for a school admin's roster: upload (CSV/XLSX), each upload's report, history, the roster itself."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
 from handlers import roster
@@ -19,8 +21,17 @@ UPLOAD_SLACK = 64 * 1024
 TEMPLATE_CSV = "\ufeff姓名,学号,学院,年级,手机\r\n张三,2024001,心理学院,2024级,13800138000\r\n"
 
 
+BEIJING = timezone(timedelta(hours=8), "CST")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+@bp.app_template_filter("beijing_time")
+def beijing_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Times are stored in UTC; school admins read them in Beijing time."""
+    return value.astimezone(BEIJING).strftime(fmt) if value else ""
 
 
 @bp.before_request
