@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from handlers.console_accounts import Actor, record_audit
@@ -30,6 +30,9 @@ HEADER_SEARCH_ROWS = 10
 # Problem rows stored in an upload's report; the counts are always complete.
 REPORT_PROBLEMS_KEPT = 2000
 MAX_COLUMNS = 60
+MODES = ("merge", "replace")
+# Primary keys per DELETE … IN (…): under SQLite's bound-parameter limit.
+DELETE_CHUNK = 500
 
 FIELDS = ("student_number", "real_name", "college", "grade", "phone")
 LABELS = {"student_number": "学号", "real_name": "姓名", "college": "学院", "grade": "年级", "phone": "手机"}
@@ -398,9 +401,17 @@ def _check_row(values: dict[str, Any]) -> tuple[dict[str, str | None], list[str]
 # ---------------------------------------------------------------------------------------------- merging
 
 
-def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedRoster, file_name: str) -> RosterUpload:
-    """Upsert the file's rows by (school, student number), keep rows the file does not mention, verify
-    pending profiles that now match, and record the upload with its report. Flushes only."""
+def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedRoster, file_name: str,
+                 mode: str = "merge") -> RosterUpload:
+    """Upsert the file's rows by (school, student number); rows the file does not mention are kept
+    ("merge") or removed ("replace", only from a file without rejected rows, so a typo never deletes
+    a student). Then verify pending profiles that now match, and record the upload with its report.
+    Verified profiles stay verified whatever the roster loses. Flushes only."""
+    if mode not in MODES:
+        raise Refused("bad_mode", "未知的上传方式")
+    if mode == "replace" and parsed.rejected:
+        raise Refused("replace_with_rejections", f"替换方式要求文件中没有被拒绝的行（本文件有 {parsed.rejected} 行）："
+                                                 "请修正后再上传，或改用合并方式")
     # One upload per school at a time (PostgreSQL; SQLite writers queue anyway): two merges of the
     # same school would otherwise race on the unique (school, number) rows.
     session.scalar(select(School.id).where(School.id == school_id).with_for_update())
@@ -425,6 +436,11 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
     for changed in _grouped(updates):
         session.execute(update(RosterEntry), changed)
     matched = len(parsed.entries) - len(inserts)
+    listed = {entry["student_number"] for entry in parsed.entries}
+    absent = [row for number, row in existing.items() if number not in listed] if mode == "replace" else []
+    for start in range(0, len(absent), DELETE_CHUNK):
+        chunk = [row.id for row in absent[start:start + DELETE_CHUNK]]
+        session.execute(delete(RosterEntry).where(RosterEntry.id.in_(chunk)))
     verified = verify_pending(session, school_id)
     problems = parsed.problems[:REPORT_PROBLEMS_KEPT]
     report = {
@@ -437,16 +453,19 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
         "verified_profiles": [profile.id for profile in verified],
     }
     upload = RosterUpload(school_id=school_id, account_id=actor.account_id, uploaded_by=actor.name[:100],
-                          file_name=(file_name or "roster")[:200], mode="merge", rows=parsed.rows,
+                          file_name=(file_name or "roster")[:200], mode=mode, rows=parsed.rows,
                           accepted=parsed.accepted, fixed=parsed.fixed, rejected=parsed.rejected, added=len(inserts),
-                          updated=len(updates), kept=len(existing) - matched, verified=len(verified), report=report)
+                          updated=len(updates), kept=len(existing) - matched - len(absent), removed=len(absent),
+                          verified=len(verified), report=report)
     session.add(upload)
     session.flush()
     record_audit(session, actor, "roster.upload", "roster_upload", upload.id, school_id=school_id,
                  after={"file_name": upload.file_name, "rows": upload.rows, "accepted": upload.accepted,
                         "fixed": upload.fixed, "rejected": upload.rejected, "added": upload.added,
-                        "updated": upload.updated, "kept": upload.kept,
-                        "verified_profiles": report["verified_profiles"]})
+                        "updated": upload.updated, "kept": upload.kept, "mode": mode, "removed": upload.removed,
+                        "verified_profiles": report["verified_profiles"]},
+                 before={"removed": [{"student_number": row.student_number, "real_name": row.real_name}
+                                     for row in absent]} if absent else None)
     return upload
 
 

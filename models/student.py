@@ -71,7 +71,7 @@ class RosterUpload(CreatedAtMixin, Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("console_accounts.id"))
     uploaded_by: Mapped[str] = mapped_column(String(100))
     file_name: Mapped[str] = mapped_column(String(200))
-    # "merge" (rows absent from the file are kept); "replace" is not offered yet.
+    # "merge": rows absent from the file are kept; "replace": they are removed.
     mode: Mapped[str] = mapped_column(String(16), default="merge")
     rows: Mapped[int] = mapped_column(default=0)
     accepted: Mapped[int] = mapped_column(default=0)
@@ -80,6 +80,7 @@ class RosterUpload(CreatedAtMixin, Base):
     added: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     kept: Mapped[int] = mapped_column(default=0)
+    removed: Mapped[int] = mapped_column(default=0)
     verified: Mapped[int] = mapped_column(default=0)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
 

@@ -35,7 +35,7 @@ def test_school_admin_uploads_a_roster_and_approves_a_student(app, live_server, 
     page.wait_for_url("**/console/school/roster")
 
     page.set_input_files("input[name=file]", str(DEMO_ROSTER))
-    page.click("text=上传并合并")
+    page.click("button:text-is(\"上传\")")
     page.wait_for_url("**/console/school/roster/uploads/*")
     report = page.inner_text("main")
     assert "GBK/GB18030" in report and "待审核学生自动通过" in report

@@ -201,10 +201,10 @@ def school(app):  # type: ignore[no-untyped-def]
     return make_school(app, "名单大学")
 
 
-def merge(app, school_id: int, text: str, file_name: str = "roster.csv") -> RosterUpload:  # type: ignore[no-untyped-def]
+def merge(app, school_id: int, text: str, file_name: str = "roster.csv", mode: str = "merge") -> RosterUpload:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         upload = roster.merge_roster(session, Actor(None, "admin@test", school_id), school_id,
-                                     roster.parse_roster(text.encode("gbk")), file_name)
+                                     roster.parse_roster(text.encode("gbk")), file_name, mode)
         session.commit()
         return upload
 
@@ -228,6 +228,24 @@ def test_re_upload_merges_updates_and_keeps_absent_rows(app, school) -> None:  #
                                     "2024003": ("王五", "数学学院", None, None)}
 
 
+def test_replace_removes_absent_rows_but_only_from_a_clean_file(app, school) -> None:  # type: ignore[no-untyped-def]
+    merge(app, school, HEADER + "张三,2024001,,,\n李四,2024002,,,\n王五,2024003,,,\n")
+    verified = _pending(app, school, "李四", "2024002", "o_rp", "verified")  # verified at once: the roster lists him
+    with pytest.raises(Refused) as refused:
+        merge(app, school, HEADER + "张三,2024001,,,\n,2024009,,,\n", mode="replace")
+    assert refused.value.code == "replace_with_rejections"
+    assert set(entries(app, school)) == {"2024001", "2024002", "2024003"}
+    upload = merge(app, school, HEADER + "张三,2024001,心理学院,,\n赵六,2024004,,,\n", mode="replace")
+    assert (upload.mode, upload.added, upload.updated, upload.removed, upload.kept) == ("replace", 1, 1, 2, 0)
+    assert set(entries(app, school)) == {"2024001", "2024004"}
+    with get_database(app).sessions() as session:
+        assert session.get(StudentProfile, verified).status == "verified"
+        audit = session.scalar(select(AuditEntry).where(AuditEntry.subject_id == str(upload.id)))
+    assert audit.after["removed"] == 2 and {r["student_number"] for r in audit.before["removed"]} == {"2024002", "2024003"}
+    with pytest.raises(Refused):
+        merge(app, school, HEADER + "张三,2024001,,,\n", mode="wipe")
+
+
 def test_merging_one_school_never_touches_another(app, school) -> None:  # type: ignore[no-untyped-def]
     other = make_school(app, "别的大学")
     merge(app, other, HEADER + "别人,2024001,外校学院,,\n")
@@ -236,7 +254,7 @@ def test_merging_one_school_never_touches_another(app, school) -> None:  # type:
     assert entries(app, school)["2024001"][0] == "张三"
 
 
-def _pending(app, school_id: int, name: str, number: str, openid: str) -> int:  # type: ignore[no-untyped-def]
+def _pending(app, school_id: int, name: str, number: str, openid: str, status: str = "pending") -> int:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         user = User(openid=openid)
         session.add(user)
@@ -244,7 +262,7 @@ def _pending(app, school_id: int, name: str, number: str, openid: str) -> int:  
         profile = submit_profile(session, user.id, ProfileForm(school_id, name, "心理学院", number, "2024级",
                                                                "13800138000"))
         session.commit()
-        assert profile.status == "pending"
+        assert profile.status == status
         return profile.id
 
 
@@ -351,6 +369,21 @@ def test_another_schools_roster_and_reports_are_invisible(app, client, admin) ->
     with get_database(app).sessions() as session:
         assert session.get(School, other) is not None
         assert {e.school_id for e in session.scalars(select(RosterEntry))} == {other, admin["school"]}
+
+
+def test_replace_mode_through_the_page(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    response = client.post("/console/school/roster/upload", data={
+        "csrf_token": admin["token"], "mode": "replace",
+        "file": (io.BytesIO((HEADER + "张三,2024001,,,\n").encode()), "b.csv")}, content_type="multipart/form-data")
+    assert response.status_code == 302
+    assert "已从名单删除" in client.get(response.headers["Location"]).get_data(as_text=True)
+    refused = client.post("/console/school/roster/upload", data={
+        "csrf_token": admin["token"], "mode": "replace",
+        "file": (io.BytesIO((HEADER + "王五,2024003,,,\n,2024004,,,\n").encode()), "c.csv")},
+        content_type="multipart/form-data")
+    assert refused.status_code == 400 and "替换方式要求文件中没有被拒绝的行" in refused.get_data(as_text=True)
+    assert set(entries(app, admin["school"])) == {"2024001"}
 
 
 def test_template_csv_parses_as_a_roster(client, admin) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.Column('added', sa.Integer(), nullable=False),
     sa.Column('updated', sa.Integer(), nullable=False),
     sa.Column('kept', sa.Integer(), nullable=False),
+    sa.Column('removed', sa.Integer(), nullable=False),
     sa.Column('verified', sa.Integer(), nullable=False),
     sa.Column('report', sa.JSON(), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),

@@ -80,12 +80,14 @@ def upload() -> Response:
     session = get_session()
     try:
         parsed = roster.parse_roster(data)
+        if not parsed.entries:
+            raise Refused("nothing", f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
+                                     "名单未改变。请按表头“姓名、学号”整理后重新上传")
+        uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, file.filename,
+                                       request.form.get("mode", "merge"))
     except Refused as refused:
+        session.rollback()
         return _roster_page(school.id, 400, refused.message)
-    if not parsed.entries:
-        return _roster_page(school.id, 400, f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
-                                            "名单未改变。请按表头“姓名、学号”整理后重新上传")
-    uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, file.filename)
     session.commit()
     return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
 
