@@ -246,6 +246,33 @@ def test_replace_removes_absent_rows_but_only_from_a_clean_file(app, school) -> 
         merge(app, school, HEADER + "张三,2024001,,,\n", mode="wipe")
 
 
+def test_two_uploads_of_one_school_at_once_queue_instead_of_colliding(app, school) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    parsed = roster.parse_roster((HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    sessions = get_database(app).sessions
+    first = sessions()
+    roster.merge_roster(first, Actor(None, "admin-a", school), school, parsed, "a.csv")
+    result: dict[str, object] = {}
+
+    def second_admin() -> None:
+        with sessions() as session:
+            upload = roster.merge_roster(session, Actor(None, "admin-b", school), school, parsed, "b.csv")
+            session.commit()
+            result["counts"] = (upload.added, upload.updated, upload.report["unchanged"])
+
+    thread = threading.Thread(target=second_admin)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the second upload must wait for the first"
+    first.commit()
+    first.close()
+    thread.join(20)
+    assert result["counts"] == (0, 0, 2)
+    assert set(entries(app, school)) == {"2024001", "2024002"}
+
+
 def test_merging_one_school_never_touches_another(app, school) -> None:  # type: ignore[no-untyped-def]
     other = make_school(app, "别的大学")
     merge(app, other, HEADER + "别人,2024001,外校学院,,\n")
