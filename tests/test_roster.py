@@ -402,9 +402,11 @@ def test_replace_mode_through_the_page(app, client, admin) -> None:  # type: ign
     upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
     response = client.post("/console/school/roster/upload", data={
         "csrf_token": admin["token"], "mode": "replace",
-        "file": (io.BytesIO((HEADER + "张三,2024001,,,\n").encode()), "b.csv")}, content_type="multipart/form-data")
+        "file": (io.BytesIO((HEADER + "张三,2024001,,,\n").encode()), "/home/李老师/名单/b.csv")},
+        content_type="multipart/form-data")
     assert response.status_code == 302
-    assert "已从名单删除" in client.get(response.headers["Location"]).get_data(as_text=True)
+    report = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "已从名单删除" in report and "上传报告：b.csv" in report
     refused = client.post("/console/school/roster/upload", data={
         "csrf_token": admin["token"], "mode": "replace",
         "file": (io.BytesIO((HEADER + "王五,2024003,,,\n,2024004,,,\n").encode()), "c.csv")},

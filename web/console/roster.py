@@ -83,7 +83,9 @@ def upload() -> Response:
         if not parsed.entries:
             raise Refused("nothing", f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
                                      "名单未改变。请按表头“姓名、学号”整理后重新上传")
-        uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, file.filename,
+        # Old browsers send the whole client path; the history shows the file's own name.
+        name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, name,
                                        request.form.get("mode", "merge"))
     except Refused as refused:
         session.rollback()
