@@ -16,6 +16,8 @@ from web import payments
 from web.console import accounts as console_accounts
 from web.console import payments as console_payments
 from web.console import pushes as console_pushes
+from web.console import approvals as console_approvals
+from web.console import roster as console_roster
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -45,6 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_accounts.init_app(app)
     console_payments.init_app(app)
     console_pushes.init_app(app)
+    console_roster.init_app(app)
+    console_approvals.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

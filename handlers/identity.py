@@ -138,6 +138,26 @@ def _verify_against_roster(session: Session, profile: StudentProfile) -> None:
         profile.verified_via = "roster"
 
 
+def verify_pending(session: Session, school_id: int) -> list[StudentProfile]:
+    """After a roster upload: the school's pending profiles that now match the roster become verified.
+    Rows are locked, so an admin deciding the same profile at the same moment is not overwritten."""
+    pending = list(session.scalars(select(StudentProfile).where(
+        StudentProfile.school_id == school_id, StudentProfile.status == "pending").with_for_update()))
+    if not pending:
+        return []
+    names = {number: name for number, name in session.execute(
+        select(RosterEntry.student_number, RosterEntry.real_name).where(
+            RosterEntry.school_id == school_id,
+            RosterEntry.student_number.in_({profile.student_number for profile in pending})))}
+    verified = []
+    for profile in pending:
+        if profile.student_number in names and _same_name(names[profile.student_number], profile.real_name):
+            profile.status, profile.verified_at, profile.verified_via = "verified", utcnow(), "roster"
+            verified.append(profile)
+    session.flush()
+    return verified
+
+
 def _same_name(a: str, b: str) -> bool:
     def key(name: str) -> str:
         return re.sub(r"[\s·•・]", "", unicodedata.normalize("NFKC", name)).casefold()
@@ -148,8 +168,10 @@ def review(session: Session, profile_id: int, school_id: int, reviewer: str, *, 
            reason: str | None = None) -> StudentProfile | None:
     """A school admin approves or rejects a pending profile of their own school.
     Another school's profile is None, as if it did not exist."""
+    # Locked: of two admins deciding at once, the second sees the first's decision (PostgreSQL;
+    # SQLite writers queue anyway).
     profile = session.scalar(select(StudentProfile).where(
-        StudentProfile.id == profile_id, StudentProfile.school_id == school_id))
+        StudentProfile.id == profile_id, StudentProfile.school_id == school_id).with_for_update())
     if profile is None or profile.status != "pending":
         return None
     profile.reviewed_by = reviewer[:100]

@@ -11,7 +11,7 @@ from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
 from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.school import School
-from models.student import RosterEntry, StudentProfile
+from models.student import RosterEntry, RosterUpload, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
@@ -40,6 +40,7 @@ __all__ = [
     "Question",
     "QuizAttempt",
     "RosterEntry",
+    "RosterUpload",
     "School",
     "SerialCounter",
     "SignInAttempt",

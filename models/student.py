@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin
@@ -57,3 +59,29 @@ class RosterEntry(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
 
     __table_args__ = (UniqueConstraint("school_id", "student_number"),)
+
+
+class RosterUpload(CreatedAtMixin, Base):
+    """One roster file a school admin uploaded: who, when, what it held, and the row-by-row report."""
+
+    __tablename__ = "roster_uploads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("console_accounts.id"))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    file_name: Mapped[str] = mapped_column(String(200))
+    # "merge": rows absent from the file are kept; "replace": they are removed.
+    mode: Mapped[str] = mapped_column(String(16), default="merge")
+    rows: Mapped[int] = mapped_column(default=0)
+    accepted: Mapped[int] = mapped_column(default=0)
+    fixed: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    added: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    kept: Mapped[int] = mapped_column(default=0)
+    removed: Mapped[int] = mapped_column(default=0)
+    verified: Mapped[int] = mapped_column(default=0)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_roster_uploads_school_id_created_at", "school_id", "created_at"),)

@@ -1,0 +1,99 @@
+"""Console pages for a school admin's approval queue: pending students, approve, reject with a reason, bulk approve."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
+
+from handlers import approvals
+from handlers.console_accounts import Actor
+from handlers.learning import Refused
+from models.console import SCHOOL_ADMIN
+from web.console import console_required, current_account, register_nav, render_console, school_of
+from web.database import get_session
+
+bp = Blueprint("console_approvals", __name__, url_prefix="/console/school", template_folder="../templates")
+register_nav("待审核学生", "console_approvals.queue_page", (SCHOOL_ADMIN,), 13)
+
+PER_PAGE = 30
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _page_number() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        return 1
+
+
+def _queue(school_id: int, status: int = 200, error: str | None = None) -> Response:
+    page = _page_number()
+    items, total = approvals.queue(get_session(), school_id, page, PER_PAGE)
+    return render_console("console/approvals/queue.html", status, items=items, total=total, page=page,
+                          pages=max(1, -(-total // PER_PAGE)), error=error)
+
+
+@bp.get("/approvals")
+@console_required(SCHOOL_ADMIN)
+def queue_page() -> Response:
+    school = school_of(current_account())  # type: ignore[arg-type]
+    return _queue(school.id)
+
+
+def _decide(profile_id: int, approve: bool) -> Response:
+    account = current_account()
+    assert account is not None
+    school = school_of(account)
+    session = get_session()
+    try:
+        profile = approvals.decide(session, Actor.of(account), school.id, profile_id, approve=approve,
+                                   reason=request.form.get("reason"))
+    except approvals.NotFound:
+        abort(404)
+    except Refused as refused:
+        session.rollback()
+        return _queue(school.id, 409 if refused.code == "already_decided" else 400, refused.message)
+    session.commit()
+    flash(f"已通过 {profile.real_name}（{profile.student_number}）" if approve
+          else f"已驳回 {profile.real_name}（{profile.student_number}），学生会看到原因")
+    return redirect(url_for("console_approvals.queue_page"))
+
+
+@bp.post("/approvals/<int:profile_id>/approve")
+@console_required(SCHOOL_ADMIN)
+def approve(profile_id: int) -> Response:
+    return _decide(profile_id, True)
+
+
+@bp.post("/approvals/<int:profile_id>/reject")
+@console_required(SCHOOL_ADMIN)
+def reject(profile_id: int) -> Response:
+    return _decide(profile_id, False)
+
+
+@bp.post("/approvals/bulk-approve")
+@console_required(SCHOOL_ADMIN)
+def bulk_approve() -> Response:
+    account = current_account()
+    assert account is not None
+    school = school_of(account)
+    try:
+        ids = [int(value) for value in request.form.getlist("profile_id")]
+    except ValueError:
+        abort(400)
+    if not ids:
+        return _queue(school.id, 400, "请先勾选要通过的学生")
+    session = get_session()
+    try:
+        done, skipped = approvals.approve_many(session, Actor.of(account), school.id, ids)
+    except approvals.NotFound:
+        abort(404)
+    except Refused as refused:
+        session.rollback()
+        return _queue(school.id, 400, refused.message)
+    session.commit()
+    flash(f"已批量通过 {done} 人" + (f"；{len(skipped)} 人已被处理过，已跳过" if skipped else ""))
+    for message in skipped[:5]:
+        flash(message)
+    return redirect(url_for("console_approvals.queue_page"))

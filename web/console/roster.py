@@ -1,0 +1,113 @@
+"""Console pages for a school admin's roster: upload (CSV/XLSX), each upload's report, history, the roster itself."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
+
+from handlers import roster
+from handlers.console_accounts import Actor
+from handlers.learning import Refused
+from models.console import SCHOOL_ADMIN
+from web.console import console_required, current_account, register_nav, render_console, school_of
+from web.database import get_session
+
+bp = Blueprint("console_roster", __name__, url_prefix="/console/school", template_folder="../templates")
+register_nav("学生名单", "console_roster.roster_page", (SCHOOL_ADMIN,), 12)
+
+PER_PAGE = 50
+# The multipart envelope around a file at the cap: boundaries, headers, the CSRF field.
+UPLOAD_SLACK = 64 * 1024
+TEMPLATE_CSV = "\ufeff姓名,学号,学院,年级,手机\r\n张三,2024001,心理学院,2024级,13800138000\r\n"
+
+
+BEIJING = timezone(timedelta(hours=8), "CST")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.app_template_filter("beijing_time")
+def beijing_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Times are stored in UTC; school admins read them in Beijing time."""
+    return value.astimezone(BEIJING).strftime(fmt) if value else ""
+
+
+@bp.before_request
+def _cap_upload() -> None:
+    # Before the gate reads the form (for its CSRF check): a larger body is a 413, never parsed.
+    if request.endpoint == "console_roster.upload":
+        request.max_content_length = roster.MAX_BYTES + UPLOAD_SLACK
+
+
+def _page_number() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        return 1
+
+
+def _roster_page(school_id: int, status: int = 200, error: str | None = None) -> Response:
+    session = get_session()
+    query = request.args.get("q", "")[:50]
+    page = _page_number()
+    entries, total = roster.search_roster(session, school_id, query, page, PER_PAGE)
+    uploads = roster.uploads_of(session, school_id)
+    return render_console("console/roster/roster.html", status, error=error, entries=entries, total=total, q=query,
+                          page=page, pages=max(1, -(-total // PER_PAGE)), uploads=uploads,
+                          latest=uploads[0] if uploads else None, max_mb=roster.MAX_BYTES // 1024 // 1024,
+                          max_rows=roster.MAX_ROWS)
+
+
+@bp.get("/roster")
+@console_required(SCHOOL_ADMIN)
+def roster_page() -> Response:
+    school = school_of(current_account())  # type: ignore[arg-type]
+    return _roster_page(school.id)
+
+
+@bp.post("/roster/upload")
+@console_required(SCHOOL_ADMIN)
+def upload() -> Response:
+    account = current_account()
+    assert account is not None
+    school = school_of(account)
+    file = request.files.get("file")
+    if file is None or not file.filename:
+        return _roster_page(school.id, 400, "请选择要上传的名单文件（CSV 或 .xlsx）")
+    data = file.read(roster.MAX_BYTES + 1)
+    session = get_session()
+    try:
+        parsed = roster.parse_roster(data)
+        if not parsed.entries:
+            raise Refused("nothing", f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
+                                     "名单未改变。请按表头“姓名、学号”整理后重新上传")
+        # Old browsers send the whole client path; the history shows the file's own name.
+        name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, name,
+                                       request.form.get("mode", "merge"))
+    except Refused as refused:
+        session.rollback()
+        return _roster_page(school.id, 400, refused.message)
+    session.commit()
+    return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
+
+
+@bp.get("/roster/uploads/<int:upload_id>")
+@console_required(SCHOOL_ADMIN)
+def upload_report(upload_id: int) -> Response:
+    school = school_of(current_account())  # type: ignore[arg-type]
+    uploaded = roster.upload_of(get_session(), school.id, upload_id)
+    if uploaded is None:
+        abort(404)
+    return render_console("console/roster/report.html", upload=uploaded, report=uploaded.report)
+
+
+@bp.get("/roster/template.csv")
+@console_required(SCHOOL_ADMIN)
+def template() -> Response:
+    school_of(current_account())  # type: ignore[arg-type]
+    return Response(TEMPLATE_CSV.encode("utf-8"), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=roster-template.csv",
+                             "Cache-Control": "no-store"})
