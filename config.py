@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "JOB_RETRY_MAX_SECONDS": 3600,
     "JOB_REQUEUE_SECONDS": 60,  # a pending job enqueued this long ago was lost by the queue
     "JOB_SWEEP_SECONDS": 15,  # how often each worker looks for such jobs
+    # The template message that tells a student their certificate is ready or updated (staff re-send it).
+    "CERT_NOTICE_TEMPLATE_ID": "dev-certificate-notice",
     **DEV_SECRETS,
 }
 

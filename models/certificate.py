@@ -58,6 +58,9 @@ class Certificate(Base):
 
     __table_args__ = (
         UniqueConstraint("serial", "version"),
+        # Staff search by name (prefix) and by student number.
+        Index("ix_certificates_holder_name", "holder_name"),
+        Index("ix_certificates_student_number", "student_number"),
         # One live certificate per student and course, whatever races.
         Index("uq_certificates_user_course_live", "user_id", "course_id", unique=True,
               postgresql_where=text(LIVE), sqlite_where=text(LIVE)),
