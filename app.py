@@ -13,6 +13,8 @@ from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
 from web.console import accounts as console_accounts
+from web.console import audit as console_audit, certificate_desk as console_certificates
+from web.console import content as console_content, jobs as console_jobs, schools as console_schools
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -37,6 +39,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(certificates.bp)
     console.init_app(app)
     console_accounts.init_app(app)
+    console_certificates.init_app(app)
+    console_schools.init_app(app)
+    console_content.init_app(app)
+    console_audit.init_app(app)
+    console_jobs.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

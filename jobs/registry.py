@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from handlers import accounts, certificates, housekeeping
+from handlers import certificate_desk
 from models import CertificateExport
 
 
@@ -72,10 +73,23 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificates.build_export(ctx.session, export_id, directory, progress)
 
 
+def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
+    certificate_id = int(payload["certificate_id"])
+    body = certificate_desk.notice_message(ctx.session, certificate_id, ctx.config["CERT_NOTICE_TEMPLATE_ID"],
+                                           ctx.config["PUBLIC_URL"], str(payload["client_msg_id"]))
+    if body is None:
+        return
+    # Read, then call WeChat (no write lock held), then record; client_msg_id makes a repeat harmless.
+    ctx.session.rollback()
+    result = ctx.services["wechat_client"]().post("message/template/send", data=body)
+    certificate_desk.record_notice_sent(ctx.session, certificate_id, result.get("msgid"))
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
+    registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
     return registry
