@@ -18,7 +18,8 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('certificates', schema=None) as batch_op:
-        batch_op.create_index('ix_certificates_holder_name', ['holder_name'], unique=False)
+        batch_op.create_index('ix_certificates_holder_name', ['holder_name'], unique=False,
+                              postgresql_ops={'holder_name': 'varchar_pattern_ops'})
         batch_op.create_index('ix_certificates_student_number', ['student_number'], unique=False)
 
     with op.batch_alter_table('schools', schema=None) as batch_op:
