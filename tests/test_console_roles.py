@@ -5,7 +5,7 @@ import re
 
 from flask import Flask
 
-from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN
+from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from tests.console_helpers import make_platform_admin, make_school, make_school_admin, make_staff, sign_in
 
 # Routes every visitor may reach (they carry their own checks, tested in test_console_auth.py).
@@ -71,19 +71,23 @@ def test_staff_cannot_reach_platform_admin_routes(app: Flask, client) -> None:  
 def test_a_staff_member_reaches_every_staff_page(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
     sign_in(client, app, make_staff(app))
     for endpoint, url, roles, methods in console_rules(app):
-        if "staff" in roles and "GET" in methods and "1" not in url and "/x" not in url:
+        if STAFF in roles and "GET" in methods and "1" not in url and "/x" not in url:
             response = client.get(url)
             response.get_data()  # a streamed body (the CSV export) runs to the end
             assert response.status_code == 200, endpoint
 
 
-def test_every_write_refuses_a_missing_csrf_token(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
-    sign_in(client, app, make_platform_admin(app))
+def test_every_write_refuses_a_missing_csrf_token(app: Flask) -> None:
+    """Signed in with a role the route admits, a write without the token is refused (400) before it runs."""
     school = make_school(app)
+    clients = {}
+    for role, make in ((PLATFORM_ADMIN, make_platform_admin), (STAFF, make_staff),
+                       (SCHOOL_ADMIN, lambda app: make_school_admin(app, school))):
+        clients[role] = app.test_client()
+        sign_in(clients[role], app, make(app))
     writes = 0
     for endpoint, url, roles, methods in console_rules(app):
-        if PLATFORM_ADMIN not in roles:
-            continue
+        client = next(clients[role] for role in (PLATFORM_ADMIN, STAFF, SCHOOL_ADMIN) if role in roles)
         url = url.replace("/schools/1", f"/schools/{school}")
         for method in methods - {"GET"}:
             response = client.open(url, method=method, data={"note": "x", "reason": "x", "confirm": "yes"})
