@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from handlers import certificates
@@ -31,19 +31,24 @@ class Page:
 def search(session: Session, query: str, page: int = 1) -> Page:
     """Certificates whose serial or student number is `query`, or whose holder name starts with it.
     Every branch is an index range (serial, student number, name prefix), so it stays fast at any size."""
-    query = " ".join(query.split())[:50]
     page = max(1, page)
-    if not query:
+    statement = search_statement(session, query)
+    if statement is None:
         return Page([], page, False)
+    rows = list(session.scalars(statement.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)))
+    return Page(rows[:PAGE_SIZE], page, len(rows) > PAGE_SIZE)
+
+
+def search_statement(session: Session, query: str) -> Select[tuple[Certificate]] | None:
+    query = " ".join(query.split())[:50]
+    if not query:
+        return None
     if SERIAL.match(query):
         year, number = query.upper().split("-")[1:]
         condition = Certificate.serial == f"XW-{year}-{int(number):06d}"
     else:
         condition = or_(Certificate.student_number == query, _name_prefix(session, query))
-    rows = list(session.scalars(select(Certificate).where(condition)
-                                .order_by(Certificate.serial.desc(), Certificate.version.desc())
-                                .limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)))
-    return Page(rows[:PAGE_SIZE], page, len(rows) > PAGE_SIZE)
+    return select(Certificate).where(condition).order_by(Certificate.serial.desc(), Certificate.version.desc())
 
 
 def _name_prefix(session: Session, prefix: str) -> Any:

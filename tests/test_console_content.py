@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import re
 
-from flask import Flask
 from sqlalchemy import select
 
 from handlers.catalog_upload import locate
