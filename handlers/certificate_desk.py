@@ -117,13 +117,18 @@ def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, no
     """Approve (a new version, and the student is told) or reject (the reason is kept) — audited
     in the same transaction."""
     note = (note or "").strip()[:500] or None
-    request = session.get(CorrectionRequest, request_id)
+    # Lock the request first and read it fresh: a second decider waits here, then sees it decided.
+    # (An unlocked read before decide_correction's own FOR UPDATE would leave a stale "pending" in
+    # this session's identity map, and both would issue version n+1.)
+    request = session.scalar(select(CorrectionRequest).where(CorrectionRequest.id == request_id)
+                             .with_for_update().execution_options(populate_existing=True))
     if request is None:
         raise Refused("not_found", "更正申请不存在。")
+    new = certificates.decide_correction(session, request_id, actor.name, approve=approve, note=note, issuer=issuer)
+    # The old version's printed fields never change (only its status does), so they are read afterwards.
     old = session.get(Certificate, request.certificate_id)
     assert old is not None
     before = {key: getattr(old, key) for key in request.changes}
-    new = certificates.decide_correction(session, request_id, actor.name, approve=approve, note=note, issuer=issuer)
     school_id = _school_id(session, old.school_name)
     if new is None:
         record_audit(session, actor, "certificate.correction_reject", "correction_request", request_id,

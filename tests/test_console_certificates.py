@@ -246,3 +246,56 @@ def test_every_search_is_served_by_an_index(app) -> None:  # type: ignore[no-unt
                 else:
                     plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
                     assert "SCAN certificates" not in plan and "USING INDEX" in plan, (query, plan)
+
+
+def test_two_staff_approving_at_once_issue_one_version(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    first = claim_as(app, graduates[1])
+    request_id = ask(app, graduates[1], first.id, {"student_number": "C0011"})
+    clients = [app.test_client() for _ in range(2)]
+    tokens = [sign_in(c, app, make_staff(app)) for c in clients]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def approve(i: int) -> None:
+        barrier.wait()
+        statuses.append(clients[i].post(f"/console/certificates/corrections/{request_id}/decide",
+                                        data={"csrf_token": tokens[i], "decision": "approve"}).status_code)
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 302]  # one approved, the other told it was decided already
+    with get_database(app).sessions() as session:
+        assert session.scalars(select(Certificate.version).where(Certificate.serial == first.serial)
+                               .order_by(Certificate.version)).all() == [1, 2]
+    assert len(audit(app, "certificate.correction_approve")) == 1
+    assert len(jobs(app, "certificates.notice")) == 1
+
+
+def test_two_staff_revoking_at_once_revoke_once(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    first = claim_as(app, graduates[2])
+    clients = [app.test_client() for _ in range(2)]
+    tokens = [sign_in(c, app, make_staff(app)) for c in clients]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def revoke(i: int) -> None:
+        barrier.wait()
+        statuses.append(clients[i].post(f"/console/certificates/{first.id}/revoke", data={
+            "csrf_token": tokens[i], "reason": f"原因{i}", "confirm": "yes"}).status_code)
+
+    threads = [threading.Thread(target=revoke, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 302]
+    assert len(audit(app, "certificate.revoke")) == 1
+    with get_database(app).sessions() as session:
+        assert len(session.scalars(select(CertificateEvent).where(CertificateEvent.action == "revoked")).all()) == 1

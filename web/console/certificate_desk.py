@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
+from sqlalchemy import select
 
 from handlers import certificate_desk as desk
 from handlers import certificates
@@ -119,10 +120,14 @@ def _refusal(serial: str | None, refused: Refused) -> Response:
 
 
 def _serial_of_request(request_id: int) -> str | None:
-    session = get_session()
-    row = session.get(CorrectionRequest, request_id)
-    certificate = session.get(Certificate, row.certificate_id) if row else None
-    return certificate.serial if certificate else None
+    # Columns, not objects: a loaded row would sit stale in the session's identity map when the
+    # flow later locks it FOR UPDATE (and another request changed it meanwhile).
+    return get_session().scalar(select(Certificate.serial).join(
+        CorrectionRequest, CorrectionRequest.certificate_id == Certificate.id).where(CorrectionRequest.id == request_id))
+
+
+def _serial_of(certificate_id: int) -> str | None:
+    return get_session().scalar(select(Certificate.serial).where(Certificate.id == certificate_id))
 
 
 @bp.post("/corrections/<int:request_id>/decide")
@@ -148,10 +153,9 @@ def decide(request_id: int) -> Response:
 @console_required(*STAFF_ROLES)
 def revoke(certificate_id: int) -> Response:
     session = get_session()
-    certificate = session.get(Certificate, certificate_id)
-    if certificate is None:
+    serial = _serial_of(certificate_id)
+    if serial is None:
         abort(404)
-    serial = certificate.serial
     if request.form.get("confirm") != "yes":
         return _refusal(serial, Refused("unconfirmed", "请勾选确认后再撤销。"))
     try:
@@ -166,10 +170,9 @@ def revoke(certificate_id: int) -> Response:
 @console_required(*STAFF_ROLES)
 def notice(certificate_id: int) -> Response:
     session = get_session()
-    certificate = session.get(Certificate, certificate_id)
-    if certificate is None:
+    serial = _serial_of(certificate_id)
+    if serial is None:
         abort(404)
-    serial = certificate.serial
     try:
         desk.resend_notice(session, _actor(), certificate_id)
     except Refused as refused:
