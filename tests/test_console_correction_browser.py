@@ -52,3 +52,39 @@ def test_staff_approve_a_correction_in_the_browser(app, live_server, browser: Br
         assert newest.version == 2 and newest.holder_name == "林晓满" and newest.status == "valid"
     [entry] = audit(app, "certificate.correction_approve")
     assert entry.account_id == staff and entry.note == "已核对身份证"
+
+
+def test_staff_load_a_catalog_in_the_browser(app, live_server, browser: Browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_catalog import course, to_toml
+
+    staff = make_staff(app)
+    with get_database(app).sessions() as session:
+        username = session.get(ConsoleAccount, staff).username
+    bad = course(pass_mark=120)
+    bad["topics"][1]["questions"][0]["answer"] = ["Z"]
+    (tmp_path / "bad.toml").write_text(to_toml(bad), encoding="utf-8")
+    (tmp_path / "good.toml").write_text(to_toml(course()), encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(f"{live_server.url}/console/content/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/console/content/")
+        page.set_input_files("input[name=file]", str(tmp_path / "bad.toml"))
+        page.get_by_role("button", name="校验并预览").click()
+        expect(page.locator("#problems")).to_contain_text("bad.toml 未通过校验：2 个问题")
+        expect(page.locator("#problems")).to_contain_text("pass_mark = 120")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "console-content-problems.png"), full_page=True)
+        page.set_input_files("input[name=file]", str(tmp_path / "good.toml"))
+        page.get_by_role("button", name="校验并预览").click()
+        expect(page.locator("#preview")).to_contain_text("2 个专题，4 道题")
+        page.screenshot(path=str(ARTIFACTS / "console-content-preview.png"), full_page=True)
+        page.get_by_role("button", name="确认载入").click()
+        expect(page.get_by_role("status")).to_contain_text("已载入为第 1 版")
+    finally:
+        context.close()
+    assert [e.after["version"] for e in audit(app, "content.load")] == [1]

@@ -29,10 +29,10 @@ def index() -> Response:
     page = request.args.get("page", 1, type=int) or 1
     with get_database().readers() as session:
         rows, has_next = audit_log.search(session, where, page)
-        ids = {r.school_id for r in rows if r.school_id is not None}
-        school_names = {i: n for i, n in session.execute(select(School.id, School.name).where(School.id.in_(ids)))}
+        schools = session.execute(select(School.id, School.name).order_by(School.name)).all()
+        school_names = {i: n for i, n in schools}
         return render_console("console/audit/index.html", rows=rows, has_next=has_next, page=page, where=where,
-                              args=where.args(), school_names=school_names, local_time=local_time,
+                              args=where.args(), school_names=school_names, schools=schools, local_time=local_time,
                               as_json=audit_log.as_json)
 
 
