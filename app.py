@@ -18,6 +18,8 @@ from web.console import payments as console_payments
 from web.console import pushes as console_pushes
 from web.console import approvals as console_approvals
 from web.console import roster as console_roster
+from web.console import audit as console_audit, certificate_desk as console_certificates
+from web.console import content as console_content, jobs as console_jobs, schools as console_schools
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -49,6 +51,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_pushes.init_app(app)
     console_roster.init_app(app)
     console_approvals.init_app(app)
+    console_certificates.init_app(app)
+    console_schools.init_app(app)
+    console_content.init_app(app)
+    console_audit.init_app(app)
+    console_jobs.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

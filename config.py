@@ -109,6 +109,8 @@ DEFAULTS: dict[str, Any] = {
     "PUSH_FIELDS_PASS": "thing1,number2,thing3,time4",
     "PUSH_TEMPLATE_APPROVAL": "dev-template-approval-notice",
     "PUSH_FIELDS_APPROVAL": "thing1,number2,thing3,time4",
+    # The template message that tells a student their certificate is ready or updated (staff re-send it).
+    "CERT_NOTICE_TEMPLATE_ID": "dev-certificate-notice",
     **DEV_SECRETS,
 }
 

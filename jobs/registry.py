@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificates, housekeeping, payments, pushes
+from handlers import accounts, certificate_desk, certificates, housekeeping, payments, pushes
 from handlers.outbox import record_job
 from jobs import pushes as push_jobs
 from models import CertificateExport, CertificateOrder
@@ -172,6 +172,16 @@ def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
         "data": {"first": {"value": "你的纸质证书已寄出"}, "keyword1": {"value": notice.carrier},
                  "keyword2": {"value": notice.tracking_number}, "remark": {"value": "证书寄到学校，请留意学校通知。"}},
     })
+def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
+    certificate_id = int(payload["certificate_id"])
+    body = certificate_desk.notice_message(ctx.session, certificate_id, ctx.config["CERT_NOTICE_TEMPLATE_ID"],
+                                           ctx.config["PUBLIC_URL"], str(payload["client_msg_id"]))
+    if body is None:
+        return
+    # Read, then call WeChat (no write lock held), then record; client_msg_id makes a repeat harmless.
+    ctx.session.rollback()
+    result = ctx.services["wechat_client"]().post("message/template/send", data=body)
+    certificate_desk.record_notice_sent(ctx.session, certificate_id, result.get("msgid"))
 
 
 def build_registry() -> JobRegistry:
@@ -188,4 +198,5 @@ def build_registry() -> JobRegistry:
     registry.register(pushes.NOTICES_JOB, push_jobs.compose_notices)
     registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
     registry.register(payments.REFUND_CHECK_JOB, _check_refund)
+    registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
     return registry

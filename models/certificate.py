@@ -58,6 +58,10 @@ class Certificate(Base):
 
     __table_args__ = (
         UniqueConstraint("serial", "version"),
+        # Staff search by name (prefix) and by student number.
+        # varchar_pattern_ops: PostgreSQL serves `LIKE 'prefix%'` from it under any collation.
+        Index("ix_certificates_holder_name", "holder_name", postgresql_ops={"holder_name": "varchar_pattern_ops"}),
+        Index("ix_certificates_student_number", "student_number"),
         # One live certificate per student and course, whatever races.
         Index("uq_certificates_user_course_live", "user_id", "course_id", unique=True,
               postgresql_where=text(LIVE), sqlite_where=text(LIVE)),

@@ -1,0 +1,181 @@
+"""Staff console: certificates — search, one serial's versions and history, corrections, revocation, notices."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
+from sqlalchemy import select
+
+from handlers import certificate_desk as desk
+from handlers import certificates
+from handlers.console_accounts import Actor
+from handlers.learning import Refused
+from models import Certificate, CorrectionRequest
+from web.certificates import issuer
+from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.database import get_database, get_session
+
+bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
+
+register_nav("证书", "console_certificates.index", STAFF_ROLES, 30)
+
+FIELD_NAMES = {**certificates.CORRECTABLE, "version": "版本", "certificate_id": "证书记录"}
+EVENT_NAMES = {"issued": "签发", "superseded": "被新版本取代", "revoked": "撤销", "channel_changed": "更改证书类型",
+               "notice_sent": "已发送通知"}
+DONE = {"approved": "已批准更正并签发新版本，证书通知已加入发送队列", "rejected": "已驳回更正申请", "revoked": "证书已撤销",
+        "notice": "通知已加入发送队列"}
+CHANNEL_NAMES = {"electronic": "电子版", "paper": "纸质版", "both": "电子版 + 纸质版"}
+
+
+CHINA = timezone(timedelta(hours=8))
+
+
+def local_time(moment: datetime | None) -> str:
+    """Times are stored in UTC; staff read Beijing time."""
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+@bp.context_processor
+def _formatting() -> dict[str, object]:
+    return {"local_time": local_time}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _page() -> int:
+    return request.args.get("page", 1, type=int) or 1
+
+
+def _actor() -> Actor:
+    account = current_account()
+    assert account is not None
+    return Actor.of(account)
+
+
+def _names() -> dict[str, object]:
+    return {"status_names": desk.STATUS_NAMES, "field_names": FIELD_NAMES, "event_names": EVENT_NAMES,
+            "channel_names": CHANNEL_NAMES}
+
+
+@bp.get("/")
+@console_required(*STAFF_ROLES)
+def index() -> Response:
+    query = request.args.get("q", "")
+    with get_database().readers() as session:
+        found = desk.search(session, query, _page())
+        pending = desk.pending_count(session)
+        return render_console("console/certificates/index.html", q=query, found=found, pending=pending, **_names())
+
+
+@bp.get("/serial/<serial>")
+@console_required(*STAFF_ROLES)
+def show(serial: str) -> Response:
+    with get_database().readers() as session:
+        history = desk.history(session, serial[:20])
+        if history is None:
+            abort(404)
+        return render_console("console/certificates/show.html", h=history, message=DONE.get(request.args.get("done", "")),
+                              **_names())
+
+
+@bp.get("/file/<int:certificate_id>.pdf")
+@console_required(*STAFF_ROLES)
+def pdf(certificate_id: int) -> Response:
+    with get_database().readers() as session:
+        stored = certificates.certificate_file(session, certificate_id, "pdf")
+        certificate = session.get(Certificate, certificate_id)
+        if stored is None or certificate is None:
+            abort(404)
+        response = Response(stored.content, mimetype="application/pdf")
+    name = f"{certificate.serial}-v{certificate.version}.pdf"
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/corrections")
+@console_required(*STAFF_ROLES)
+def corrections() -> Response:
+    status = request.args.get("status", "pending")
+    with get_database().readers() as session:
+        found = desk.correction_queue(session, status, _page())
+        return render_console("console/certificates/corrections.html", found=found, state=status, **_names())
+
+
+def _back_to(serial: str, done: str) -> Response:
+    return redirect(url_for("console_certificates.show", serial=serial, done=done))
+
+
+def _refusal(serial: str | None, refused: Refused) -> Response:
+    get_session().rollback()
+    if serial is None:
+        abort(404)
+    with get_database().readers() as session:
+        history = desk.history(session, serial)
+        if history is None:
+            abort(404)
+        return render_console("console/certificates/show.html", 200, h=history, error=refused.message, **_names())
+
+
+def _serial_of_request(request_id: int) -> str | None:
+    # Columns, not objects: a loaded row would sit stale in the session's identity map when the
+    # flow later locks it FOR UPDATE (and another request changed it meanwhile).
+    return get_session().scalar(select(Certificate.serial).join(
+        CorrectionRequest, CorrectionRequest.certificate_id == Certificate.id).where(CorrectionRequest.id == request_id))
+
+
+def _serial_of(certificate_id: int) -> str | None:
+    return get_session().scalar(select(Certificate.serial).where(Certificate.id == certificate_id))
+
+
+@bp.post("/corrections/<int:request_id>/decide")
+@console_required(*STAFF_ROLES)
+def decide(request_id: int) -> Response:
+    serial = _serial_of_request(request_id)
+    if serial is None:
+        abort(404)
+    decision = request.form.get("decision")
+    if decision not in ("approve", "reject"):
+        return _refusal(serial, Refused("bad_decision", "请选择批准或驳回。"))
+    session = get_session()
+    try:
+        new = desk.decide(session, _actor(), request_id, approve=decision == "approve",
+                          note=request.form.get("note", ""), issuer=issuer())
+    except Refused as refused:
+        return _refusal(serial, refused)
+    session.commit()
+    return _back_to(serial, "approved" if new else "rejected")
+
+
+@bp.post("/<int:certificate_id>/revoke")
+@console_required(*STAFF_ROLES)
+def revoke(certificate_id: int) -> Response:
+    session = get_session()
+    serial = _serial_of(certificate_id)
+    if serial is None:
+        abort(404)
+    if request.form.get("confirm") != "yes":
+        return _refusal(serial, Refused("unconfirmed", "请勾选确认后再撤销。"))
+    try:
+        desk.revoke(session, _actor(), certificate_id, request.form.get("reason", ""))
+    except Refused as refused:
+        return _refusal(serial, refused)
+    session.commit()
+    return _back_to(serial, "revoked")
+
+
+@bp.post("/<int:certificate_id>/notice")
+@console_required(*STAFF_ROLES)
+def notice(certificate_id: int) -> Response:
+    session = get_session()
+    serial = _serial_of(certificate_id)
+    if serial is None:
+        abort(404)
+    try:
+        desk.resend_notice(session, _actor(), certificate_id)
+    except Refused as refused:
+        return _refusal(serial, refused)
+    session.commit()
+    return _back_to(serial, "notice")
