@@ -13,6 +13,8 @@ from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
 from web.console import accounts as console_accounts
+from web.console import auto_replies as console_auto_replies
+from web.console import inbox as console_inbox
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -37,6 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(certificates.bp)
     console.init_app(app)
     console_accounts.init_app(app)
+    console_inbox.init_app(app)
+    console_auto_replies.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -8,9 +8,12 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificates, housekeeping
+from handlers import accounts, certificates, conversations, housekeeping
 from models import CertificateExport
+from models.base import utcnow
+from wechat.client import WeChatTransportError
 
 
 @dataclass
@@ -72,10 +75,33 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificates.build_export(ctx.session, export_id, directory, progress)
 
 
+def _send_staff_reply(ctx: JobContext, payload: dict[str, Any]) -> None:
+    # Sent once: a customer-service message has no dedup at WeChat and each one spends the
+    # student's 5-message quota, so a failure (errcode or timeout) is shown to staff with a
+    # retry button instead of being retried blind.
+    item = conversations.outgoing(ctx.session, int(payload["reply_id"]))
+    if item is None:
+        return
+    ctx.session.rollback()  # no read transaction held while WeChat answers
+    client = ctx.services["wechat_client"]()
+    try:
+        if item.kind == "template":
+            client.post("message/template/send",
+                        data=conversations.template_body(item, ctx.config.get("WECHAT_TEMPLATE_STAFF_REPLY") or ""))
+        else:
+            client.message.send_text(item.openid, item.content)
+    except WeChatClientException as exc:
+        errcode = None if isinstance(exc, WeChatTransportError) else int(exc.errcode)
+        conversations.record_failed(ctx.session, item.reply_id, errcode, str(exc.errmsg or exc))
+        return
+    conversations.record_sent(ctx.session, item.reply_id, utcnow())
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
+    registry.register(conversations.SEND_JOB, _send_staff_reply)
     return registry

@@ -5,7 +5,7 @@ from models.certificate import (Certificate, CertificateEvent, CertificateExport
 from models.console import AuditEntry, ConsoleAccount, ConsoleInvite, SignInAttempt
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
-from models.inbox import InboxMessage
+from models.inbox import AutoReplyRule, Conversation, InboxMessage, QuickReply, StaffReply
 from models.job import Job
 from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.school import School
@@ -13,4 +13,4 @@ from models.student import RosterEntry, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
-__all__ = ["Base", "AuditEntry", "ConsoleAccount", "ConsoleInvite", "SignInAttempt", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]
+__all__ = ["Base", "AuditEntry", "ConsoleAccount", "ConsoleInvite", "SignInAttempt", "Certificate", "CertificateEvent", "CertificateExport", "CertificateFile", "CorrectionRequest", "SerialCounter", "Course", "CourseVersion", "Question", "Topic", "InboundEvent", "InboxMessage", "AutoReplyRule", "Conversation", "QuickReply", "StaffReply", "Enrollment", "Job", "QuizAttempt", "WatchSession", "RosterEntry", "School", "StudentProfile", "User", "WeChatToken"]
