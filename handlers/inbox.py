@@ -1,7 +1,9 @@
 """The inbox: what students write to the account, kept in a conversation per student for staff to answer."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from handlers import auto_replies
@@ -54,17 +56,17 @@ def _store(session: Session, inbound: Inbound, content: str, *, needs_person: bo
 
 def _touch_conversation(session: Session, user_id: int, inbound: Inbound, content: str, needs_person: bool) -> None:
     """The student wrote: WeChat's window restarts (5 fresh replies), and unless a rule answered,
-    somebody has to look."""
-    conversation = session.scalar(select(Conversation).where(Conversation.user_id == user_id))
-    if conversation is None:
-        conversation = Conversation(user_id=user_id, unread=0, replies_in_window=0, created_at=inbound.sent_at)
-        session.add(conversation)
-    conversation.last_student_message_at = inbound.sent_at
-    conversation.replies_in_window = 0
-    conversation.last_message_at = inbound.sent_at
-    conversation.last_preview = content[:PREVIEW_CHARS]
+    somebody has to look. One upsert, whether the conversation is new or not (the webhook's hot path)."""
+    table = Conversation.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    at = inbound.sent_at
+    stmt = insert(table).values(
+        user_id=user_id, status="open", last_student_message_at=at, replies_in_window=0, last_message_at=at,
+        last_preview=content[:PREVIEW_CHARS], unread=1 if needs_person else 0,
+        waiting_since=at if needs_person else None, created_at=at)
+    changes = {"last_student_message_at": stmt.excluded.last_student_message_at, "replies_in_window": 0,
+               "last_message_at": stmt.excluded.last_message_at, "last_preview": stmt.excluded.last_preview}
     if needs_person:
-        conversation.status = "open"
-        conversation.unread = (conversation.unread or 0) + 1
-        if conversation.waiting_since is None:
-            conversation.waiting_since = inbound.sent_at
+        changes.update(status="open", unread=table.c.unread + 1,
+                       waiting_since=func.coalesce(table.c.waiting_since, stmt.excluded.waiting_since))
+    session.execute(stmt.on_conflict_do_update(index_elements=[table.c.user_id], set_=changes))
