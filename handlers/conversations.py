@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from handlers import learning
@@ -233,10 +233,10 @@ def reply(session: Session, actor: Actor, conversation_id: int, text: str, now: 
     if not state.open:
         raise Refused("window_closed", f"无法发送客服消息：{state.reason}。可以改发模板通知提醒学生。")
     before = _snapshot(conversation)
+    _take_one_reply(session, conversation, now)
     staff_reply = StaffReply(conversation_id=conversation.id, user_id=conversation.user_id, account_id=actor.account_id,
                              kind="custom", content=content, status="queued", attempts=0, created_at=now)
     session.add(staff_reply)
-    conversation.replies_in_window += 1
     _answered(conversation, actor, now, content)
     session.flush()
     _queue(session, staff_reply)
@@ -266,6 +266,22 @@ def notify(session: Session, actor: Actor, conversation_id: int, text: str, now:
     return staff_reply
 
 
+def _take_one_reply(session: Session, conversation: Conversation, now: datetime) -> None:
+    """Count one customer-service message against the window, atomically: two staff members
+    answering at once cannot both take the fifth."""
+    taken = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation.id, Conversation.replies_in_window < WINDOW_MAX_REPLIES,
+               Conversation.last_student_message_at >= now - WINDOW)
+        .values(replies_in_window=Conversation.replies_in_window + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(conversation)
+    if not taken:
+        raise Refused("window_closed", f"无法发送客服消息：{window(conversation, now).reason or '已回复满 5 条'}。"
+                                       "可以改发模板通知提醒学生。")
+
+
 def _answered(conversation: Conversation, actor: Actor, now: datetime, content: str) -> None:
     conversation.waiting_since = None
     conversation.unread = 0
@@ -292,7 +308,7 @@ def retry(session: Session, actor: Actor, reply_id: int, now: datetime) -> Staff
         state = window(conversation, now)
         if not state.open:
             raise Refused("window_closed", f"无法重试：{state.reason}。可以改发模板通知提醒学生。")
-        conversation.replies_in_window += 1
+        _take_one_reply(session, conversation, now)
     before = {"status": staff_reply.status, "errcode": staff_reply.errcode}
     staff_reply.status = "queued"
     session.flush()
@@ -401,7 +417,7 @@ def record_failed(session: Session, reply_id: int, errcode: int | None, error: s
     if (conversation is not None and staff_reply.kind == "custom" and errcode is not None
             and conversation.last_student_message_at is not None
             and staff_reply.created_at >= conversation.last_student_message_at and conversation.replies_in_window > 0):
-        conversation.replies_in_window -= 1
+        conversation.replies_in_window = Conversation.replies_in_window - 1  # in SQL: no lost update
     if conversation is not None and conversation.waiting_since is None:
         # The student has no answer: the conversation needs a person again.
         conversation.waiting_since = staff_reply.created_at

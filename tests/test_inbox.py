@@ -2,6 +2,7 @@
 server, failures kept and retried, keyword auto-replies, roles, audit and escaping."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -489,3 +490,28 @@ def test_the_menu_shows_inbox_and_auto_replies_to_staff_only(app, client, staff)
     sign_in(other, app, make_school_admin(app, make_school(app)))
     page = other.get("/console/").get_data(as_text=True)
     assert "/console/inbox" not in page and "/console/auto-replies" not in page
+
+
+def test_two_staff_members_racing_for_the_fifth_reply_cannot_both_send(app, client, wechat, fake_wechat,
+                                                                        db_session, staff) -> None:
+    _, token = staff
+    student_writes(app, client, wechat, fake_wechat, "o_race", "问题")
+    cid = conversation_of(db_session, "o_race").id
+    for n in range(4):
+        assert reply(client, token, cid, f"第 {n + 1} 条").status_code == 302
+    other = app.test_client()
+    other_token = sign_in(other, app, make_staff(app))
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+
+    def send(who, who_token: str) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        results.append(reply(who, who_token, cid, "第 5 条").status_code)
+
+    threads = [threading.Thread(target=send, args=(c, t)) for c, t in ((client, token), (other, other_token))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [302, 409]
+    assert len(replies(db_session)) == 5 and conversation_of(db_session, "o_race").replies_in_window == 5
