@@ -515,3 +515,20 @@ def test_two_staff_members_racing_for_the_fifth_reply_cannot_both_send(app, clie
         t.join(30)
     assert sorted(results) == [302, 409]
     assert len(replies(db_session)) == 5 and conversation_of(db_session, "o_race").replies_in_window == 5
+
+
+def test_without_a_template_id_no_notice_is_offered(app, client, wechat, fake_wechat, db_session, staff) -> None:
+    from app import create_app
+    from tests.test_app import PROD_ENV
+
+    assert create_app(dict(PROD_ENV)).config["WECHAT_TEMPLATE_STAFF_REPLY"] is None  # production sets its own
+    account_id, _ = staff
+    app.config["WECHAT_TEMPLATE_STAFF_REPLY"] = None
+    student_writes(app, client, wechat, fake_wechat, "o_notpl", "你好")
+    cid = conversation_of(db_session, "o_notpl").id
+    token = later(app, fake_wechat, client, account_id, 49 * HOUR)
+    page = client.get(f"/console/inbox/{cid}").get_data(as_text=True)
+    assert "未配置模板通知" in page and "发送模板通知" not in page
+    resp = reply(client, token, cid, "你好", "template")
+    assert resp.status_code == 409 and "未配置" in resp.get_data(as_text=True)
+    assert replies(db_session) == [] and sent(fake_wechat, "template") == []
