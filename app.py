@@ -20,6 +20,8 @@ from web.console import approvals as console_approvals
 from web.console import roster as console_roster
 from web.console import audit as console_audit, certificate_desk as console_certificates
 from web.console import content as console_content, jobs as console_jobs, schools as console_schools
+from web.console import auto_replies as console_auto_replies
+from web.console import inbox as console_inbox
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -56,6 +58,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_content.init_app(app)
     console_audit.init_app(app)
     console_jobs.init_app(app)
+    console_inbox.init_app(app)
+    console_auto_replies.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # Timeout for every outbound call to WeChat (seconds).
     "WECHAT_HTTP_TIMEOUT": 5.0,
     "SIMULATOR_ENABLED": None,  # None: on in development, off in production
+    # Template (模板消息) telling a student staff answered, for replies outside WeChat's 48-hour
+    # window: fields first, keyword1 (the reply), keyword2 (time), remark. None: a dev id in
+    # development; in production the console offers no template notice until it is set.
+    "WECHAT_TEMPLATE_STAFF_REPLY": None,
     # /metrics: a bearer token, or (unset) loopback callers only.
     "METRICS_TOKEN": None,
     # JSON log lines (production) or readable ones (development); None: by XINWEI_ENV.
@@ -170,6 +174,8 @@ def load_config(
         config["WECHAT_PAY_NOTIFY_URL"] = str(config["PUBLIC_URL"]).rstrip("/") + "/pay/notify"
     if config["LOG_JSON"] is None:
         config["LOG_JSON"] = production
+    if not config.get("WECHAT_TEMPLATE_STAFF_REPLY") and not production:
+        config["WECHAT_TEMPLATE_STAFF_REPLY"] = "dev_tpl_staff_reply"
     if config["SIMULATOR_ENABLED"] is None:
         config["SIMULATOR_ENABLED"] = not production
     check_config(config)

@@ -17,6 +17,10 @@ MENU_KEY = "FAQ"  # a CLICK answered with a text reply and no other writes: the 
 TARGET_RATIO = {"plain": 0.60, "safe": 0.50}  # of the floor's req/s, measured in the same run
 P99_TARGET_MS = 50.0
 SCENARIOS = ("plain", "safe", "duplicate")
+# Optional: a student's text message (plain mode), stored in the inbox with its conversation and
+# checked against the keyword auto-replies; run it with --scenarios text (information only).
+OPTIONAL_SCENARIOS = ("text",)
+TEXT = "老师好，我的证书上学号填错了，怎么改？"
 EVENTS_TABLE = "inbound_events"
 
 
@@ -44,10 +48,27 @@ def click_deliveries(side, mode: str, count: int, tag: str) -> Iterator[tuple[st
         yield "/wechat?" + delivery.query, delivery.body
 
 
+def text_deliveries(side, mode: str, count: int, tag: str) -> Iterator[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+    """`count` text messages, each from a new student (a user, a message and a conversation written)."""
+    now = int(time.time())
+    for i in range(count):
+        delivery = side.deliver(side.text(f"o{tag}{i:08d}", TEXT, msg_id=i + 1, created=now), mode="plain",
+                                timestamp=now)
+        yield "/wechat?" + delivery.query, delivery.body
+
+
 def preflight(server: Server, side, mode: str, tag: str) -> None:  # type: ignore[no-untyped-def]
     """One delivery by hand: the reply must open (and, in safe mode, be sealed) and be the FAQ."""
     from handlers.guide import FAQ
+    from handlers.inbox import ACKNOWLEDGEMENT
 
+    if mode == "text":
+        (target, body), = text_deliveries(side, mode, 1, tag)
+        status, answer = common.http_post(server, target, body)
+        fields = side.open_reply(answer) if status == 200 else None
+        if not fields or fields.get("Content") != ACKNOWLEDGEMENT:
+            raise BenchError(f"pre-flight text: status {status}: {answer[:200]!r}\n{server.log_tail()}")
+        return
     (target, body), = click_deliveries(side, mode, 1, tag)
     status, answer = common.http_post(server, target, body)
     if status != 200:
@@ -65,17 +86,18 @@ def measure_distinct(
     """Every request a new event, so every one runs dedup insert, handler, reply, commit."""
     opts = ctx.opts
     tag = f"{run_tag}{db[0]}{mode[0]}"
+    deliveries = text_deliveries if mode == "text" else click_deliveries
     preflight(server, side, mode, tag + "p")
     warm = None
     if opts.warmup:
         warm_path = ctx.work / f"{db}-{mode}-warm.txt"
         warm_count = int(ctx.floor_rps * opts.warmup * 1.2) + 500
-        common.write_requests(warm_path, click_deliveries(side, mode, warm_count, tag + "w"))
+        common.write_requests(warm_path, deliveries(side, mode, warm_count, tag + "w"))
         warm = ctx.wrk(server, warm_path, opts.warmup)
     ctx.deadline.check(f"{db} {mode}")
     path = ctx.work / f"{db}-{mode}.txt"
     # Built right before the run: the webhook refuses timestamps older than its replay window.
-    built = common.write_requests(path, click_deliveries(side, mode, ctx.size(warm), tag + "m"))
+    built = common.write_requests(path, deliveries(side, mode, ctx.size(warm), tag + "m"))
     before = common.count_rows(url, EVENTS_TABLE)
     result = ctx.wrk(server, path, opts.duration)
     rows = common.count_rows(url, EVENTS_TABLE) - before
@@ -243,7 +265,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Any]:
                "profile_requests": "requests per profiled pass (default %(default)s)"},
         after_db=[("--scenarios", {"default": ",".join(SCENARIOS),
                                    "help": "scenarios, comma-separated (default %(default)s)"})],
-        lists={"--scenarios": ("scenarios", SCENARIOS)},
+        lists={"--scenarios": ("scenarios", SCENARIOS + OPTIONAL_SCENARIOS)},
     )
 
 

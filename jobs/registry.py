@@ -10,11 +10,12 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificate_desk, certificates, housekeeping, payments, pushes
+from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes
 from handlers.outbox import record_job
 from jobs import pushes as push_jobs
 from models import CertificateExport, CertificateOrder
 from models.base import utcnow
+from wechat.client import WeChatTransportError
 
 
 @dataclass
@@ -182,6 +183,26 @@ def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
     ctx.session.rollback()
     result = ctx.services["wechat_client"]().post("message/template/send", data=body)
     certificate_desk.record_notice_sent(ctx.session, certificate_id, result.get("msgid"))
+def _send_staff_reply(ctx: JobContext, payload: dict[str, Any]) -> None:
+    # Sent once: a customer-service message has no dedup at WeChat and each one spends the
+    # student's 5-message quota, so a failure (errcode or timeout) is shown to staff with a
+    # retry button instead of being retried blind.
+    item = conversations.outgoing(ctx.session, int(payload["reply_id"]))
+    if item is None:
+        return
+    ctx.session.rollback()  # no read transaction held while WeChat answers
+    client = ctx.services["wechat_client"]()
+    try:
+        if item.kind == "template":
+            client.post("message/template/send",
+                        data=conversations.template_body(item, ctx.config.get("WECHAT_TEMPLATE_STAFF_REPLY") or ""))
+        else:
+            client.message.send_text(item.openid, item.content)
+    except WeChatClientException as exc:
+        errcode = None if isinstance(exc, WeChatTransportError) else int(exc.errcode)
+        conversations.record_failed(ctx.session, item.reply_id, errcode, str(exc.errmsg or exc))
+        return
+    conversations.record_sent(ctx.session, item.reply_id, utcnow())
 
 
 def build_registry() -> JobRegistry:
@@ -199,4 +220,5 @@ def build_registry() -> JobRegistry:
     registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
     registry.register(payments.REFUND_CHECK_JOB, _check_refund)
     registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
+    registry.register(conversations.SEND_JOB, _send_staff_reply)
     return registry

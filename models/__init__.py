@@ -5,7 +5,7 @@ from models.certificate import (Certificate, CertificateEvent, CertificateExport
 from models.console import AuditEntry, ConsoleAccount, ConsoleInvite, SignInAttempt
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
-from models.inbox import InboxMessage
+from models.inbox import AutoReplyRule, Conversation, InboxMessage, QuickReply, StaffReply
 from models.job import Job
 from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
@@ -18,6 +18,7 @@ from models.wechat_token import WeChatToken
 __all__ = [
     "Base",
     "AuditEntry",
+    "AutoReplyRule",
     "Certificate",
     "CertificateEvent",
     "CertificateExport",
@@ -25,6 +26,7 @@ __all__ = [
     "CertificateOrder",
     "ConsoleAccount",
     "ConsoleInvite",
+    "Conversation",
     "CorrectionRequest",
     "Course",
     "CourseVersion",
@@ -38,12 +40,14 @@ __all__ = [
     "PushDelivery",
     "PushWatermark",
     "Question",
+    "QuickReply",
     "QuizAttempt",
     "RosterEntry",
     "RosterUpload",
     "School",
     "SerialCounter",
     "SignInAttempt",
+    "StaffReply",
     "StudentProfile",
     "Topic",
     "User",

@@ -56,5 +56,47 @@ def send() -> Response:
                          data=delivery.body, headers={"Content-Type": "text/xml"}, timeout=10)
     elapsed_ms = round((time.monotonic() - started) * 1000, 1)
     reply = side.open_reply(resp.content) if resp.status_code == 200 else None
+    if kind == "text" and resp.status_code == 200:
+        _open_service_window(openid)
     return jsonify(status=resp.status_code, elapsed_ms=elapsed_ms, sealed=b"<Encrypt>" in resp.content,
                    reply=reply, error=None if resp.status_code == 200 else resp.text[:200])
+
+
+def _fake_wechat(path: str) -> str:
+    return current_app.config["WECHAT_API_BASE"].rstrip("/") + path
+
+
+def _open_service_window(openid: str) -> None:
+    """Real WeChat opens the 48-hour customer-service window when a user writes; tell the fake
+    WeChat server the same, so staff replies meet the same rules here as in production."""
+    try:
+        requests.post(_fake_wechat("/_fake/users"), json={"openid": openid, "in_window": True}, timeout=2)
+    except requests.RequestException:
+        pass  # no fake WeChat server behind this app: nothing to keep in step
+
+
+@bp.get("/simulator/inbox")
+def inbox() -> Response:
+    """Messages the account sent this user later, through the API (staff replies as customer-service
+    messages, template notices), as the fake WeChat server recorded them: the phone polls this."""
+    openid = request.args.get("openid", "")
+    if not OPENID.match(openid):
+        abort(400, "openid: letters, digits, _ and - only")
+    try:
+        resp = requests.get(_fake_wechat("/_fake/state"), timeout=2)
+        sent = resp.json().get("sent_messages", []) if resp.ok else []
+    except (requests.RequestException, ValueError):
+        return jsonify(messages=[], error="fake WeChat server unreachable")
+    messages = []
+    for message in sent:
+        if message.get("touser") != openid:
+            continue
+        if message.get("kind") == "custom" and message.get("msgtype") == "text":
+            messages.append({"kind": "custom", "text": str(message.get("text", {}).get("content", ""))})
+        elif message.get("kind") == "template":
+            data = message.get("data") or {}
+            lines = [str((data.get(k) or {}).get("value", "")) for k in ("first", "keyword1", "keyword2", "remark")]
+            messages.append({"kind": "template", "text": "\n".join(line for line in lines if line)})
+        else:
+            messages.append({"kind": str(message.get("kind")), "text": f"[{message.get('msgtype', '消息')}]"})
+    return jsonify(messages=messages, error=None)

@@ -1,0 +1,78 @@
+"""Staff's keyword auto-replies page: the rules the webhook answers common questions with."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
+
+from handlers import auto_replies
+from handlers.console_accounts import Actor, record_audit
+from handlers.learning import Refused
+from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.database import get_session
+
+bp = Blueprint("console_auto_replies", __name__, url_prefix="/console/auto-replies", template_folder="../templates")
+
+register_nav("自动回复", "console_auto_replies.rules", STAFF_ROLES, 21)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _actor() -> Actor:
+    account = current_account()
+    assert account is not None
+    return Actor.of(account)
+
+
+def _form() -> auto_replies.RuleForm:
+    return auto_replies.RuleForm(keywords=request.form.get("keywords", "")[:2000],
+                                 match_mode=request.form.get("match_mode", ""),
+                                 reply=request.form.get("reply", "")[:5000],
+                                 enabled=request.form.get("enabled") == "on",
+                                 priority=request.form.get("priority", "0")[:10])
+
+
+@bp.route("", methods=["GET", "POST"])
+@console_required(*STAFF_ROLES)
+def rules() -> Response:
+    session = get_session()
+    error = None
+    if request.method == "POST":
+        action = request.form.get("action", "save")
+        raw_id = request.form.get("id", "")
+        rule_id = int(raw_id) if raw_id.isdigit() else None
+        try:
+            if action == "import":
+                added = auto_replies.import_suggested(session)
+                record_audit(session, _actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added})
+                done = f"已导入 {added} 条常见问题规则"
+            elif action == "delete":
+                if rule_id is None:
+                    abort(400)
+                before = auto_replies.delete_rule(session, rule_id)
+                record_audit(session, _actor(), "auto_reply.delete", "auto_reply_rule", rule_id, before=before)
+                done = "规则已删除"
+            elif action == "save":
+                values = auto_replies.parse_form(_form())
+                if rule_id is None:
+                    rule = auto_replies.create_rule(session, values)
+                    record_audit(session, _actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values)
+                else:
+                    rule, before = auto_replies.update_rule(session, rule_id, values)
+                    record_audit(session, _actor(), "auto_reply.update", "auto_reply_rule", rule.id, before=before,
+                                 after=values)
+                done = "规则已保存"
+            else:
+                abort(400)
+        except Refused as refused:
+            session.rollback()
+            if refused.code == "not_found":
+                abort(404)
+            error = refused.message
+        else:
+            session.commit()
+            flash(done)
+            return redirect(url_for("console_auto_replies.rules"))
+    return render_console("console/inbox/auto_replies.html", 400 if error else 200,
+                          rules=auto_replies.list_rules(session), modes=auto_replies.MATCH_MODES, error=error,
+                          form=request.form if error else None, cache_seconds=int(auto_replies.CACHE_SECONDS))

@@ -1,0 +1,178 @@
+"""Staff's inbox pages: the conversation list, a conversation with the student beside it, replies, quick replies."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, Flask, Response, abort, current_app, flash, redirect, request, url_for
+
+from handlers import conversations
+from handlers.console_accounts import Actor
+from handlers.learning import Refused
+from web.clock import now
+from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.database import get_session
+
+bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_folder="../templates")
+
+register_nav("消息", "console_inbox.inbox", STAFF_ROLES, 20)
+
+# Refusals that are about WeChat's window (the request was fine, the moment is not).
+BEIJING = timezone(timedelta(hours=8))
+CONFLICTS = {"window_closed", "window_open", "not_failed", "no_template"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.app_template_filter("inbox_time")
+def inbox_time(moment: datetime | None) -> str:
+    """A time as staff read it: Beijing time, to the minute."""
+    return moment.astimezone(BEIJING).strftime("%m-%d %H:%M") if moment else ""
+
+
+def _actor() -> Actor:
+    account = current_account()
+    assert account is not None
+    return Actor.of(account)
+
+
+@bp.get("")
+@console_required(*STAFF_ROLES)
+def inbox() -> Response:
+    account = current_account()
+    assert account is not None
+    view = request.args.get("view", "waiting")
+    if view not in conversations.FILTERS:
+        view = "waiting"
+    query = request.args.get("q", "")[:50]
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    session = get_session()
+    rows, total = conversations.list_conversations(session, account.id, view, query, page)
+    moment = now()
+    return render_console("console/inbox/list.html", rows=rows, total=total, view=view, query=query, page=page,
+                          pages=max(1, -(-total // conversations.PAGE_SIZE)), filters=conversations.FILTERS,
+                          counters=conversations.counters(session, account.id),
+                          window=lambda c: conversations.window(c, moment), waiting=lambda c: conversations.waiting_label(
+                              c.waiting_since if c.status == "open" else None, moment))
+
+
+@bp.get("/<int:conversation_id>")
+@console_required(*STAFF_ROLES)
+def conversation(conversation_id: int) -> Response:
+    return _conversation_page(conversation_id)
+
+
+def _conversation_page(conversation_id: int, status: int = 200, error: str | None = None, draft: str = "") -> Response:
+    session = get_session()
+    try:
+        item = conversations.get_conversation(session, conversation_id)
+    except Refused:
+        abort(404)
+    moment = now()
+    template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
+    return render_console("console/inbox/conversation.html", status, conversation=item,
+                          thread=conversations.thread(session, item), student=conversations.student_context(session, item),
+                          window=conversations.window(item, moment), waiting=conversations.waiting_label(
+                              item.waiting_since if item.status == "open" else None, moment),
+                          quick_replies=conversations.list_quick_replies(session), staff=conversations.staff_accounts(session),
+                          errcode_text=conversations.errcode_text, can_notify=bool(template_id), error=error, draft=draft,
+                          max_chars=conversations.MAX_REPLY_CHARS)
+
+
+def _act(conversation_id: int, action, done: str, draft: str = "") -> Response:  # type: ignore[no-untyped-def]
+    session = get_session()
+    try:
+        action(session)
+    except Refused as refused:
+        session.rollback()
+        if refused.code == "not_found":
+            abort(404)
+        return _conversation_page(conversation_id, 409 if refused.code in CONFLICTS else 400, refused.message, draft)
+    session.commit()
+    flash(done)
+    return redirect(url_for("console_inbox.conversation", conversation_id=conversation_id))
+
+
+@bp.post("/<int:conversation_id>/reply")
+@console_required(*STAFF_ROLES)
+def reply(conversation_id: int) -> Response:
+    text = request.form.get("content", "")[:5000]
+    kind = request.form.get("kind", "custom")
+    if kind == "template":
+        template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
+        return _act(conversation_id, lambda s: conversations.notify(s, _actor(), conversation_id, text, now(), template_id),
+                    "模板通知已排队发送", text)
+    return _act(conversation_id, lambda s: conversations.reply(s, _actor(), conversation_id, text, now()),
+                "回复已排队发送", text)
+
+
+@bp.post("/<int:conversation_id>/assign")
+@console_required(*STAFF_ROLES)
+def assign(conversation_id: int) -> Response:
+    value = request.form.get("account_id", "")
+    if value == "me":
+        target: int | None = _actor().account_id
+    elif value == "":
+        target = None
+    elif value.isdigit():
+        target = int(value)
+    else:
+        abort(400)
+    return _act(conversation_id, lambda s: conversations.assign(s, _actor(), conversation_id, target),
+                "已分配" if target else "已取消分配")
+
+
+@bp.post("/<int:conversation_id>/read")
+@console_required(*STAFF_ROLES)
+def mark_read(conversation_id: int) -> Response:
+    return _act(conversation_id, lambda s: conversations.mark_read(s, _actor(), conversation_id), "已标记为已读")
+
+
+@bp.post("/<int:conversation_id>/status")
+@console_required(*STAFF_ROLES)
+def set_status(conversation_id: int) -> Response:
+    status = request.form.get("status", "")
+    return _act(conversation_id, lambda s: conversations.set_status(s, _actor(), conversation_id, status),
+                "会话已关闭" if status == "closed" else "会话已重新打开")
+
+
+@bp.post("/replies/<int:reply_id>/retry")
+@console_required(*STAFF_ROLES)
+def retry(reply_id: int) -> Response:
+    session = get_session()
+    from models import StaffReply  # the conversation to return to
+    staff_reply = session.get(StaffReply, reply_id)
+    if staff_reply is None:
+        abort(404)
+    conversation_id = staff_reply.conversation_id
+    return _act(conversation_id, lambda s: conversations.retry(s, _actor(), reply_id, now()), "已重新排队发送")
+
+
+@bp.route("/quick-replies", methods=["GET", "POST"])
+@console_required(*STAFF_ROLES)
+def quick_replies() -> Response:
+    session = get_session()
+    error = None
+    if request.method == "POST":
+        raw_id = request.form.get("id", "")
+        quick_id = int(raw_id) if raw_id.isdigit() else None
+        try:
+            if request.form.get("action") == "delete" and quick_id is not None:
+                conversations.delete_quick_reply(session, _actor(), quick_id)
+                done = "已删除"
+            else:
+                conversations.save_quick_reply(session, _actor(), quick_id, request.form.get("title", "")[:200],
+                                       request.form.get("body", "")[:5000], request.form.get("position", "0")[:10])
+                done = "已保存"
+        except Refused as refused:
+            session.rollback()
+            if refused.code == "not_found":
+                abort(404)
+            error = refused.message
+        else:
+            session.commit()
+            flash(done)
+            return redirect(url_for("console_inbox.quick_replies"))
+    return render_console("console/inbox/quick_replies.html", 400 if error else 200,
+                          items=conversations.list_quick_replies(session), error=error, max_chars=conversations.MAX_REPLY_CHARS)
