@@ -339,20 +339,6 @@ class SchoolBatch:
     orders: list[CertificateOrder]
 
 
-def set_school_address(session: Session, school_id: int, address: str) -> tuple[str | None, str]:
-    """Staff keep each school's mailing address; returns (before, after). Orders not yet
-    shipped go to the new address (it is copied onto an order when it ships)."""
-    address = " ".join(address.split())
-    if not address or len(address) > 300:
-        raise Refused("bad_address", "请填写邮寄地址（300 字以内）。")
-    school = session.scalar(select(School).where(School.id == school_id).with_for_update())
-    if school is None:
-        raise Refused("no_school", "学校不存在。")
-    before, school.address = school.address, address
-    session.flush()
-    return before, address
-
-
 def paper_orders_by_school(session: Session, statuses: Iterable[str] = ("paid", "printing")) -> list[SchoolBatch]:
     """Paid paper orders grouped by the school they are mailed to, oldest payment first."""
     rows = session.execute(select(CertificateOrder, School).join(School, School.id == CertificateOrder.school_id)

@@ -696,26 +696,3 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
     assert "SF1400000000001" in phone.locator("#tracking").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "pay-order-shipped.png"), full_page=True)
     assert simulator.get_by_text("领取证书").count() >= 1
-
-
-def test_staff_keep_school_addresses(shop) -> None:  # type: ignore[no-untyped-def]
-    from models import AuditEntry
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
-
-    app = shop["app"]
-    staff = app.test_client()
-    token = console_sign_in(staff, app, make_staff(app))
-    with get_database(app).sessions() as session:
-        school_id = session.scalar(select(School.id))
-    assert "北京市海淀区学院路" in staff.get("/console/payments/schools").get_data(as_text=True)
-    staff.post(f"/console/payments/schools/{school_id}/address",
-               data={"address": "  北京市海淀区 <b>新</b>校区  ", "csrf_token": token})
-    page = staff.get("/console/payments/schools").get_data(as_text=True)
-    assert "北京市海淀区 &lt;b&gt;新&lt;/b&gt;校区" in page and "<b>新</b>" not in page
-    assert "请填写邮寄地址" in staff.post(f"/console/payments/schools/{school_id}/address",
-                                       data={"address": " ", "csrf_token": token}, follow_redirects=True).get_data(as_text=True)
-    assert staff.post("/console/payments/schools/999999/address",
-                      data={"address": "x", "csrf_token": token}).status_code == 404
-    with get_database(app).sessions() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "payments.school_address")).one()
-        assert entry.before == {"address": "北京市海淀区学院路 1 号 心理中心"}

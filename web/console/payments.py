@@ -21,9 +21,8 @@ bp = Blueprint("console_payments", __name__, url_prefix="/console/payments", tem
 STAFF_ONLY = (STAFF, PLATFORM_ADMIN)
 CHINA = timezone(timedelta(hours=8))
 
-register_nav("纸质证书订单", "console_payments.index", STAFF_ONLY, order=40)
-register_nav("学校结算", "console_payments.billing", STAFF_ONLY, order=41)
-register_nav("学校邮寄地址", "console_payments.schools", STAFF_ONLY, order=42)
+register_nav("纸质证书订单", "console_payments.index", STAFF_ONLY, order=35)
+register_nav("学校结算", "console_payments.billing", STAFF_ONLY, order=36)
 
 
 def init_app(app: Flask) -> None:
@@ -225,28 +224,3 @@ def billing() -> Response:
         return response
     return render_console("console/payments/billing.html", rows=rows, start=start, end=end,
                           total=sum(r.count for r in rows))
-
-
-@bp.get("/schools")
-@console_required(*STAFF_ONLY)
-def schools() -> Response:
-    listed = list(get_session().scalars(select(School).order_by(School.name)))
-    return render_console("console/payments/schools.html", schools=listed, error=request.args.get("error"),
-                          saved=request.args.get("saved"))
-
-
-@bp.post("/schools/<int:school_id>/address")
-@console_required(*STAFF_ONLY)
-def school_address(school_id: int) -> Response:
-    session = get_session()
-    try:
-        before, after = payments.set_school_address(session, school_id, request.form.get("address", ""))
-    except Refused as refusal:
-        session.rollback()
-        if refusal.code == "no_school":
-            abort(404)
-        return redirect(url_for(".schools", error=refusal.message))
-    record_audit(session, _actor(), "payments.school_address", "school", school_id, school_id=school_id,
-                 before={"address": before}, after={"address": after})
-    session.commit()
-    return redirect(url_for(".schools", saved=school_id))
