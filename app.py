@@ -13,6 +13,7 @@ from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
 from web.console import accounts as console_accounts
+from web.console import school as console_school
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -37,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(certificates.bp)
     console.init_app(app)
     console_accounts.init_app(app)
+    console_school.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from handlers import accounts, certificates, housekeeping
 from models import CertificateExport
+from models.base import utcnow
 
 
 @dataclass
@@ -72,10 +73,27 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificates.build_export(ctx.session, export_id, directory, progress)
 
 
+def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
+    from handlers import school_console
+    from models import StudentExport
+
+    export_id = int(payload["export_id"])
+    engine = ctx.session.get_bind()
+
+    def progress(done: int, total: int) -> None:
+        # Its own commit, as for certificate exports: the page polling the export sees it move.
+        with engine.begin() as conn:
+            conn.execute(update(StudentExport).where(StudentExport.id == export_id)
+                         .values(status="running", done_count=done, total=total))
+
+    school_console.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), utcnow(), progress)
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
+    registry.register("schools.export_students", _export_students)
     return registry
