@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from handlers import learning, school_stats
 from handlers.catalog import current_version
@@ -205,7 +205,10 @@ def table_query(school_id: int, course_id: int, filters: Filters, now: datetime)
         if state in ("pending", "rejected", "verified"):
             query = query.where(p.status == state)
         elif state == "not_started":
-            query = query.where(p.status == "verified", sp.id.is_(None))
+            # An anti-join probing the progress rows' unique (user, course) index per profile.
+            started = aliased(StudentProgress)
+            query = query.where(p.status == "verified", ~select(started.id).where(
+                started.user_id == p.user_id, started.course_id == course_id).correlate(p).exists())
         order = p.id
     if filters.college:
         query = query.where(p.college == filters.college)
