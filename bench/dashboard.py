@@ -35,19 +35,19 @@ def _admin(base_url: str):  # type: ignore[no-untyped-def]
     return create_engine(base_url, isolation_level="AUTOCOMMIT")
 
 
-def create_database(base_url: str) -> str:
+def create_database(base_url: str, name: str) -> str:
     admin = _admin(base_url)
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return make_url(base_url).set(database=DB_NAME).render_as_string(hide_password=False)
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(base_url: str) -> None:
+def drop_database(base_url: str, name: str) -> None:
     admin = _admin(base_url)
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
@@ -251,11 +251,12 @@ def verdicts(results: dict[str, Any]) -> list[str]:
 
 
 def run(students: int = 2_000_000, schools: int = 3_000, big: int = 40_000, small: int = 100, repeats: int = 50,
-        warmup: int = 5, base_url: str = DEFAULT_PG_URL, keep: bool = False, plans: bool = True) -> dict[str, Any]:
+        warmup: int = 5, base_url: str = DEFAULT_PG_URL, keep: bool = False, plans: bool = True,
+        database: str = DB_NAME) -> dict[str, Any]:
     from app import create_app
     from web.database import get_database
 
-    url = create_database(base_url)
+    url = create_database(base_url, database)
     instance = tempfile.mkdtemp(prefix="bench-dashboard-")
     try:
         started = time.perf_counter()
@@ -275,7 +276,7 @@ def run(students: int = 2_000_000, schools: int = 3_000, big: int = 40_000, smal
         return out
     finally:
         if not keep:
-            drop_database(base_url)
+            drop_database(base_url, database)
 
 
 def main() -> None:
