@@ -17,7 +17,7 @@ from handlers.identity import ProfileForm, review, submit_profile
 from handlers.learning import enroll
 from handlers.quiz import start_attempt, submit_attempt
 from jobs.queue import get_queue
-from models import Job, RosterEntry, School, SchoolStat, StudentExport, StudentProfile, StudentProgress, User
+from models import AuditEntry, Job, RosterEntry, School, SchoolStat, StudentExport, StudentProfile, StudentProgress, User
 from models.base import utcnow
 from tests.console_helpers import make_school_admin, make_staff, sign_in
 from tests.test_catalog import course, to_toml
@@ -257,10 +257,19 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
         assert response.status_code == 302 and "/console/sign-in" in response.headers["Location"], url
     assert client.post("/console/school/exports", data={"format": "csv"}).status_code == 401
     sign_in(client, app, make_staff(app))
-    for url in gets:
-        assert client.get(url).status_code == 403, url
-    client.post("/console/sign-out", data={"csrf_token": client.get_cookie and ""})
-    with client.session_transaction() as cookie:
+    for url in gets:  # staff name the school they look at; without one there is nothing to show
+        assert client.get(url).status_code == 404, url
+    b = world["b"]
+    staff_view = client.get(f"/console/school/students?school={b}").get_data(as_text=True)
+    assert "吴八" in staff_view and "王一" not in staff_view and f"school={b}" in staff_view
+    assert client.get(f"/console/school/?school={b}").status_code == 200
+    assert client.get(f"/console/school/exports/{theirs.id}/download?school={b}").status_code == 200
+    # The school named scopes everything: school B's export or student seen "through" school A is a 404.
+    assert client.get(f"/console/school/exports/{theirs.id}?school={world['a']}").status_code == 404
+    assert client.get(f"/console/school/students/{other_profile}?school={world['a']}").status_code == 404
+    assert client.get(f"/console/school/students/{other_profile}?school={b}").status_code == 200
+    assert client.get("/console/school/?school=999999").status_code == 404
+    with client.session_transaction() as cookie:  # signed out
         cookie.clear()
     token = sign_in(client, app, make_school_admin(app, world["a"]))
     for url in (f"/console/school/students/{other_profile}", f"/console/school/exports/{theirs.id}",
@@ -269,4 +278,7 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
     assert client.post("/console/school/exports", data={"format": "csv"}).status_code == 400  # no CSRF token
     assert client.post("/console/school/exports", data={"format": "csv", "csrf_token": token}).status_code == 302
     with get_database(app).sessions() as session:
-        assert session.scalar(select(StudentExport).where(StudentExport.id != theirs.id)).school_id == world["a"]
+        mine = session.scalar(select(StudentExport).where(StudentExport.id != theirs.id))
+        assert mine.school_id == world["a"]
+        audit = session.scalar(select(AuditEntry).where(AuditEntry.action == "school.students_export"))
+        assert audit.subject_id == str(mine.id) and audit.school_id == world["a"]
