@@ -15,7 +15,6 @@ import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
