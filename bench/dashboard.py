@@ -84,6 +84,12 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
     big_every = max(2, students // big)  # every n-th student belongs to school 1
     small_every = max(big_every + 1, students // max(1, small))
     colleges, grades = _sql_list(COLLEGES), _sql_list(GRADES)
+
+    def h(expr: str, salt: int) -> str:
+        # A multiplicative hash of a row number into 0..10006: attributes spread evenly within any
+        # one school (a school's students are every n-th number; a plain `i % k` would alias with n).
+        return f"(({expr})::bigint * {salt} % 10007)"
+
     # a student's school, from their number i (1-based)
     school_of = (f"CASE WHEN i % {big_every} = 0 THEN 1 WHEN i % {small_every} = 1 THEN 2 "
                  f"ELSE 3 + (i % {max(1, schools - 2)}) END")
@@ -96,27 +102,27 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
         # 90 % verified, 6 % pending, 4 % rejected
         ("student_profiles", f"""INSERT INTO student_profiles (id, user_id, school_id, real_name, college, student_number,
                 grade, phone, status, confirmed_at, verified_at, verified_via, created_at)
-            SELECT i, i, {school_of}, '学生' || i, ({colleges})[1 + (i * 7) % {len(COLLEGES)}], 'S' || lpad(i::text, 9, '0'),
-                ({grades})[1 + (i * 3) % {len(GRADES)}], '13800000000',
-                CASE WHEN (i * 13) % 100 < 90 THEN 'verified' WHEN (i * 13) % 100 < 96 THEN 'pending' ELSE 'rejected' END,
+            SELECT i, i, {school_of}, '学生' || i, ({colleges})[1 + {h('i', 7919)} % {len(COLLEGES)}], 'S' || lpad(i::text, 9, '0'),
+                ({grades})[1 + {h('i', 104729)} % {len(GRADES)}], '13800000000',
+                CASE WHEN {h('i', 1299709)} % 100 < 90 THEN 'verified' WHEN {h('i', 1299709)} % 100 < 96 THEN 'pending' ELSE 'rejected' END,
                 now() - ((i % 200) || ' days')::interval, now(), 'roster', now()
             FROM generate_series(1, {students}) i"""),
         # 85 % of the verified started the main course
-        ("enrollments", """INSERT INTO enrollments (id, user_id, course_id, round, passed_at, total_score, created_at)
+        ("enrollments", f"""INSERT INTO enrollments (id, user_id, course_id, round, passed_at, total_score, created_at)
             SELECT p.id, p.id, c.id, 1,
-                CASE WHEN (p.id * 17) % 100 < 40 THEN now() - ((p.id % 60) || ' days')::interval END,
-                CASE WHEN (p.id * 17) % 100 < 40 THEN 85 + (p.id % 16) END, now() - ((p.id % 90) || ' days')::interval
+                CASE WHEN {h('p.id', 15485863)} % 100 < 40 THEN now() - ((p.id % 60) || ' days')::interval END,
+                CASE WHEN {h('p.id', 15485863)} % 100 < 40 THEN 85 + (p.id % 16) END, now() - ((p.id % 90) || ' days')::interval
             FROM student_profiles p CROSS JOIN (SELECT id FROM courses WHERE code = 'xinwei-mooc') c
-            WHERE p.status = 'verified' AND (p.id * 11) % 100 < 85"""),
+            WHERE p.status = 'verified' AND {h('p.id', 32452843)} % 100 < 85"""),
         # 40 % passed (all 14 topics), the rest spread over 0..13 topics; 70 % of the passed hold a certificate
-        ("student_progress", """INSERT INTO student_progress (id, user_id, course_id, school_id, profile_id, stage,
+        ("student_progress", f"""INSERT INTO student_progress (id, user_id, course_id, school_id, profile_id, stage,
                 topics_done, topic_scores, attempts, total_score, passed_at, last_progress_at)
             SELECT e.id, e.user_id, e.course_id, p.school_id, p.id,
-                CASE WHEN e.passed_at IS NULL THEN 'learning' WHEN (e.id * 19) % 100 < 70 THEN 'certified' ELSE 'passed' END,
+                CASE WHEN e.passed_at IS NULL THEN 'learning' WHEN {h('e.id', 49979687)} % 100 < 70 THEN 'certified' ELSE 'passed' END,
                 d.done, coalesce((SELECT json_agg(80 + (e.id + k) % 21) FROM generate_series(1, d.done) k), '[]'::json),
                 d.done + (e.id % 4), e.total_score, e.passed_at, now() - ((e.id % 30) || ' days')::interval
             FROM enrollments e JOIN student_profiles p ON p.user_id = e.user_id
-            CROSS JOIN LATERAL (SELECT CASE WHEN e.passed_at IS NOT NULL THEN 14 ELSE (e.id * 7) % 14 END AS done) d"""),
+            CROSS JOIN LATERAL (SELECT CASE WHEN e.passed_at IS NOT NULL THEN 14 ELSE {h('e.id', 86028121)} % 14 END AS done) d"""),
         ("certificates", """INSERT INTO certificates (id, user_id, course_id, serial, version, verify_token, status, channel,
                 paper_status, holder_name, school_name, student_number, course_title, score, issued_on, issuers,
                 verify_url, signature, issued_at)
@@ -199,13 +205,24 @@ def explain(app: Any, school_id: int) -> dict[str, str]:
         cases = {"all": school_console.Filters(), "college": school_console.Filters(college=COLLEGES[3]),
                  "stage_learning": school_console.Filters(state="learning"),
                  "not_started": school_console.Filters(state="not_started"),
-                 "stuck": school_console.Filters(state="stuck")}
+                 "stuck": school_console.Filters(state="stuck"),
+                 "learning_and_college": school_console.Filters(state="learning", college=COLLEGES[3])}
         from models.base import utcnow
         for name, filters in cases.items():
             query, order = school_console.table_query(school_id, course_id, filters, utcnow())
             compiled = query.order_by(order).limit(51).compile(session.get_bind(), compile_kwargs={"literal_binds": True})
             rows = session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all()
             plans[name] = "\n".join(rows)
+        # The dashboard's one query that grows with the school: the stuck count (an index range).
+        from sqlalchemy import func, select
+
+        from models import StudentProgress as sp
+        count = select(func.count()).select_from(sp).where(
+            sp.school_id == school_id, sp.course_id == course_id, sp.stage == "learning",
+            sp.last_progress_at < school_console.stuck_cutoff(utcnow(), school_console.STUCK_DAYS))
+        compiled = count.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plans["dashboard_stuck_count"] = "\n".join(session.execute(
+            text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all())
     return plans
 
 
