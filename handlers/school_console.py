@@ -210,6 +210,60 @@ def table_query(school_id: int, course_id: int, filters: Filters, now: datetime)
             query = query.where(p.status == "verified", ~select(started.id).where(
                 started.user_id == p.user_id, started.course_id == course_id).correlate(p).exists())
         order = p.id
+    return _profile_filters(query, filters), order
+
+
+def student_page(session: Session, school_id: int, course_id: int, filters: Filters, after: int | None,
+                 now: datetime, limit: int = PAGE_SIZE) -> Page:
+    """One keyset page (ids greater than `after`), never an OFFSET: page 800 costs what page 1 does."""
+    if filters.state in STAGE_FILTERS:
+        rows = _stage_rows(session, school_id, course_id, filters, after, now, limit + 1)
+    else:
+        query, order = table_query(school_id, course_id, filters, now)
+        if after:
+            query = query.where(order > after)
+        rows = [StudentRow(*r) for r in session.execute(query.order_by(order).limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, rows[-1].id if more and rows else None, filters)
+
+
+STAGE_FILTERS = ("learning", "passed", "certified", "stuck")
+STAGE_BATCH = 500  # progress rows read per step when profile filters may drop some
+
+
+def _stage_rows(session: Session, school_id: int, course_id: int, filters: Filters, after: int | None,
+                now: datetime, wanted: int) -> list[StudentRow]:
+    """A learning-stage page in two plain steps instead of one join: the next profile ids from the
+    progress rows' (school, course, stage, profile_id) index, then those profiles (with the college,
+    grade or search filters) by primary key. A join here let PostgreSQL pick a merge join that walks
+    the whole profiles primary key (every school's students) when a filter matched few; this way
+    the work is bounded by the school's own rows whatever the planner thinks."""
+    sp, p = StudentProgress, StudentProfile
+    narrowed = bool(filters.college or filters.grade or filters.q)
+    batch = STAGE_BATCH if narrowed else wanted
+    ids_query = select(sp.profile_id).where(sp.school_id == school_id, sp.course_id == course_id,
+                                            sp.stage == ("learning" if filters.state == "stuck" else filters.state))
+    if filters.state == "stuck":
+        ids_query = ids_query.where(sp.last_progress_at < stuck_cutoff(now, filters.stuck_days))
+    cursor = after or 0
+    rows: list[StudentRow] = []
+    while len(rows) < wanted:
+        ids = list(session.scalars(ids_query.where(sp.profile_id > cursor).order_by(sp.profile_id).limit(batch)))
+        if not ids:
+            break
+        query = select(*_COLUMNS).select_from(p).join(sp, and_(sp.user_id == p.user_id, sp.course_id == course_id)) \
+            .where(p.id.in_(ids), p.school_id == school_id)
+        query = _profile_filters(query, filters)
+        rows += [StudentRow(*r) for r in session.execute(query.order_by(p.id))]
+        cursor = ids[-1]
+        if len(ids) < batch:
+            break
+    return rows[:wanted]
+
+
+def _profile_filters(query, filters: Filters):  # type: ignore[no-untyped-def]
+    p = StudentProfile
     if filters.college:
         query = query.where(p.college == filters.college)
     if filters.grade:
@@ -218,19 +272,7 @@ def table_query(school_id: int, course_id: int, filters: Filters, now: datetime)
         like = _escape_like(filters.q)
         query = query.where(or_(p.real_name.like(f"%{like}%", escape="\\"),
                                 p.student_number.like(f"{like}%", escape="\\")))
-    return query, order
-
-
-def student_page(session: Session, school_id: int, course_id: int, filters: Filters, after: int | None,
-                 now: datetime, limit: int = PAGE_SIZE) -> Page:
-    """One keyset page (ids greater than `after`), never an OFFSET: page 800 costs what page 1 does."""
-    query, order = table_query(school_id, course_id, filters, now)
-    if after:
-        query = query.where(order > after)
-    rows = [StudentRow(*r) for r in session.execute(query.order_by(order).limit(limit + 1))]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, rows[-1].id if more and rows else None, filters)
+    return query
 
 
 def count_rows(session: Session, school_id: int, course_id: int, filters: Filters, now: datetime) -> int:
