@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.dashboard                      # 2,000,000 students, 3,000 schools
     .venv/bin/python -m bench.dashboard --students 200000 --schools 300 --big 40000   # quicker
     .venv/bin/python -m bench.dashboard --keep               # leave the database for EXPLAIN by hand
+    .venv/bin/python -m bench.dashboard --reuse              # measure the kept database again
 
 Generates in SQL (generate_series, one INSERT … SELECT per table: no ORM), in its own database
 (dropped afterwards), then signs a school admin in through the real form and times GET requests
@@ -170,7 +171,7 @@ def _admin_client(app: Any, school_id: int):  # type: ignore[no-untyped-def]
     from web.database import get_database
 
     with get_database(app).sessions() as session:
-        account = ConsoleAccount(username=f"bench_admin_{school_id}", role="school_admin", display_name="校管理员",
+        account = ConsoleAccount(username=f"bench_admin_{school_id}_{int(time.time())}", role="school_admin", display_name="校管理员",
                                  password_hash=hash_password(PASSWORD), school_id=school_id)
         session.add(account)
         session.commit()
@@ -208,15 +209,21 @@ def explain(app: Any, school_id: int) -> dict[str, str]:
                  "stuck": school_console.Filters(state="stuck"),
                  "learning_and_college": school_console.Filters(state="learning", college=COLLEGES[3])}
         from models.base import utcnow
-        for name, filters in cases.items():
-            query, order = school_console.table_query(school_id, course_id, filters, utcnow())
-            compiled = query.order_by(order).limit(51).compile(session.get_bind(), compile_kwargs={"literal_binds": True})
-            rows = session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all()
-            plans[name] = "\n".join(rows)
-        # The dashboard's one query that grows with the school: the stuck count (an index range).
         from sqlalchemy import func, select
 
         from models import StudentProgress as sp
+        for name, filters in cases.items():
+            query, order = school_console.table_query(school_id, course_id, filters, utcnow())
+            query = query.order_by(order).limit(51)
+            if filters.state in school_console.STAGE_FILTERS:  # the page's first step: the progress index
+                query = select(sp.profile_id).where(
+                    sp.school_id == school_id, sp.course_id == course_id,
+                    sp.stage == ("learning" if filters.state == "stuck" else filters.state)).order_by(
+                    sp.profile_id).limit(school_console.STAGE_BATCH if filters.college else 51)
+            compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+            rows = session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all()
+            plans[name] = "\n".join(rows)
+        # The dashboard's one query that grows with the school: the stuck count (an index range).
         count = select(func.count()).select_from(sp).where(
             sp.school_id == school_id, sp.course_id == course_id, sp.stage == "learning",
             sp.last_progress_at < school_console.stuck_cutoff(utcnow(), school_console.STUCK_DAYS))
@@ -268,18 +275,25 @@ def verdicts(results: dict[str, Any]) -> list[str]:
 
 def run(students: int = 2_000_000, schools: int = 3_000, big: int = 40_000, small: int = 100, repeats: int = 50,
         warmup: int = 5, base_url: str = DEFAULT_PG_URL, keep: bool = False, plans: bool = True,
-        database: str = DB_NAME) -> dict[str, Any]:
+        database: str = DB_NAME, reuse: bool = False) -> dict[str, Any]:
     from app import create_app
     from web.database import get_database
 
-    url = create_database(base_url, database)
     instance = tempfile.mkdtemp(prefix="bench-dashboard-")
+    if reuse:  # measure again on a data set kept by an earlier --keep run
+        url = make_url(base_url).set(database=database).render_as_string(hide_password=False)
+        keep = True
+    else:
+        url = create_database(base_url, database)
     try:
         started = time.perf_counter()
-        migrate(url)
         app = create_app({"DATABASE_URL": url, "XINWEI_ENV": "development", "INSTANCE_PATH": instance,
                           "TESTING": True})
-        timings = generate(app, students, schools, big, small)
+        if reuse:
+            timings: dict[str, float] = {"reused": 1.0}
+        else:
+            migrate(url)
+            timings = generate(app, students, schools, big, small)
         timings["total_setup"] = time.perf_counter() - started
         with get_database(app).engine.connect() as conn:
             size = conn.execute(text("SELECT pg_size_pretty(pg_database_size(current_database()))")).scalar()
@@ -304,8 +318,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--db-url", default=DEFAULT_PG_URL)
     parser.add_argument("--keep", action="store_true", help=f"keep the database {DB_NAME}")
+    parser.add_argument("--reuse", action="store_true", help="measure the kept database again (no generation)")
     args = parser.parse_args()
-    out = run(args.students, args.schools, args.big, args.small, args.repeats, base_url=args.db_url, keep=args.keep)
+    out = run(args.students, args.schools, args.big, args.small, args.repeats, base_url=args.db_url, keep=args.keep,
+              reuse=args.reuse)
     setup = out["setup_seconds"]
     print(f"data set: {out['students']:,} students, {out['schools']:,} schools, database {out['database_size']}")
     print("setup (s): " + ", ".join(f"{k} {v:.1f}" for k, v in setup.items() if k != "counter_rows"))
