@@ -72,6 +72,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_student_progress_school_course_stage_last', ['school_id', 'course_id', 'stage', 'last_progress_at'], unique=False)
         batch_op.create_index('ix_student_progress_school_course_stage_profile', ['school_id', 'course_id', 'stage', 'profile_id'], unique=False)
 
+    with op.batch_alter_table('certificates', schema=None) as batch_op:
+        batch_op.create_index('ix_certificates_user_id', ['user_id'], unique=False)
+
     with op.batch_alter_table('student_profiles', schema=None) as batch_op:
         batch_op.create_index('ix_student_profiles_school_college_id', ['school_id', 'college', 'id'], unique=False)
         batch_op.create_index('ix_student_profiles_school_grade_id', ['school_id', 'grade', 'id'], unique=False)
@@ -80,6 +83,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('certificates', schema=None) as batch_op:
+        batch_op.drop_index('ix_certificates_user_id')
+
     with op.batch_alter_table('student_profiles', schema=None) as batch_op:
         batch_op.drop_index('ix_student_profiles_school_status_id')
         batch_op.drop_index('ix_student_profiles_school_id_id')
