@@ -34,6 +34,8 @@ echo "  WeChat simulator:  $PUBLIC_URL/simulator"
 echo "  webhook:           $PUBLIC_URL/wechat"
 echo "  fake WeChat API:   $WECHAT_API_BASE"
 echo "  background worker: flask jobs worker (SQLite queue under instance/)"
+echo "  console:           $PUBLIC_URL/console/  (demo accounts admin / staff / school,"
+echo "                     password xinwei-demo-2026; school = 毫末示范大学's school admin)"
 echo
 echo "Try it: in the simulator tap 毫末平台 → 心委培训, open the article, fill in the profile as"
 echo "  学校 毫末示范大学, 姓名 张三, 学号 2024001 (on the demo roster: verified at once)."
