@@ -39,7 +39,9 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 
 def bump(session: Session, deltas: dict[tuple[int, int, str], int]) -> None:
     """Add each delta to its counter (school_id, course_id, name), creating it at 0 first."""
-    rows = [{"school_id": s, "course_id": c, "name": n[:160], "value": v} for (s, c, n), v in deltas.items() if v]
+    # In one global order (school, course, name): two transactions bumping the same counters take
+    # their row locks in the same sequence and cannot deadlock each other.
+    rows = [{"school_id": s, "course_id": c, "name": n[:160], "value": v} for (s, c, n), v in sorted(deltas.items()) if v]
     if not rows:
         return
     insert = _insert(session)
@@ -225,9 +227,10 @@ event.listen(Session, "after_flush", _after_flush)
 # --- recount ---------------------------------------------------------------------------------
 
 
-def rebuild_progress(session: Session, school_id: int | None = None) -> int:
+def rebuild_progress(session: Session, school_id: int | None = None, batch: int = 1000) -> int:
     """Rebuild every student_progress row from enrollments, attempts, watches and certificates
-    (the deploy backfill; a repair). Returns the number of rows. O(attempts): a job or the CLI."""
+    (the deploy backfill; a repair). Returns the number of rows. Three queries per `batch`
+    enrollments: a job or the CLI, not a request."""
     progress_t = StudentProgress.__table__
     query = delete(progress_t)
     if school_id is not None:
@@ -238,36 +241,47 @@ def rebuild_progress(session: Session, school_id: int | None = None) -> int:
         StudentProfile, StudentProfile.user_id == Enrollment.user_id).order_by(Enrollment.id)
     if school_id is not None:
         enrollments = enrollments.where(StudentProfile.school_id == school_id)
-    live = {(u, c) for u, c in session.execute(select(Certificate.user_id, Certificate.course_id)
-                                               .where(Certificate.status == "valid"))}
-    count = 0
-    for enrollment, profile_id, school in session.execute(enrollments).all():
-        latest = enrollment.created_at
-        scores: list[int | None] = []
-        done = attempts = 0
-        for attempt in session.scalars(select(QuizAttempt).where(
-                QuizAttempt.enrollment_id == enrollment.id, QuizAttempt.submitted_at.is_not(None))
-                .order_by(QuizAttempt.submitted_at, QuizAttempt.id)):
-            attempts += 1
-            latest = max(latest, attempt.submitted_at)  # type: ignore[type-var]
-            position = positions.get((attempt.version_id, attempt.topic_code))
-            if attempt.passed and position is not None:
-                scores.extend([None] * (position - len(scores)))
-                scores[position - 1] = attempt.score
-                done = max(done, position)
-        watched = session.scalar(select(func.max(WatchSession.started_at)).where(
-            WatchSession.enrollment_id == enrollment.id))
-        if watched is not None:
-            latest = max(latest, watched)
-        passed = enrollment.passed_at is not None
-        stage = "certified" if (enrollment.user_id, enrollment.course_id) in live else "passed" if passed else "learning"
-        session.add(StudentProgress(
-            user_id=enrollment.user_id, course_id=enrollment.course_id, school_id=school, profile_id=profile_id,
-            stage=stage, topics_done=done, topic_scores=scores, attempts=attempts,
-            total_score=enrollment.total_score if passed else None, passed_at=enrollment.passed_at,
-            last_progress_at=latest))
-        count += 1
-    session.flush()
+    count, last_id = 0, 0
+    while True:
+        chunk = session.execute(enrollments.where(Enrollment.id > last_id).limit(batch)).all()
+        if not chunk:
+            break
+        last_id = chunk[-1][0].id
+        ids = [e.id for e, _, _ in chunk]
+        attempts: dict[int, list[Any]] = defaultdict(list)
+        for row in session.execute(select(QuizAttempt.enrollment_id, QuizAttempt.version_id, QuizAttempt.topic_code,
+                                          QuizAttempt.submitted_at, QuizAttempt.score, QuizAttempt.passed)
+                                   .where(QuizAttempt.enrollment_id.in_(ids), QuizAttempt.submitted_at.is_not(None))
+                                   .order_by(QuizAttempt.submitted_at, QuizAttempt.id)):
+            attempts[row.enrollment_id].append(row)
+        watched = dict(session.execute(select(WatchSession.enrollment_id, func.max(WatchSession.started_at))
+                                       .where(WatchSession.enrollment_id.in_(ids))
+                                       .group_by(WatchSession.enrollment_id)).all())
+        live = {(u, c) for u, c in session.execute(select(Certificate.user_id, Certificate.course_id).where(
+            Certificate.status == "valid", Certificate.user_id.in_([e.user_id for e, _, _ in chunk])))}
+        for enrollment, profile_id, school in chunk:
+            latest = enrollment.created_at
+            scores: list[int | None] = []
+            done = 0
+            for attempt in attempts[enrollment.id]:
+                latest = max(latest, attempt.submitted_at)
+                position = positions.get((attempt.version_id, attempt.topic_code))
+                if attempt.passed and position is not None:
+                    scores.extend([None] * (position - len(scores)))
+                    scores[position - 1] = attempt.score
+                    done = max(done, position)
+            if enrollment.id in watched:
+                latest = max(latest, watched[enrollment.id])
+            passed = enrollment.passed_at is not None
+            stage = ("certified" if (enrollment.user_id, enrollment.course_id) in live
+                     else "passed" if passed else "learning")
+            session.add(StudentProgress(
+                user_id=enrollment.user_id, course_id=enrollment.course_id, school_id=school, profile_id=profile_id,
+                stage=stage, topics_done=done, topic_scores=scores, attempts=len(attempts[enrollment.id]),
+                total_score=enrollment.total_score if passed else None, passed_at=enrollment.passed_at,
+                last_progress_at=latest))
+            count += 1
+        session.flush()
     return count
 
 

@@ -126,8 +126,15 @@ def test_maintained_counters_equal_a_recount(app, world) -> None:  # type: ignor
         assert mine["college.心理学院"] == 5 and mine["college.教育学院"] == 1
         assert {name: v for (s, c, name), v in counters.items() if s == world["b"] and name.startswith("cert.")} == {
             "cert.electronic.none": 1}  # the correction swapped versions: still one
-        school_stats.rebuild_progress(session)
+        school_stats.rebuild_progress(session, batch=2)  # batches of two enrollments: the paging is exercised
         school_stats.recount(session)
+        session.flush()
+        assert _snapshot(session) == (counters, progress)
+        # One school alone: its rows and counters rebuilt, the other school's left as they were.
+        session.execute(SchoolStat.__table__.delete().where(SchoolStat.school_id == a))
+        session.execute(StudentProgress.__table__.delete().where(StudentProgress.school_id == a))
+        assert school_stats.rebuild_progress(session, a) == 4
+        school_stats.recount(session, a)
         session.flush()
         assert _snapshot(session) == (counters, progress)
         session.rollback()
