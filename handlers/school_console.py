@@ -385,7 +385,7 @@ def export_rows(session: Session, export: StudentExport, now: datetime, batch: i
 
 
 def build_export(session: Session, export_id: int, directory: Path, now: datetime,
-                 progress: Callable[[int, int], None]) -> StudentExport:
+                 progress: Callable[[int, int], None], batch: int = 1000) -> StudentExport:
     """Write the file into a temporary name renamed into place when complete; `progress(done,
     total)` after every batch. Reads end their transaction between batches (SQLite's one write
     lock stays free for the progress updates); the export's final state is the only write."""
@@ -405,7 +405,7 @@ def build_export(session: Session, export_id: int, directory: Path, now: datetim
         # UTF-8 with a BOM: Excel opens it as UTF-8 (Chinese intact) instead of the local code page.
         with open(partial, "w", encoding="utf-8-sig", newline="") as out:
             writer = csv.writer(out)
-            for header, rows in export_rows(session, export, now):
+            for header, rows in export_rows(session, export, now, batch):
                 session.rollback()
                 if header:
                     writer.writerow(header)
@@ -417,7 +417,7 @@ def build_export(session: Session, export_id: int, directory: Path, now: datetim
 
         book = Workbook(write_only=True)
         sheet = book.create_sheet("学生")
-        for header, rows in export_rows(session, export, now):
+        for header, rows in export_rows(session, export, now, batch):
             session.rollback()
             if header:
                 sheet.append(header)

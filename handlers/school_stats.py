@@ -236,6 +236,8 @@ def rebuild_progress(session: Session, school_id: int | None = None, batch: int 
     if school_id is not None:
         query = query.where(progress_t.c.school_id == school_id)
     session.execute(query)
+    for loaded in [o for o in session.identity_map.values() if isinstance(o, StudentProgress)]:
+        session.expunge(loaded)  # deleted underneath: their ids may come back for the new rows
     positions = {(v, c): p for v, c, p in session.execute(select(Topic.version_id, Topic.code, Topic.position))}
     enrollments = select(Enrollment, StudentProfile.id, StudentProfile.school_id).join(
         StudentProfile, StudentProfile.user_id == Enrollment.user_id).order_by(Enrollment.id)

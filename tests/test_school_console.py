@@ -295,3 +295,61 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
         assert mine.school_id == world["a"]
         audit = session.scalar(select(AuditEntry).where(AuditEntry.action == "school.students_export"))
         assert audit.subject_id == str(mine.id) and audit.school_id == world["a"]
+
+
+def test_an_export_reports_progress_batch_by_batch(app, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        course_id, _ = school_console.pick_course(session, None)
+        export = school_console.request_export(session, world["a"], course_id, "school_admin:1", "csv",
+                                               school_console.Filters(state="learning"))
+        session.commit()
+        seen: list[tuple[int, int]] = []
+        done = school_console.build_export(session, export.id, tmp_path, utcnow(),
+                                           lambda n, total: seen.append((n, total)), batch=1)
+        session.commit()
+        assert seen == [(0, 2), (1, 2), (2, 2)] and done.total == 2 and done.status == "done"
+        lines = (tmp_path / done.file_name).read_text(encoding="utf-8-sig").splitlines()
+        assert len(lines) == 3 and all(("李二" in line) or ("赵三" in line) for line in lines[1:])
+
+
+def test_concurrent_enrollments_and_a_double_submit_count_once(app, world) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    with get_database(app).sessions() as session:
+        users = [_student(session, world["a"], f"o_c{i}", f"陈{'一二三四五六'[i]}", f"C10{i}") for i in range(6)]
+        session.commit()
+    barrier = threading.Barrier(len(users))
+    errors: list[BaseException] = []
+
+    def start(user_id: int) -> None:
+        try:
+            with get_database(app).sessions() as own:
+                barrier.wait(5)
+                enroll(own, user_id, "demo-course")
+                own.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    with get_database(app).sessions() as session:
+        enrollment = enroll(session, users[0], "demo-course")
+        t = watch_fully(session, enrollment, "t01", 0.0, 10)
+        attempt = start_attempt(session, enrollment, "t01", at(t))
+        answers = answer_all(session, attempt)
+        submit_attempt(session, users[0], attempt.id, answers, at(t + 5))
+        submit_attempt(session, users[0], attempt.id, answers, at(t + 6))  # a double tap
+        session.commit()
+        counters, progress = _snapshot(session)
+        assert counters[(world["a"], enrollment.course_id, "enrolled")] == 4 + 6
+        row = session.scalar(select(StudentProgress).where(StudentProgress.user_id == users[0]))
+        assert (row.attempts, row.topics_done) == (1, 1)
+        school_stats.rebuild_progress(session)
+        school_stats.recount(session)
+        session.flush()
+        assert _snapshot(session) == (counters, progress)
+        session.rollback()
