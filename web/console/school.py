@@ -1,13 +1,14 @@
 """A school's console pages: the dashboard, the student table and a student's detail, table exports.
 
-A school admin sees their own school; staff see any school named by `?school=<id>` (404 without
-one). Everything is queried by id AND the school's id: another school's student or export is a 404."""
+A school admin sees their own school; staff pick a school, then see it by `?school=<id>` (404 for
+any page but the dashboard without one). Everything is queried by id AND the school's id: another school's student or export is a 404."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
+from sqlalchemy import select
 
 from handlers import school_console as console
 from handlers.console_accounts import Actor, record_audit
@@ -20,7 +21,7 @@ from web.database import get_session
 
 bp = Blueprint("console_school", __name__, url_prefix="/console/school", template_folder="../templates")
 
-register_nav("学校概览", "console_school.dashboard", (SCHOOL_ADMIN,), 10)
+register_nav("学校概览", "console_school.dashboard", (SCHOOL_ADMIN, *STAFF_ROLES), 10)
 register_nav("学生", "console_school.students", (SCHOOL_ADMIN,), 11)
 
 
@@ -58,11 +59,24 @@ def _course() -> tuple[int | None, list[tuple[int, str]]]:
 @bp.get("/")
 @console_required(*VIEWERS)
 def dashboard() -> Response:
+    account = current_account()
+    if account is not None and account.role in STAFF_ROLES and not request.args.get("school"):
+        return _pick_school()
     school, scope = _school()
     days = max(1, min(365, _int("days") or console.STUCK_DAYS))
     board = console.dashboard(get_session(), school.id, _int("course"), now(), days)
     return render_console("console/school/dashboard.html", school=school, scope=scope, board=board,
                           channel_names=console.CHANNEL_NAMES, paper_names=console.PAPER_NAMES)
+
+
+def _pick_school() -> Response:
+    """Staff choose the school to look at (by name); the dashboard then carries ?school=<id>."""
+    q = request.args.get("q", "").strip()[:50]
+    query = select(School.id, School.name).order_by(School.name).limit(50)
+    if q:
+        query = query.where(School.name.contains(q, autoescape=True))
+    schools = get_session().execute(query).all()
+    return render_console("console/school/pick.html", schools=schools, q=q)
 
 
 def _table_args(filters: console.Filters, course_id: int | None, **extra: Any) -> dict[str, Any]:
