@@ -22,6 +22,7 @@ from web.console import audit as console_audit, certificate_desk as console_cert
 from web.console import content as console_content, jobs as console_jobs, schools as console_schools
 from web.console import auto_replies as console_auto_replies
 from web.console import inbox as console_inbox
+from web.console import school as console_school
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
 from wechat.routes import build_router
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_jobs.init_app(app)
     console_inbox.init_app(app)
     console_auto_replies.init_app(app)
+    console_school.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)

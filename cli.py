@@ -265,6 +265,26 @@ def console_create_account(username: str, role: str, display_name: str, school_n
         session.close()
 
 
+schools_cli = AppGroup("schools", help="Schools: the console's counters.")
+
+
+@schools_cli.command("recount")
+@click.option("--school-id", type=int, default=None, help="Only this school (default: all).")
+@click.option("--progress", "with_progress", is_flag=True,
+              help="Also rebuild the students' progress rows from enrollments and attempts (the deploy backfill).")
+def schools_recount(school_id: int | None, with_progress: bool) -> None:
+    """Rebuild the school console's counters from scratch (and, with --progress, the progress rows)."""
+    from handlers.school_stats import rebuild_progress, recount
+
+    with get_database().sessions() as session:
+        rebuilt = rebuild_progress(session, school_id) if with_progress else None
+        written = recount(session, school_id)
+        session.commit()
+    if rebuilt is not None:
+        click.echo(f"progress rows rebuilt: {rebuilt}")
+    click.echo(f"counters written: {written}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(console_cli)
     app.cli.add_command(db_cli)
@@ -273,3 +293,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(certificates_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(wechat_cli)
+    app.cli.add_command(schools_cli)

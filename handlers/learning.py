@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from handlers import school_stats
 from handlers.catalog import current_version
 from handlers.identity import profile_of
 from models import Course, CourseVersion, Enrollment, QuizAttempt, Topic, WatchSession
@@ -66,6 +67,7 @@ def enroll(session: Session, user_id: int, course_code: str) -> Enrollment:
         enrollment = Enrollment(user_id=user_id, course_id=course.id, round=1)
         session.add(enrollment)
         session.flush()
+        school_stats.enrolled(session, enrollment)
     return enrollment
 
 
@@ -133,6 +135,7 @@ def record_outcome(session: Session, enrollment: Enrollment) -> Progress:
         enrollment.passed_at = utcnow()
         enrollment.total_score = current.total
         session.flush()
+        school_stats.course_passed(session, enrollment)
     return current
 
 

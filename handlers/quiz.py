@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from handlers import school_stats
 from handlers.learning import Refused, record_outcome, topic_state
 from models import CourseVersion, Enrollment, Question, QuizAttempt
 
@@ -104,6 +105,7 @@ def submit_attempt(session: Session, user_id: int, attempt_id: int, answers: dic
     ).rowcount
     session.refresh(attempt)
     if counted:
+        school_stats.test_submitted(session, attempt)
         record_outcome(session, enrollment)
     return Graded(attempt, first_submission=bool(counted))
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from handlers import school_stats
 from handlers.learning import Refused, topic_state
 from models import Enrollment, WatchSession
 from models.prepared import PreparedStatement
@@ -55,6 +56,7 @@ def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: 
     )
     session.add(watch)
     session.flush()
+    school_stats.touched(session, enrollment, now)
     return watch
 
 

@@ -203,6 +203,20 @@ def _send_staff_reply(ctx: JobContext, payload: dict[str, Any]) -> None:
         conversations.record_failed(ctx.session, item.reply_id, errcode, str(exc.errmsg or exc))
         return
     conversations.record_sent(ctx.session, item.reply_id, utcnow())
+def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
+    from handlers import school_console
+    from models import StudentExport
+
+    export_id = int(payload["export_id"])
+    engine = ctx.session.get_bind()
+
+    def progress(done: int, total: int) -> None:
+        # Its own commit, as for certificate exports: the page polling the export sees it move.
+        with engine.begin() as conn:
+            conn.execute(update(StudentExport).where(StudentExport.id == export_id)
+                         .values(status="running", done_count=done, total=total))
+
+    school_console.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), utcnow(), progress)
 
 
 def build_registry() -> JobRegistry:
@@ -221,4 +235,5 @@ def build_registry() -> JobRegistry:
     registry.register(payments.REFUND_CHECK_JOB, _check_refund)
     registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
     registry.register(conversations.SEND_JOB, _send_staff_reply)
+    registry.register("schools.export_students", _export_students)
     return registry

@@ -11,6 +11,7 @@ from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
 from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.school import School
+from models.school_stats import SchoolStat, StudentExport, StudentProgress
 from models.student import RosterEntry, RosterUpload, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
@@ -45,10 +46,13 @@ __all__ = [
     "RosterEntry",
     "RosterUpload",
     "School",
+    "SchoolStat",
     "SerialCounter",
     "SignInAttempt",
     "StaffReply",
+    "StudentExport",
     "StudentProfile",
+    "StudentProgress",
     "Topic",
     "User",
     "WatchSession",

@@ -65,6 +65,8 @@ class Certificate(Base):
         # One live certificate per student and course, whatever races.
         Index("uq_certificates_user_course_live", "user_id", "course_id", unique=True,
               postgresql_where=text(LIVE), sqlite_where=text(LIVE)),
+        # Every version of a student's certificates (the school console's student page).
+        Index("ix_certificates_user_id", "user_id"),
     )
 
 

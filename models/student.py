@@ -42,6 +42,11 @@ class StudentProfile(CreatedAtMixin, Base):
         Index("uq_student_profiles_school_number_held", "school_id", "student_number", unique=True,
               postgresql_where=text(HOLDING_STATUSES), sqlite_where=text(HOLDING_STATUSES)),
         Index("ix_student_profiles_school_id_status", "school_id", "status"),
+        # The school console's student table: keyset pages by id within a school, per filter.
+        Index("ix_student_profiles_school_id_id", "school_id", "id"),
+        Index("ix_student_profiles_school_status_id", "school_id", "status", "id"),
+        Index("ix_student_profiles_school_college_id", "school_id", "college", "id"),
+        Index("ix_student_profiles_school_grade_id", "school_id", "grade", "id"),
     )
 
 

@@ -1,0 +1,178 @@
+"""A school's console pages: the dashboard, the student table and a student's detail, table exports.
+
+A school admin sees their own school; staff pick a school, then see it by `?school=<id>` (404 for
+any page but the dashboard without one). Everything is queried by id AND the school's id: another school's student or export is a 404."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
+from sqlalchemy import select
+
+from handlers import school_console as console
+from handlers.console_accounts import Actor, record_audit
+from handlers.learning import Refused
+from models import School
+from models.console import SCHOOL_ADMIN
+from web.clock import now
+from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console, school_of
+from web.database import get_session
+
+bp = Blueprint("console_school", __name__, url_prefix="/console/school", template_folder="../templates")
+
+register_nav("学校概览", "console_school.dashboard", (SCHOOL_ADMIN, *STAFF_ROLES), 10)
+register_nav("学生", "console_school.students", (SCHOOL_ADMIN,), 11)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+VIEWERS = (SCHOOL_ADMIN, *STAFF_ROLES)
+
+
+def _school() -> tuple[School, int | None]:
+    """The school this request looks at, and the `school` URL parameter that keeps it (staff only)."""
+    account = current_account()
+    assert account is not None
+    if account.role in STAFF_ROLES:
+        raw = request.values.get("school", "")
+        school = get_session().get(School, int(raw)) if raw.isdigit() else None
+        if school is None:
+            abort(404)
+        return school, school.id
+    return school_of(account), None
+
+
+def _int(name: str) -> int | None:
+    try:
+        return int(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _course() -> tuple[int | None, list[tuple[int, str]]]:
+    return console.pick_course(get_session(), _int("course"))
+
+
+@bp.get("/")
+@console_required(*VIEWERS)
+def dashboard() -> Response:
+    account = current_account()
+    if account is not None and account.role in STAFF_ROLES and not request.args.get("school"):
+        return _pick_school()
+    school, scope = _school()
+    days = max(1, min(365, _int("days") or console.STUCK_DAYS))
+    board = console.dashboard(get_session(), school.id, _int("course"), now(), days)
+    return render_console("console/school/dashboard.html", school=school, scope=scope, board=board,
+                          channel_names=console.CHANNEL_NAMES, paper_names=console.PAPER_NAMES)
+
+
+def _pick_school() -> Response:
+    """Staff choose the school to look at (by name); the dashboard then carries ?school=<id>."""
+    q = request.args.get("q", "").strip()[:50]
+    query = select(School.id, School.name).order_by(School.name).limit(50)
+    if q:
+        query = query.where(School.name.contains(q, autoescape=True))
+    schools = get_session().execute(query).all()
+    return render_console("console/school/pick.html", schools=schools, q=q)
+
+
+def _table_args(filters: console.Filters, course_id: int | None, **extra: Any) -> dict[str, Any]:
+    args = {k: v for k, v in filters.as_dict().items() if v and not (k == "days" and v == console.STUCK_DAYS)}
+    if course_id:
+        args["course"] = course_id
+    args.update({k: v for k, v in extra.items() if v is not None})
+    return args
+
+
+@bp.get("/students")
+@console_required(*VIEWERS)
+def students() -> Response:
+    school, scope = _school()
+    session = get_session()
+    course_id, courses = _course()
+    filters = console.Filters.parse(request.args)
+    page = console.student_page(session, school.id, course_id, filters, _int("after"), now()) if course_id else \
+        console.Page([], None, filters)
+    colleges, grades = console.facets(session, school.id)
+    return render_console("console/school/students.html", school=school, scope=scope, page=page, filters=filters,
+                          course_id=course_id, courses=courses, colleges=colleges, grades=grades,
+                          states=console.STATES, exports=console.exports_of(session, school.id),
+                          args=_table_args(filters, course_id, school=scope), next_args=_table_args(
+                              filters, course_id, school=scope, after=page.next_after) if page.next_after else None,
+                          first_page=bool(_int("after")), formats=console.FORMATS)
+
+
+@bp.get("/students/<int:profile_id>")
+@console_required(*VIEWERS)
+def student(profile_id: int) -> Response:
+    school, scope = _school()
+    detail = console.student_detail(get_session(), school.id, profile_id)
+    if detail is None:
+        abort(404)
+    return render_console("console/school/student.html", school=school, scope=scope, detail=detail,
+                          status_names=console.STATUS_NAMES, channel_names=console.CHANNEL_NAMES,
+                          paper_names=console.PAPER_NAMES)
+
+
+@bp.post("/exports")
+@console_required(*VIEWERS)
+def export() -> Response:
+    account = current_account()
+    assert account is not None
+    school, scope = _school()
+    session = get_session()
+    filters = console.Filters.parse(request.form)
+    course_id, _ = console.pick_course(session, _form_int("course"))
+    try:
+        if course_id is None:
+            raise Refused("no_course", "还没有课程。")
+        export = console.request_export(session, school.id, course_id, f"{account.role}:{account.id}",
+                                        request.form.get("format", ""), filters)
+        record_audit(session, Actor.of(account), "school.students_export", "student_export", export.id,
+                     school_id=school.id, after={"format": export.file_format, "filters": export.filters})
+    except Refused as refused:
+        session.rollback()
+        abort(400, description=refused.message)
+    session.commit()  # hands the job to the queue
+    return redirect(url_for("console_school.students", **_table_args(filters, course_id, school=scope)) + "#exports")
+
+
+def _form_int(name: str) -> int | None:
+    try:
+        return int(request.form.get(name, ""))
+    except ValueError:
+        return None
+
+
+@bp.get("/exports/<int:export_id>")
+@console_required(*VIEWERS)
+def export_status(export_id: int) -> Response:
+    school, scope = _school()
+    found = console.export_of(get_session(), school.id, export_id)
+    if found is None:
+        abort(404)
+    return jsonify(id=found.id, status=found.status, done=found.done_count, total=found.total,
+                   download=url_for("console_school.download", export_id=found.id, school=scope)
+                   if found.status == "done" else None)
+
+
+@bp.get("/exports/<int:export_id>/download")
+@console_required(*VIEWERS)
+def download(export_id: int) -> Response:
+    school, scope = _school()
+    found = console.export_of(get_session(), school.id, export_id)
+    if found is None or found.status != "done" or not found.file_name:
+        abort(404)
+    path = Path(current_app.config["EXPORT_DIR"]) / found.file_name
+    if not path.is_file():
+        abort(404)
+    mimetype = "text/csv" if found.file_format == "csv" else \
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    stamp = found.created_at.strftime("%Y%m%d")
+    response = send_file(path, mimetype=mimetype, as_attachment=True,
+                         download_name=f"{school.name}-学生-{stamp}.{found.file_format}")
+    response.headers["Cache-Control"] = "no-store"
+    return response
