@@ -90,6 +90,9 @@ def _table_args(filters: console.Filters, course_id: int | None, **extra: Any) -
 @bp.get("/students")
 @console_required(*VIEWERS)
 def students() -> Response:
+    account = current_account()
+    if account is not None and account.role in STAFF_ROLES and not request.args.get("school"):
+        return _pick_school()
     school, scope = _school()
     session = get_session()
     course_id, courses = _course()
