@@ -107,14 +107,14 @@ DEFAULTS: dict[str, Any] = {
     "PAY_NOTIFY_WINDOW": 300,
     # Template messages to school admins (see README, "Progress pushes"): the template ids from
     # the official account's template library, and each template's field names in slot order.
-    "PUSH_TEMPLATE_DIGEST": "dev-template-daily-digest",
-    "PUSH_FIELDS_DIGEST": "thing1,time2,number3,number4,number5,number6",
-    "PUSH_TEMPLATE_PASS": "dev-template-pass-notice",
-    "PUSH_FIELDS_PASS": "thing1,number2,thing3,time4",
-    "PUSH_TEMPLATE_APPROVAL": "dev-template-approval-notice",
-    "PUSH_FIELDS_APPROVAL": "thing1,number2,thing3,time4",
+    "WECHAT_TEMPLATE_DIGEST": "dev-template-daily-digest",
+    "WECHAT_TEMPLATE_DIGEST_FIELDS": "thing1,time2,number3,number4,number5,number6",
+    "WECHAT_TEMPLATE_PASS": "dev-template-pass-notice",
+    "WECHAT_TEMPLATE_PASS_FIELDS": "thing1,number2,thing3,time4",
+    "WECHAT_TEMPLATE_APPROVAL": "dev-template-approval-notice",
+    "WECHAT_TEMPLATE_APPROVAL_FIELDS": "thing1,number2,thing3,time4",
     # The template message that tells a student their certificate is ready or updated (staff re-send it).
-    "CERT_NOTICE_TEMPLATE_ID": "dev-certificate-notice",
+    "WECHAT_TEMPLATE_CERT_NOTICE": "dev-certificate-notice",
     **DEV_SECRETS,
 }
 

@@ -90,10 +90,10 @@ class Template:
 
 
 def templates(config: Mapping[str, Any]) -> dict[str, Template]:
-    """The template for each kind of push, from PUSH_TEMPLATE_* and PUSH_FIELDS_* (see README)."""
+    """The template for each kind of push, from WECHAT_TEMPLATE_* and WECHAT_TEMPLATE_*_FIELDS (see README)."""
     def one(key: str) -> Template:
-        names = tuple(n.strip() for n in str(config[f"PUSH_FIELDS_{key}"]).split(",") if n.strip())
-        return Template(str(config[f"PUSH_TEMPLATE_{key}"]), names)
+        names = tuple(n.strip() for n in str(config[f"WECHAT_TEMPLATE_{key}_FIELDS"]).split(",") if n.strip())
+        return Template(str(config[f"WECHAT_TEMPLATE_{key}"]), names)
     return {DIGEST: one("DIGEST"), PASS_NOTICE: one("PASS"), APPROVAL_NOTICE: one("APPROVAL")}
 
 

@@ -175,7 +175,7 @@ def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
     })
 def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificate_id = int(payload["certificate_id"])
-    body = certificate_desk.notice_message(ctx.session, certificate_id, ctx.config["CERT_NOTICE_TEMPLATE_ID"],
+    body = certificate_desk.notice_message(ctx.session, certificate_id, ctx.config["WECHAT_TEMPLATE_CERT_NOTICE"],
                                            ctx.config["PUBLIC_URL"], str(payload["client_msg_id"]))
     if body is None:
         return

@@ -93,7 +93,7 @@ def test_approving_a_correction_issues_version_two_audits_and_tells_the_student(
     get_queue(app).execute(job.id)
     sent = [m for m in fake_wechat.sent_messages if m["kind"] == "template"]
     assert len(sent) == 1 and sent[0]["touser"] == "o_cert_0"
-    assert sent[0]["template_id"] == app.config["CERT_NOTICE_TEMPLATE_ID"]
+    assert sent[0]["template_id"] == app.config["WECHAT_TEMPLATE_CERT_NOTICE"]
     assert sent[0]["data"]["keyword2"]["value"] == first.serial and "第 2 版" in sent[0]["data"]["first"]["value"]
     assert sent[0]["url"].endswith(f"/h5/certificates/{versions[1].id}")
 
