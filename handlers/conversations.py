@@ -37,7 +37,13 @@ ERRCODE_TEXT = {
 }
 
 
+# A send whose worker died after calling WeChat: it may well have been delivered.
+INTERRUPTED = "发送过程中断，学生可能已收到，请确认后再决定是否重试"
+
+
 def errcode_text(errcode: int | None, error: str | None = None) -> str:
+    if error == INTERRUPTED:
+        return INTERRUPTED
     if errcode is None:
         return "发送超时或网络中断，学生可能没有收到" if error else ""
     return ERRCODE_TEXT.get(errcode, f"微信返回错误（{errcode}）")
@@ -379,6 +385,25 @@ def outgoing(session: Session, reply_id: int) -> Outgoing | None:
     return Outgoing(staff_reply.id, staff_reply.kind, user.openid, staff_reply.content, staff_reply.created_at)
 
 
+def start_sending(session: Session, reply_id: int) -> bool:
+    """queued → sending, committed by the caller before WeChat is called. A job re-run after the
+    worker died (its lease ran out) finds the reply "sending" instead of "queued", so it never
+    sends a second customer-service message (WeChat has no dedup for those)."""
+    taken = session.execute(update(StaffReply).where(StaffReply.id == reply_id, StaffReply.status == "queued")
+                            .values(status="sending").execution_options(synchronize_session=False)).rowcount
+    return bool(taken)
+
+
+def record_interrupted(session: Session, reply_id: int) -> bool:
+    """A reply left "sending" by a worker that died mid-send: WeChat may have delivered it, so it is
+    shown to staff as possibly delivered (quota kept), with the retry button; never sent blind."""
+    staff_reply = session.get(StaffReply, reply_id)
+    if staff_reply is None or staff_reply.status != "sending":
+        return False
+    record_failed(session, reply_id, None, INTERRUPTED)
+    return True
+
+
 def template_body(item: Outgoing, template_id: str) -> dict[str, Any]:
     summary = item.content if len(item.content) <= TEMPLATE_FIELD_CHARS else item.content[:TEMPLATE_FIELD_CHARS - 1] + "…"
     return {
@@ -397,7 +422,7 @@ def template_body(item: Outgoing, template_id: str) -> dict[str, Any]:
 
 def record_sent(session: Session, reply_id: int, now: datetime) -> None:
     staff_reply = session.get(StaffReply, reply_id)
-    if staff_reply is None or staff_reply.status != "queued":
+    if staff_reply is None or staff_reply.status not in ("queued", "sending"):
         return
     staff_reply.status, staff_reply.errcode, staff_reply.error = "sent", None, None
     staff_reply.attempts += 1
@@ -409,7 +434,7 @@ def record_failed(session: Session, reply_id: int, errcode: int | None, error: s
     """Keep the failure on the reply for staff. A refusal WeChat counted nothing for gives the
     conversation its reply back (a timeout may have been delivered, so it stays counted)."""
     staff_reply = session.get(StaffReply, reply_id)
-    if staff_reply is None or staff_reply.status != "queued":
+    if staff_reply is None or staff_reply.status not in ("queued", "sending"):
         return
     staff_reply.status, staff_reply.errcode, staff_reply.error = "failed", errcode, error[:300]
     staff_reply.attempts += 1

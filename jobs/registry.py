@@ -189,8 +189,11 @@ def _send_staff_reply(ctx: JobContext, payload: dict[str, Any]) -> None:
     # retry button instead of being retried blind.
     item = conversations.outgoing(ctx.session, int(payload["reply_id"]))
     if item is None:
+        conversations.record_interrupted(ctx.session, int(payload["reply_id"]))  # a dead worker's send
         return
-    ctx.session.rollback()  # no read transaction held while WeChat answers
+    if not conversations.start_sending(ctx.session, item.reply_id):
+        return
+    ctx.session.commit()  # "sending" is kept even if this worker dies; no transaction held while WeChat answers
     client = ctx.services["wechat_client"]()
     try:
         if item.kind == "template":

@@ -63,7 +63,7 @@ class StaffReply(CreatedAtMixin, Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("console_accounts.id"))
     kind: Mapped[str] = mapped_column(String(16), default="custom")
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(8), default="queued")  # queued, sent, failed
+    status: Mapped[str] = mapped_column(String(8), default="queued")  # queued, sending, sent, failed
     errcode: Mapped[int | None]  # WeChat's errcode of the last failure; None with an error = no answer
     error: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(default=0)

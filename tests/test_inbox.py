@@ -532,3 +532,40 @@ def test_without_a_template_id_no_notice_is_offered(app, client, wechat, fake_we
     resp = reply(client, token, cid, "你好", "template")
     assert resp.status_code == 409 and "未配置" in resp.get_data(as_text=True)
     assert replies(db_session) == [] and sent(fake_wechat, "template") == []
+
+
+def test_a_send_job_that_dies_after_wechat_accepted_never_sends_twice_and_staff_see_it(
+        app, client, wechat, fake_wechat, db_session, staff, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The worker dies between WeChat's "ok" and our commit: its lease runs out and the runner hands the
+    job to another worker. A customer-service message has no dedup at WeChat, so the re-run must not
+    send again; the reply shows as possibly delivered, for staff to decide."""
+    from sqlalchemy import update
+
+    from models.base import utcnow
+
+    _, token = staff
+    student_writes(app, client, wechat, fake_wechat, "o_crash", "在吗")
+    cid = conversation_of(db_session, "o_crash").id
+    reply(client, token, cid, "在的")
+
+    def die(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # not an Exception: the runner records nothing, like a killed process
+
+    monkeypatch.setattr(conversations, "record_sent", die)
+    with pytest.raises(KeyboardInterrupt):
+        run_send_jobs(app, db_session)
+    monkeypatch.undo()
+    assert len(sent(fake_wechat)) == 1
+    db_session.rollback()
+    db_session.execute(update(Job).where(Job.kind == conversations.SEND_JOB)
+                       .values(lease_until=utcnow().replace(year=2000)))
+    db_session.commit()
+    ids = db_session.scalars(select(Job.id).where(Job.kind == conversations.SEND_JOB)).all()
+    db_session.rollback()
+    assert [get_queue(app).execute(job_id) for job_id in ids] == ["done"]  # the dead worker's job, re-run
+    assert len(sent(fake_wechat)) == 1  # still one message at WeChat
+    (left,) = replies(db_session)
+    assert left.status == "failed" and left.errcode is None and left.error
+    assert conversation_of(db_session, "o_crash").replies_in_window == 1  # it was delivered: still counted
+    page = client.get(f"/console/inbox/{cid}").get_data(as_text=True)
+    assert "学生可能没有收到" in page or "可能已收到" in page
