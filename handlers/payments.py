@@ -156,7 +156,9 @@ def open_order(session: Session, user_id: int, certificate_id: int, prices: Mapp
 def record_prepay(session: Session, order_id: int, prepay_id: str, actor: str, now: datetime,
                   query_after_seconds: int) -> CertificateOrder:
     """WeChat Pay accepted the order: created → paying, and a query is scheduled in case no
-    notification ever arrives."""
+    notification ever arrives. An order that closed while WeChat Pay was creating it (the
+    student chose electronic, or it timed out) is refused, and closed at WeChat Pay by a job:
+    its payment page must never reach the student (the caller commits before answering)."""
     order = _locked(session, order_id)
     if order is None:
         raise Refused("no_order", "订单不存在。")
@@ -165,6 +167,11 @@ def record_prepay(session: Session, order_id: int, prepay_id: str, actor: str, n
         _move(session, order, "paying", actor, now, {"prepay_id": prepay_id})
         record_job(session, QUERY_JOB, {"order_id": order.id}, dedup_key=f"pay-query:{order.id}:first",
                    run_after=now + timedelta(seconds=query_after_seconds))
+    elif order.status == "closed":
+        record_job(session, CLOSE_REMOTE_JOB, {"order_id": order.id}, dedup_key=f"pay-close:{order.id}")
+        raise Refused("closed", "订单已关闭（证书类型已更改或订单已超时），请刷新页面。")
+    elif order.status not in UNPAID:
+        raise Refused("paid", "纸质证书已支付。")
     session.flush()
     return order
 

@@ -696,3 +696,33 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
     assert "SF1400000000001" in phone.locator("#tracking").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "pay-order-shipped.png"), full_page=True)
     assert simulator.get_by_text("领取证书").count() >= 1
+
+
+def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(shop, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The student taps 电子版 on a second phone while the first one's pay call waits for WeChat Pay:
+    the order closes here with no prepay_id yet. The first call must not then hand out a payment
+    page for the closed order, and WeChat Pay's side must be closed too (else it could be paid)."""
+    from web import payments as pay_view
+
+    original = payments.record_prepay
+
+    def channel_changed_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with get_database(shop["app"]).sessions() as session:
+            change_channel(session, shop["user_id"], shop["cert_id"], "electronic")
+            session.commit()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pay_view.payments, "record_prepay", channel_changed_meanwhile)
+    resp = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF})
+    monkeypatch.undo()
+    assert resp.status_code == 409 and "params" not in resp.get_json()
+    order = the_order(shop["app"])
+    assert order.status == "closed"
+    fake = shop["fake"].pay
+    assert fake.find(order.out_trade_no).trade_state == "NOTPAY"  # WeChat Pay created it meanwhile
+    assert set(run_jobs(shop["app"], payments.CLOSE_REMOTE_JOB)) == {"done"}
+    assert fake.find(order.out_trade_no).trade_state == "CLOSED"  # and now nobody can pay it
+    with get_database(shop["app"]).sessions() as session:
+        certificate = session.get(Certificate, shop["cert_id"])
+        assert (certificate.channel, certificate.paper_status) == ("electronic", None)
+        assert [e.to_status for e in payments.events_of(session, order.id)] == ["created", "closed"]

@@ -68,8 +68,12 @@ def pay(certificate_id: int) -> Response:
         except PayError as exc:
             log.warning("jsapi order %s refused: %s", order.out_trade_no, exc)
             return make_response(jsonify(error="pay_unavailable", message="微信支付暂时不可用，请稍后再试。"), 503)
-        payments.record_prepay(session, order.id, prepay_id, f"student:{current_user_id()}", now(),
-                               int(cfg["PAY_QUERY_AFTER_SECONDS"]))
+        try:
+            payments.record_prepay(session, order.id, prepay_id, f"student:{current_user_id()}", now(),
+                                   int(cfg["PAY_QUERY_AFTER_SECONDS"]))
+        except Refused as refusal:
+            session.commit()  # the job closing it at WeChat Pay is kept
+            return _refusal(refusal)
         session.commit()
     order_url = url_for("payments.order_page", order_id=order.id, _external=True)
     body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": payments.yuan(order.total_fen),
