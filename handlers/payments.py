@@ -293,6 +293,36 @@ def due_for_query(session: Session, now: datetime, query_after_seconds: int) -> 
         | (CertificateOrder.expires_at <= now)).order_by(CertificateOrder.id).limit(500)))
 
 
+# How often an unsettled order is asked about, by how long ago it expired: WeChat Pay being down, or
+# refusing one order's query for good, must not mean a failing job every minute forever.
+QUERY_EVERY = ((timedelta(hours=1), "%Y-%m-%dT%H:%M"), (timedelta(days=1), "%Y-%m-%dT%H"))
+QUERY_DAILY = "%Y-%m-%d"
+
+
+def schedule_queries(session: Session, now: datetime, query_after_seconds: int) -> int:
+    """Record a query job for each order due for one (see `due_for_query`): every minute while it
+    is open and for an hour after it expired, then hourly, then daily, each daily one also flagged
+    for staff ("unsettled"); the query never stops, so the order settles once WeChat Pay answers.
+    Returns the number of jobs recorded."""
+    ids = due_for_query(session, now, query_after_seconds)
+    if not ids:
+        return 0
+    recorded = 0
+    rows = session.execute(select(CertificateOrder.id, CertificateOrder.out_trade_no, CertificateOrder.expires_at,
+                                  CertificateOrder.status).where(CertificateOrder.id.in_(ids))).all()
+    for order_id, out_trade_no, expires_at, status in rows:
+        late = now - expires_at
+        stamp = next((fmt for limit, fmt in QUERY_EVERY if late < limit), QUERY_DAILY)
+        job = record_job(session, QUERY_JOB, {"order_id": order_id},
+                         dedup_key=f"pay-query:{order_id}:{now.strftime(stamp)}", max_attempts=3)
+        recorded += job is not None
+        if job is not None and stamp == QUERY_DAILY:
+            _flag(session, "unsettled", out_trade_no=out_trade_no, transaction_id=None, order_id=order_id,
+                  detail={"status": status, "expired_at": expires_at.isoformat(), "note": "微信支付超过一天未能确认结果"})
+    session.flush()
+    return recorded
+
+
 # -- refunds ----------------------------------------------------------------------
 def refund_plan(session: Session, order_id: int) -> CertificateOrder:
     """Check a refund may go ahead (staff); the out_refund_no is fixed per order, so asking

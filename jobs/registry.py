@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
 from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes
-from handlers.outbox import record_job
 from jobs import pushes as push_jobs
 from models import CertificateExport, CertificateOrder
 from models.base import utcnow
@@ -111,11 +110,8 @@ def _query_order(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 def _reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """Every minute: a query job for each unpaid order that is overdue or expired."""
-    now = utcnow()
-    for order_id in payments.due_for_query(ctx.session, now, int(ctx.config["PAY_QUERY_AFTER_SECONDS"])):
-        record_job(ctx.session, payments.QUERY_JOB, {"order_id": order_id},
-                   dedup_key=f"pay-query:{order_id}:{now.strftime('%Y-%m-%dT%H:%M')}", max_attempts=3)
+    """Every minute: a query job for each unpaid order that is overdue or expired (backing off)."""
+    payments.schedule_queries(ctx.session, utcnow(), int(ctx.config["PAY_QUERY_AFTER_SECONDS"]))
 
 
 def _close_remote(ctx: JobContext, payload: dict[str, Any]) -> None:

@@ -726,3 +726,32 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
         certificate = session.get(Certificate, shop["cert_id"])
         assert (certificate.channel, certificate.paper_status) == ("electronic", None)
         assert [e.to_status for e in payments.events_of(session, order.id)] == ["created", "closed"]
+
+
+def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(shop) -> None:  # type: ignore[no-untyped-def]
+    """WeChat Pay down (or refusing this one order) must not mean a failing query job every minute
+    forever: every minute for the first hour after the order expired, then hourly, then daily with
+    a flag for staff. The query keeps coming, so the order still settles when WeChat Pay is back."""
+    start_paying(shop)
+    order = the_order(shop["app"])
+    app = shop["app"]
+    now = utcnow().replace(second=0, microsecond=0)
+
+    def scheduled(expired_ago: timedelta, minutes: int) -> int:
+        """How many query jobs reconcile runs once a minute for `minutes` would record."""
+        with get_database(app).sessions() as session:
+            session.execute(update(CertificateOrder).values(expires_at=now - expired_ago))
+            session.execute(Job.__table__.delete().where(Job.kind == payments.QUERY_JOB))
+            for minute in range(minutes):
+                payments.schedule_queries(session, now + timedelta(minutes=minute), 60)
+            session.commit()
+            return session.scalar(select(func.count()).select_from(Job).where(Job.kind == payments.QUERY_JOB))
+
+    assert scheduled(timedelta(minutes=5), 10) == 10  # just expired: asked every minute
+    assert scheduled(timedelta(hours=3), 10) <= 2  # hours late: once an hour
+    assert flags(app) == {}
+    assert scheduled(timedelta(days=2), 120) == 1  # days late: once a day, and staff are told
+    assert flags(app) == {"unsettled": 1}
+    # WeChat Pay answers again: the daily query settles it (here: unpaid, so it closes).
+    assert set(run_jobs(app, payments.QUERY_JOB)) == {"done"}
+    assert the_order(app).status == "closed" and shop["fake"].pay.find(order.out_trade_no).trade_state == "CLOSED"
