@@ -755,3 +755,28 @@ def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(
     # WeChat Pay answers again: the daily query settles it (here: unpaid, so it closes).
     assert set(run_jobs(app, payments.QUERY_JOB)) == {"done"}
     assert the_order(app).status == "closed" and shop["fake"].pay.find(order.out_trade_no).trade_state == "CLOSED"
+
+
+def test_concurrent_taps_on_pay_make_one_order_here_and_at_wechat_pay(shop) -> None:  # type: ignore[no-untyped-def]
+    """Several taps (two phones, an impatient thumb) at once: one order, one JSAPI order, one prepay_id."""
+    barrier = threading.Barrier(6)
+    answers: list[tuple[int, str | None]] = []
+
+    def tap() -> None:
+        client = shop["app"].test_client()
+        sign_in(client, shop["user_id"], "o_cert_0")
+        barrier.wait()
+        resp = client.post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF})
+        body = resp.get_json(silent=True) or {}
+        answers.append((resp.status_code, (body.get("params") or {}).get("package")))
+
+    threads = [threading.Thread(target=tap) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [code for code, _ in answers] == [200] * 6
+    assert len({package for _, package in answers}) == 1
+    with get_database(shop["app"]).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
+    assert len(shop["fake"].pay.orders) == 1
