@@ -201,6 +201,9 @@ def _send_staff_reply(ctx: JobContext, payload: dict[str, Any]) -> None:
         errcode = None if isinstance(exc, WeChatTransportError) else int(exc.errcode)
         conversations.record_failed(ctx.session, item.reply_id, errcode, str(exc.errmsg or exc))
         return
+    except Exception as exc:  # noqa: BLE001 - anything else: it may have gone out, staff decide
+        conversations.record_failed(ctx.session, item.reply_id, None, f"{type(exc).__name__}: {exc}")
+        return
     conversations.record_sent(ctx.session, item.reply_id, utcnow())
 def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
     from handlers import school_console

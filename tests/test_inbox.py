@@ -569,3 +569,24 @@ def test_a_send_job_that_dies_after_wechat_accepted_never_sends_twice_and_staff_
     assert conversation_of(db_session, "o_crash").replies_in_window == 1  # it was delivered: still counted
     page = client.get(f"/console/inbox/{cid}").get_data(as_text=True)
     assert "学生可能没有收到" in page or "可能已收到" in page
+
+
+def test_an_unexpected_error_while_sending_leaves_the_reply_visible_as_failed(app, client, wechat, fake_wechat,
+                                                                             db_session, staff, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Not a WeChat errcode nor a timeout (a bug, a bad answer): the reply must not sit "sending" forever
+    with no retry button; it shows as possibly delivered, still counted."""
+    from wechatpy.client.api import WeChatMessage
+
+    _, token = staff
+    student_writes(app, client, wechat, fake_wechat, "o_oops", "在吗")
+    cid = conversation_of(db_session, "o_oops").id
+    reply(client, token, cid, "在的")
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("unexpected answer")
+
+    monkeypatch.setattr(WeChatMessage, "send_text", broken)
+    run_send_jobs(app, db_session)
+    (left,) = replies(db_session)
+    assert left.status == "failed" and left.errcode is None and left.error
+    assert "重试" in client.get(f"/console/inbox/{cid}").get_data(as_text=True)
