@@ -234,3 +234,26 @@ def test_demo_load_adds_demo_console_accounts_once(app, runner, db_session):
     assert runner.invoke(args=["demo", "load"]).exit_code == 0
     roles = dict(db_session.execute(select(ConsoleAccount.username, ConsoleAccount.role)).all())
     assert roles == {"admin": "platform_admin", "staff": "staff", "school": "school_admin"}
+
+
+def test_the_audit_log_is_append_only_in_the_database(app) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from handlers.console_accounts import record_audit
+
+    with get_database(app).sessions() as session:
+        entry = record_audit(session, Actor(None, "staff:wang"), "certificate.revoke", "certificate", 7,
+                             before={"status": "valid"}, after={"status": "revoked"})
+        session.commit()
+        entry_id = entry.id
+    engine = get_database(app).engine
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(update(AuditEntry).where(AuditEntry.id == entry_id).values(actor="someone-else"))
+    if engine.dialect.name == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(delete(AuditEntry).where(AuditEntry.id == entry_id))
+    with get_database(app).sessions() as session:
+        assert session.get(AuditEntry, entry_id).actor == "staff:wang"
