@@ -73,6 +73,13 @@ def _catalog_files(paths: tuple[str, ...]) -> list[Path]:
     return [Path(p) for p in paths] if paths else sorted(COURSES_DIR.glob("*.toml"))
 
 
+def _echo_problems(path: Path, problems: list) -> None:  # type: ignore[type-arg]
+    # The console's messages and lines (handlers/catalog_problems.py), as file:line: message.
+    for problem in problems:
+        click.echo(f"  {path.name}:{problem.line}: {problem.message}" if problem.line
+                   else f"  {path.name}: {problem.message}")
+
+
 @content_cli.command("check")
 @click.argument("paths", nargs=-1)
 def content_check(paths: tuple[str, ...]) -> None:
@@ -86,8 +93,7 @@ def content_check(paths: tuple[str, ...]) -> None:
         except CatalogError as exc:
             failed = True
             click.echo(f"{path.name}: {len(exc.problems)} problem(s)")
-            for problem in exc.problems:
-                click.echo(f"  - {problem}")
+            _echo_problems(path, exc.problems)
             continue
         questions = sum(len(t["questions"]) for t in data["topics"])
         click.echo(f"{path.name}: ok ({len(data['topics'])} topics, {questions} questions)")
@@ -110,8 +116,7 @@ def content_load(paths: tuple[str, ...]) -> None:
             except CatalogError as exc:
                 session.rollback()
                 click.echo(f"{path.name}: not loaded")
-                for problem in exc.problems:
-                    click.echo(f"  - {problem}")
+                _echo_problems(path, exc.problems)
                 raise SystemExit(1) from exc
         session.commit()  # all files or none
     for result in results:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from handlers.catalog_problems import TYPE_NAMES, Issue, Place, Problem, locate, shown, toml_problem
 from models import Course, CourseVersion, Question, Topic
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -21,14 +22,16 @@ JUDGE_KEYS = ["对", "错"]
 # rewatch: a failed topic test needs the video again; retry: answer again at once.
 # redo_all: a total under the pass mark starts every topic over (a new round).
 POLICIES = {"on_topic_failed": {"rewatch", "retry"}, "on_course_failed": {"redo_all"}}
+POLICY_NAMES = {"rewatch": "重看视频后再答", "retry": "直接重答", "redo_all": "全部专题重来"}
+KIND_NAMES = {"single": "单选题", "multiple": "多选题", "judge": "判断题"}
 TOTAL_POINTS = 100
 
 
 class CatalogError(ValueError):
-    """A catalog file that cannot be loaded; `problems` lists every reason, each located."""
+    """A catalog file that cannot be loaded; `problems` lists every reason, each located by line."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        super().__init__(f"{source}: " + "; ".join(problems))
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        super().__init__(f"{source}: " + "; ".join(str(p) for p in problems))
         self.source = source
         self.problems = problems
 
@@ -41,145 +44,189 @@ class LoadResult:
 
 
 def parse_catalog(text: str, source: str) -> dict[str, Any]:
-    """Parse and validate one catalog file; raise CatalogError naming every problem."""
+    """Parse and validate one catalog file; raise CatalogError naming every problem and its line."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(source, [f"not valid TOML: {exc}"]) from exc
-    problems = _problems(data)
-    if problems:
-        raise CatalogError(source, problems)
+        raise CatalogError(source, [toml_problem(exc, text)]) from exc
+    issues = _Checker().check(data)
+    if issues:
+        raise CatalogError(source, locate(text, issues))
     return data
 
 
-def _problems(data: dict[str, Any]) -> list[str]:
-    problems: list[str] = []
-    course = data.get("course")
-    if not isinstance(course, dict):
-        return ["missing [course] table"]
+_COURSE = Place("course")
 
-    def need(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+
+class _Checker:
+    """Every rule of a catalog file, each broken one an Issue with its place and key."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def add(self, place: Place, key: str | None, detail: str) -> None:
+        self.issues.append(Issue(place, key, detail))
+
+    def need(self, table: dict[str, Any], key: str, kind: type | tuple[type, ...], place: Place) -> Any:
         value = table.get(key)
+        if key not in table:
+            self.add(place, key, f"缺少{place.name(key)}")
+            return None
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            problems.append(f"{where}: {key} missing or not {getattr(kind, '__name__', kind)}")
+            self.add(place, key, f"{place.name(key)}应为{TYPE_NAMES.get(kind, kind)}，现为 {shown(value)}")
             return None
         if isinstance(value, str) and not value.strip():
-            problems.append(f"{where}: {key} is empty")
+            self.add(place, key, f"{place.name(key)}不能为空")
         return value
 
-    code = need(course, "code", str, "course")
-    if code and not CODE.match(code):
-        problems.append(f"course: code {code!r} must be lower-case letters, digits and '-'")
-    need(course, "title", str, "course")
-    need(course, "description", str, "course")
-    pass_mark = need(course, "pass_mark", int, "course")
-    if isinstance(pass_mark, int) and not 1 <= pass_mark <= TOTAL_POINTS:
-        problems.append(f"course: pass_mark must be between 1 and {TOTAL_POINTS}")
-    percent = need(course, "topic_pass_percent", int, "course")
-    if isinstance(percent, int) and not 0 <= percent <= 100:
-        problems.append("course: topic_pass_percent must be between 0 and 100")
-    for key, allowed in POLICIES.items():
-        value = need(course, key, str, "course")
-        if value and value not in allowed:
-            problems.append(f"course: {key} must be one of {', '.join(sorted(allowed))}")
-    threshold = need(course, "watch_threshold", (int, float), "course")
-    if isinstance(threshold, (int, float)) and not 0.5 <= threshold <= 1:
-        problems.append("course: watch_threshold must be between 0.5 and 1")
+    def check(self, data: dict[str, Any]) -> list[Issue]:
+        course = data.get("course")
+        if not isinstance(course, dict):
+            self.add(Place(), None, "缺少课程设置 [course]（应写在文件开头）")
+            return self.issues
+        self._course(course)
+        topics = data.get("topics")
+        if not isinstance(topics, list) or not topics:
+            self.add(Place(), None, "文件里没有专题：每个专题以 [[topics]] 开头")
+            return self.issues
+        topic_codes: dict[str, int] = {}
+        question_codes: dict[str, Place] = {}
+        total = 0
+        for t_index, topic in enumerate(topics, 1):
+            if not isinstance(topic, dict):
+                self.add(Place.of_topic(t_index), None, "格式不对，应为以 [[topics]] 开头的表")
+                continue
+            total += self._topic(topic, Place.of_topic(t_index, topic.get("code")), topic_codes, question_codes)
+        if total != TOTAL_POINTS:
+            self.add(Place(), None, f"全部题目的分值合计 {total} 分，应为 {TOTAL_POINTS} 分")
+        return self.issues
 
-    topics = data.get("topics")
-    if not isinstance(topics, list) or not topics:
-        problems.append("no [[topics]]")
-        return problems
-    topic_codes: set[str] = set()
-    question_codes: set[str] = set()
-    total = 0
-    for t_index, topic in enumerate(topics, 1):
-        where = f"topic {t_index}"
-        if not isinstance(topic, dict):
-            problems.append(f"{where}: not a table")
-            continue
-        t_code = need(topic, "code", str, where)
+    def _course(self, course: dict[str, Any]) -> None:
+        place = _COURSE
+        code = self.need(course, "code", str, place)
+        if code and not CODE.match(code):
+            self.add(place, "code", f"{place.name('code')}只能用小写英文字母、数字和 -，最长 64 个字符，"
+                                    f"现为 {shown(code)}")
+        self.need(course, "title", str, place)
+        self.need(course, "description", str, place)
+        pass_mark = self.need(course, "pass_mark", int, place)
+        if isinstance(pass_mark, int) and not 1 <= pass_mark <= TOTAL_POINTS:
+            self.add(place, "pass_mark", f"{place.name('pass_mark')}须在 1 到 {TOTAL_POINTS} 之间（总分 "
+                                         f"{TOTAL_POINTS} 分），现为 {pass_mark}")
+        percent = self.need(course, "topic_pass_percent", int, place)
+        if isinstance(percent, int) and not 0 <= percent <= 100:
+            self.add(place, "topic_pass_percent", f"{place.name('topic_pass_percent')}须在 0 到 100 之间，"
+                                                  f"现为 {percent}")
+        for key, allowed in POLICIES.items():
+            value = self.need(course, key, str, place)
+            if value and value not in allowed:
+                choices = "、".join(f"{a}（{POLICY_NAMES[a]}）" for a in sorted(allowed))
+                self.add(place, key, f"{place.name(key)}只能是 {choices}，现为 {shown(value)}")
+        threshold = self.need(course, "watch_threshold", (int, float), place)
+        if isinstance(threshold, (int, float)) and not 0.5 <= threshold <= 1:
+            self.add(place, "watch_threshold", f"{place.name('watch_threshold')}须在 0.5 到 1 之间（如 0.9 "
+                                               f"即须看完 90%），现为 {shown(threshold)}")
+
+    def _topic(self, topic: dict[str, Any], place: Place, topic_codes: dict[str, int],
+               question_codes: dict[str, Place]) -> int:
+        """Check one topic and its questions; return the points of its questions."""
+        t_code = self.need(topic, "code", str, place)
         if t_code:
-            where = f"topic {t_index} ({t_code})"
             if not ITEM_CODE.match(t_code):
-                problems.append(f"{where}: code must be letters, digits, '-' or '_'")
+                self.add(place, "code", f"{place.name('code')}只能用英文字母、数字、- 和 _，最长 32 个字符")
             if t_code in topic_codes:
-                problems.append(f"{where}: duplicate topic code")
-            topic_codes.add(t_code)
-        need(topic, "title", str, where)
-        need(topic, "summary", str, where)
+                self.add(place, "code", f"{place.name('code')}与专题 {topic_codes[t_code]} 重复，都是 {shown(t_code)}")
+            else:
+                topic_codes[t_code] = place.topic or 0
+        self.need(topic, "title", str, place)
+        self.need(topic, "summary", str, place)
         video = topic.get("video")
         if not isinstance(video, dict):
-            problems.append(f"{where}: no [topics.video]")
+            self.add(place, "video", "缺少视频：在专题下写 [topics.video]，包含 url 和 seconds")
         else:
-            url = need(video, "url", str, where + " video")
+            v_place = place.video()
+            url = self.need(video, "url", str, v_place)
             if url and not (url.startswith("https://") or re.fullmatch(r"demo:[a-z0-9-]+", url)):
-                problems.append(f"{where}: video url must be https:// or demo:<name>")
-            seconds = need(video, "seconds", int, where + " video")
+                self.add(v_place, "url", f"{v_place.name('url')}须以 https:// 开头，或写成 demo:名称"
+                                         f"（小写字母、数字和 -），现为 {shown(url)}")
+            seconds = self.need(video, "seconds", int, v_place)
             if isinstance(seconds, int) and seconds <= 0:
-                problems.append(f"{where}: video seconds must be positive")
+                self.add(v_place, "seconds", f"{v_place.name('seconds')}须为大于 0 的秒数，现为 {seconds}")
         questions = topic.get("questions")
         if not isinstance(questions, list) or not questions:
-            problems.append(f"{where}: no questions")
-            continue
+            self.add(place, "questions", "没有题目：每道题以 [[topics.questions]] 开头")
+            return 0
+        points_total = 0
         for q_index, question in enumerate(questions, 1):
-            q_where = f"{where} question {q_index}"
             if not isinstance(question, dict):
-                problems.append(f"{q_where}: not a table")
+                self.add(place.of_question(q_index), None, "格式不对，应为以 [[topics.questions]] 开头的表")
                 continue
-            q_code = need(question, "code", str, q_where)
-            if q_code:
-                q_where = f"{where} question {q_code}"
-                if not ITEM_CODE.match(q_code):
-                    problems.append(f"{q_where}: code must be letters, digits, '-' or '_'")
-                if q_code in question_codes:
-                    problems.append(f"{q_where}: duplicate question code")
-                question_codes.add(q_code)
-            kind = need(question, "kind", str, q_where)
-            if kind and kind not in KINDS:
-                problems.append(f"{q_where}: kind must be single, multiple or judge")
-            points = need(question, "points", int, q_where)
-            if isinstance(points, int):
-                if points <= 0:
-                    problems.append(f"{q_where}: points must be positive")
-                total += points
-            need(question, "text", str, q_where)
-            need(question, "explanation", str, q_where)
-            problems.extend(_option_problems(question, kind, q_where))
-    if total != TOTAL_POINTS:
-        problems.append(f"points add up to {total}, not {TOTAL_POINTS}")
-    return problems
+            points_total += self._question(question, place.of_question(q_index, question.get("code")),
+                                           question_codes)
+        return points_total
 
+    def _question(self, question: dict[str, Any], place: Place, question_codes: dict[str, Place]) -> int:
+        q_code = self.need(question, "code", str, place)
+        if q_code:
+            if not ITEM_CODE.match(q_code):
+                self.add(place, "code", f"{place.name('code')}只能用英文字母、数字、- 和 _，最长 32 个字符")
+            first = question_codes.get(q_code)
+            if first is not None:
+                self.add(place, "code", f"{place.name('code')}与专题 {first.topic} 的第 {first.question} 题重复，"
+                                        f"都是 {shown(q_code)}（题目编号在整个课程中不能重复）")
+            else:
+                question_codes[q_code] = place
+        kind = self.need(question, "kind", str, place)
+        if kind and kind not in KINDS:
+            self.add(place, "kind", f"{place.name('kind')}只能是 single（单选）、multiple（多选）或 judge（判断），"
+                                    f"现为 {shown(kind)}")
+        points = self.need(question, "points", int, place)
+        if isinstance(points, int) and points <= 0:
+            self.add(place, "points", f"{place.name('points')}须大于 0，现为 {points}")
+        self.need(question, "text", str, place)
+        self.need(question, "explanation", str, place)
+        self._options(question, kind, place)
+        return points if isinstance(points, int) else 0
 
-def _option_problems(question: dict[str, Any], kind: str | None, where: str) -> list[str]:
-    problems: list[str] = []
-    options = question.get("options")
-    if not isinstance(options, list) or len(options) < 2:
-        return [f"{where}: needs at least two options"]
-    keys: list[str] = []
-    for option in options:
-        if not isinstance(option, dict) or not isinstance(option.get("key"), str) \
-                or not isinstance(option.get("text"), str) or not option["text"].strip():
-            problems.append(f"{where}: every option needs a key and a text")
-            continue
-        if option["key"] in keys:
-            problems.append(f"{where}: duplicate option key {option['key']!r}")
-        keys.append(option["key"])
-    answer = question.get("answer")
-    if not isinstance(answer, list) or not answer or not all(isinstance(a, str) for a in answer):
-        return problems + [f"{where}: answer must list option keys"]
-    unknown = [a for a in answer if a not in keys]
-    if unknown:
-        problems.append(f"{where}: answer {unknown} is not an option")
-    if len(set(answer)) != len(answer):
-        problems.append(f"{where}: answer repeats a key")
-    if kind in ("single", "judge") and len(answer) != 1:
-        problems.append(f"{where}: a {kind} question has exactly one answer")
-    if kind == "multiple" and len(answer) < 2:
-        problems.append(f"{where}: a multiple question has two or more answers")
-    if kind == "judge" and sorted(keys) != sorted(JUDGE_KEYS):
-        problems.append(f"{where}: a judge question has exactly the options 对 and 错")
-    return problems
+    def _options(self, question: dict[str, Any], kind: str | None, place: Place) -> None:
+        options = question.get("options")
+        name = place.name("options")
+        if not options:
+            self.add(place, "options", f"缺少{name}，至少要有两个选项")
+            return
+        if not isinstance(options, list):
+            self.add(place, "options", f"{name}应为列表，如 [{{ key = \"A\", text = \"……\" }}, …]")
+            return
+        if len(options) < 2:
+            self.add(place, "options", f"{name}至少要有两个，现只有 1 个")
+            return
+        keys: list[str] = []
+        for number, option in enumerate(options, 1):
+            if not isinstance(option, dict) or not isinstance(option.get("key"), str) \
+                    or not isinstance(option.get("text"), str) or not option["text"].strip():
+                self.add(place, "options", f"第 {number} 个选项须有 key 和 text，如 {{ key = \"A\", text = \"……\" }}")
+                continue
+            if option["key"] in keys:
+                self.add(place, "options", f"选项的 key {shown(option['key'])} 重复")
+            keys.append(option["key"])
+        answer = question.get("answer")
+        name = place.name("answer")
+        if not isinstance(answer, list) or not answer or not all(isinstance(a, str) for a in answer):
+            self.add(place, "answer", f"{name}须列出正确选项的 key，如 [\"A\"]" if "answer" in question
+                     else f"缺少{name}：列出正确选项的 key，如 [\"A\"]")
+            return
+        unknown = [a for a in answer if a not in keys]
+        if unknown:
+            self.add(place, "answer", f"{name}中的 {'、'.join(shown(a) for a in unknown)} 不是本题的选项"
+                                      f"（选项有 {'、'.join(keys) or '无'}）")
+        if len(set(answer)) != len(answer):
+            self.add(place, "answer", f"{name}中有重复的 key")
+        if kind in ("single", "judge") and len(answer) != 1:
+            self.add(place, "answer", f"{KIND_NAMES[kind]}的{name}只能有一个，现有 {len(answer)} 个")
+        if kind == "multiple" and len(answer) < 2:
+            self.add(place, "answer", f"多选题的{name}至少要有两个")
+        if kind == "judge" and sorted(keys) != sorted(JUDGE_KEYS):
+            self.add(place, "options", "判断题的选项只能是「对」和「错」两个")
 
 
 def content_hash(data: dict[str, Any]) -> str:

@@ -77,8 +77,15 @@ def test_staff_load_a_catalog_in_the_browser(app, live_server, browser: Browser,
         page.get_by_role("button", name="校验并预览").click()
         expect(page.locator("#problems")).to_contain_text("bad.toml 未通过校验：2 个问题")
         expect(page.locator("#problems")).to_contain_text("pass_mark = 120")
+        expect(page.locator("#problems tbody tr").first).to_contain_text(
+            "课程设置（[course]）：及格分（pass_mark）须在 1 到 100 之间（总分 100 分），现为 120")
+        expect(page.locator("#problems tbody tr").nth(1)).to_contain_text(
+            "专题 2（code=t02）的第 1 题（code=t02-q1）：答案（answer）中的 \"Z\" 不是本题的选项")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "console-content-problems.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(ARTIFACTS / "console-content-problems-phone.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
         page.set_input_files("input[name=file]", str(tmp_path / "good.toml"))
         page.get_by_role("button", name="校验并预览").click()
         expect(page.locator("#preview")).to_contain_text("2 个专题，4 道题")
