@@ -13,7 +13,7 @@ from handlers import learning
 from handlers.console_accounts import STAFF_ROLES, Actor, record_audit
 from handlers.learning import Refused
 from handlers.outbox import record_job
-from models import (Certificate, ConsoleAccount, Conversation, Enrollment, InboxMessage, QuickReply, School,
+from models import (Certificate, ConsoleAccount, Conversation, Enrollment, InboxMessage, Job, QuickReply, School,
                     StaffReply, StudentProfile, User)
 
 SEND_JOB = "inbox.send_reply"
@@ -245,7 +245,7 @@ def reply(session: Session, actor: Actor, conversation_id: int, text: str, now: 
     session.add(staff_reply)
     _answered(conversation, actor, now, content)
     session.flush()
-    _queue(session, staff_reply)
+    _queue(session, staff_reply, conversation)
     record_audit(session, actor, "inbox.reply", "conversation", conversation.id, before=before,
                  after={**_snapshot(conversation), "reply_id": staff_reply.id, "kind": "custom"})
     return staff_reply
@@ -266,7 +266,7 @@ def notify(session: Session, actor: Actor, conversation_id: int, text: str, now:
     session.add(staff_reply)
     _answered(conversation, actor, now, content)
     session.flush()
-    _queue(session, staff_reply)
+    _queue(session, staff_reply, conversation)
     record_audit(session, actor, "inbox.notice", "conversation", conversation.id, before=before,
                  after={**_snapshot(conversation), "reply_id": staff_reply.id, "kind": "template"})
     return staff_reply
@@ -297,8 +297,12 @@ def _answered(conversation: Conversation, actor: Actor, now: datetime, content: 
         conversation.assigned_to = actor.account_id
 
 
-def _queue(session: Session, staff_reply: StaffReply) -> None:
-    job = record_job(session, SEND_JOB, {"reply_id": staff_reply.id}, max_attempts=1)
+def _queue(session: Session, staff_reply: StaffReply, conversation: Conversation) -> None:
+    # Which window the reply was counted in (the student's last message then): a failure gives the
+    # count back only to that window.
+    window_of = conversation.last_student_message_at
+    payload = {"reply_id": staff_reply.id, "window": window_of.isoformat() if window_of else None}
+    job = record_job(session, SEND_JOB, payload, max_attempts=1)
     staff_reply.job_id = job.id if job else None
 
 
@@ -318,7 +322,7 @@ def retry(session: Session, actor: Actor, reply_id: int, now: datetime) -> Staff
     before = {"status": staff_reply.status, "errcode": staff_reply.errcode}
     staff_reply.status = "queued"
     session.flush()
-    _queue(session, staff_reply)
+    _queue(session, staff_reply, conversation)
     record_audit(session, actor, "inbox.retry", "staff_reply", staff_reply.id, before=before,
                  after={"status": "queued", "conversation_id": conversation.id})
     return staff_reply
@@ -439,9 +443,14 @@ def record_failed(session: Session, reply_id: int, errcode: int | None, error: s
     staff_reply.status, staff_reply.errcode, staff_reply.error = "failed", errcode, error[:300]
     staff_reply.attempts += 1
     conversation = session.get(Conversation, staff_reply.conversation_id)
+    # The reply was counted when it was queued (written, or retried): give it back only if no new
+    # student message has reset the count since.
+    job = session.get(Job, staff_reply.job_id) if staff_reply.job_id is not None else None
+    window_of = (job.payload or {}).get("window") if job is not None else None
+    counted_in = datetime.fromisoformat(window_of) if window_of else staff_reply.created_at
     if (conversation is not None and staff_reply.kind == "custom" and errcode is not None
             and conversation.last_student_message_at is not None
-            and staff_reply.created_at >= conversation.last_student_message_at and conversation.replies_in_window > 0):
+            and counted_in >= conversation.last_student_message_at and conversation.replies_in_window > 0):
         conversation.replies_in_window = Conversation.replies_in_window - 1  # in SQL: no lost update
     if conversation is not None and conversation.waiting_since is None:
         # The student has no answer: the conversation needs a person again.

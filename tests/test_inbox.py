@@ -590,3 +590,25 @@ def test_an_unexpected_error_while_sending_leaves_the_reply_visible_as_failed(ap
     (left,) = replies(db_session)
     assert left.status == "failed" and left.errcode is None and left.error
     assert "重试" in client.get(f"/console/inbox/{cid}").get_data(as_text=True)
+
+
+def test_a_retry_refused_after_the_student_wrote_again_gives_its_reply_back(app, client, wechat, fake_wechat,
+                                                                           db_session, staff) -> None:  # type: ignore[no-untyped-def]
+    """A retry takes one of the new window's five; WeChat refusing it counted nothing, so our count
+    must give it back even though the reply itself was written in the previous window."""
+    account_id, token = staff
+    student_writes(app, client, wechat, fake_wechat, "o_again", "在吗")
+    cid = conversation_of(db_session, "o_again").id
+    fake_wechat.fail(CUSTOM, errcode=45047)
+    reply(client, token, cid, "在的")
+    run_send_jobs(app, db_session)
+    (failed,) = replies(db_session)
+    assert failed.status == "failed" and conversation_of(db_session, "o_again").replies_in_window == 0
+    token = later(app, fake_wechat, client, account_id, 60)
+    student_writes(app, client, wechat, fake_wechat, "o_again", "还在吗")
+    fake_wechat.fail(CUSTOM, errcode=45047)
+    assert client.post(f"/console/inbox/replies/{failed.id}/retry", data={"csrf_token": token}).status_code == 302
+    assert conversation_of(db_session, "o_again").replies_in_window == 1
+    run_send_jobs(app, db_session)
+    assert replies(db_session)[0].status == "failed"
+    assert conversation_of(db_session, "o_again").replies_in_window == 0  # WeChat counted nothing
