@@ -258,7 +258,7 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     token = certs.new_verify_token()
     new = Certificate(
         user_id=old.user_id, course_id=old.course_id, serial=old.serial, version=old.version + 1,
-        supersedes_id=old.id, verify_token=token, status="valid", channel=old.channel,
+        supersedes_id=old.id, verify_token=token, status="valid", channel=old.channel, paper_status=old.paper_status,
         holder_name=old.holder_name, school_name=old.school_name, student_number=old.student_number,
         course_title=old.course_title, score=old.score, issued_on=old.issued_on, issuers=list(old.issuers),
         verify_url=issuer.verify_url(token), signature="",
@@ -268,6 +268,9 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     new.signature = certs.sign(payload_of(new), issuer.signing_key)
     session.add(new)
     session.flush()
+    from handlers import payments  # payments builds on certificates, not the other way round
+
+    payments.follow_correction(session, old.id, new.id, f"staff:{staff}", utcnow())
     before = {k: getattr(old, k) for k in request.changes}
     session.add_all([
         CertificateEvent(certificate_id=old.id, action="superseded", actor=f"staff:{staff}", reason=request.reason,

@@ -97,7 +97,25 @@ def _locked_with_certificate(session: Session, order_id: int, certificate_id: in
     """Lock the certificate, then its order: the order every flow that takes both locks them in
     (a type change holds the certificate first), so two flows never wait on each other in a circle."""
     certificate = _lock_certificate(session, certificate_id)
-    return _locked(session, order_id), certificate
+    order = _locked(session, order_id)
+    if order is not None and certificate is not None and order.certificate_id != certificate.id:
+        # A correction moved the order to the new version while we waited: that one is paid for.
+        certificate = _lock_certificate(session, order.certificate_id)
+    return order, certificate
+
+
+def follow_correction(session: Session, old_id: int, new_id: int, actor: str, now: datetime) -> None:
+    """A correction issued version n+1 of a certificate: its open or paid order goes with it (the
+    paper copy printed and mailed is the corrected one, and the new version is the one paid for).
+    The caller holds the old certificate's lock; closed and refunded orders stay as history."""
+    for order in session.scalars(select(CertificateOrder).where(
+            CertificateOrder.certificate_id == old_id, CertificateOrder.status.notin_(("closed", "refunded")))
+            .with_for_update()):
+        order.certificate_id, order.updated_at = new_id, now
+        session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=order.status, actor=actor[:100],
+                               detail={"certificate_id": new_id, "from_certificate_id": old_id,
+                                       "reason": "correction"}, at=now))
+    session.flush()
 
 
 def open_order_of(session: Session, certificate_id: int) -> CertificateOrder | None:

@@ -780,3 +780,35 @@ def test_concurrent_taps_on_pay_make_one_order_here_and_at_wechat_pay(shop) -> N
     with get_database(shop["app"]).sessions() as session:
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
     assert len(shop["fake"].pay.orders) == 1
+
+
+def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) -> None:  # type: ignore[no-untyped-def]
+    """Staff correct a paid paper certificate: version 2 is the one printed and mailed, so it carries
+    the payment. Else version 2 shows as unpaid: the student could switch to electronic and back
+    and pay a second time, and staff would print the uncorrected version 1."""
+    from handlers.certificates import decide_correction, request_correction
+
+    app, fake = shop["app"], shop["fake"].pay
+    start_paying(shop)
+    fake.pay(fake.find(the_order(app).out_trade_no))
+    assert the_order(app).status == "paid"
+    with get_database(app).sessions() as session:
+        asked = request_correction(session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位")
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)
+        session.commit()
+        new_id = new.id
+        assert (new.channel, new.paper_status) == ("paper", "paid")
+    order = the_order(app)
+    assert order.certificate_id == new_id  # printing takes version 2's PDF
+    with get_database(app).sessions() as session:
+        assert payments.events_of(session, order.id)[-1].detail["certificate_id"] == new_id
+    # No way to pay again: no pay button, no type change, no second order.
+    page = shop["client"].get(f"/h5/certificates/{new_id}").get_data(as_text=True)
+    assert "微信支付" not in page and "更改证书类型" not in page
+    again = shop["client"].post(f"/h5/certificates/{new_id}/pay", headers={"X-CSRF-Token": CSRF})
+    assert again.status_code == 409
+    with get_database(app).sessions() as session:
+        with pytest.raises(payments.Refused):
+            change_channel(session, shop["user_id"], new_id, "electronic")
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
