@@ -812,3 +812,30 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
             change_channel(session, shop["user_id"], new_id, "electronic")
         session.rollback()
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
+
+
+def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> None:  # type: ignore[no-untyped-def]
+    """The notification reads the order (version 1), then waits for version 1's lock, held by staff
+    approving a correction that moves the order to version 2: the payment lands on version 2."""
+    from handlers.certificates import decide_correction, request_correction
+
+    app, fake = shop["app"], shop["fake"].pay
+    start_paying(shop)
+    order = the_order(app)
+    fake.mark_paid(fake.find(order.out_trade_no))
+    codes: list[int] = []
+    with get_database(app).sessions() as session:
+        asked = request_correction(session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位")
+        session.commit()
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)  # holds v1's lock
+        new_id = new.id
+        notifier = threading.Thread(target=lambda: codes.extend(fake.deliver(fake.find(order.out_trade_no))))
+        notifier.start()
+        time.sleep(1.0)  # the notification is in, waiting for the lock (PostgreSQL) or the write lock (SQLite)
+        session.commit()
+    notifier.join(30)
+    assert codes == [204]
+    with get_database(app).sessions() as session:
+        assert session.get(Certificate, new_id).paper_status == "paid"
+        assert session.get(CertificateOrder, order.id).status == "paid"
+    assert flags(app) == {}
