@@ -290,6 +290,9 @@ def revoke(session: Session, certificate_id: int, staff: str, reason: str) -> Ce
     if certificate is None or certificate.status != "valid":
         raise Refused("not_valid", "只能撤销有效的证书。")
     certificate.status, certificate.revoked_at, certificate.revoke_reason = "revoked", utcnow(), reason.strip()[:500]
+    from handlers import payments  # payments builds on certificates, not the other way round
+
+    payments.close_for_revocation(session, certificate.id, f"staff:{staff}", utcnow())
     session.add(CertificateEvent(certificate_id=certificate.id, action="revoked", actor=f"staff:{staff}",
                                  reason=certificate.revoke_reason))
     session.flush()

@@ -302,6 +302,22 @@ def close_for_channel_change(session: Session, certificate_id: int, user_id: int
         record_job(session, CLOSE_REMOTE_JOB, {"order_id": order.id}, dedup_key=f"pay-close:{order.id}")
 
 
+def close_for_revocation(session: Session, certificate_id: int, actor: str, now: datetime) -> None:
+    """Staff revoked the certificate (the caller holds its lock): an unpaid order closes here and at
+    WeChat Pay (a revoked certificate is not printed, so it must not be paid for); a paid one is
+    flagged for staff to refund from the order page."""
+    order = open_order_of(session, certificate_id)
+    if order is None:
+        return
+    if order.status in PAID:
+        _flag(session, "revoked_paid", out_trade_no=order.out_trade_no, transaction_id=order.transaction_id,
+              order_id=order.id, detail={"order_status": order.status, "total_fen": order.total_fen})
+        return
+    close(session, order.id, actor, now, "certificate_revoked")
+    if order.prepay_id:
+        record_job(session, CLOSE_REMOTE_JOB, {"order_id": order.id}, dedup_key=f"pay-close:{order.id}")
+
+
 def due_for_query(session: Session, now: datetime, query_after_seconds: int) -> list[int]:
     """Unpaid orders that should have heard from WeChat Pay by now, or have expired."""
     # A created order never reached WeChat Pay (nothing to ask) until it expires and closes.

@@ -839,3 +839,35 @@ def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> No
         assert session.get(Certificate, new_id).paper_status == "paid"
         assert session.get(CertificateOrder, order.id).status == "paid"
     assert flags(app) == {}
+
+
+def test_revoking_a_certificate_closes_its_unpaid_order_here_and_at_wechat_pay(shop) -> None:  # type: ignore[no-untyped-def]
+    """A revoked certificate is not printed: an order still open for it must not be payable any more
+    (else the student pays for a copy staff will not mail), and a payment that still comes is flagged."""
+    from handlers.certificates import revoke
+
+    app, fake = shop["app"], shop["fake"].pay
+    start_paying(shop)
+    order = the_order(app)
+    with get_database(app).sessions() as session:
+        revoke(session, shop["cert_id"], "wang", "成绩作废")
+        session.commit()
+    closed = the_order(app)
+    assert closed.status == "closed"
+    with get_database(app).sessions() as session:
+        assert payments.events_of(session, order.id)[-1].actor == "staff:wang"
+    assert set(run_jobs(app, payments.CLOSE_REMOTE_JOB)) == {"done"}
+    assert fake.find(order.out_trade_no).trade_state == "CLOSED"
+
+
+def test_revoking_a_paid_certificate_flags_its_order_for_a_refund(shop) -> None:  # type: ignore[no-untyped-def]
+    from handlers.certificates import revoke
+
+    app, fake = shop["app"], shop["fake"].pay
+    start_paying(shop)
+    fake.pay(fake.find(the_order(app).out_trade_no))
+    with get_database(app).sessions() as session:
+        revoke(session, shop["cert_id"], "wang", "成绩作废")
+        session.commit()
+    assert the_order(app).status == "paid"  # the money is not touched without a person deciding
+    assert flags(app) == {"revoked_paid": 1}
