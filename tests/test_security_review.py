@@ -171,3 +171,15 @@ def test_billing_csv_neutralises_a_formula_behind_a_tab(app: Flask) -> None:
     text = payments.billing_csv([payments.BillingRow("\t=HYPERLINK(\"http://evil\")", 1)], date(2026, 11, 1),
                                 date(2026, 11, 30))
     assert list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))[1][0] == "'\t=HYPERLINK(\"http://evil\")"
+
+
+def test_a_school_cannot_queue_exports_without_end(app: Flask, two_schools) -> None:  # type: ignore[no-untyped-def]
+    """Each export reads the whole table into a file: unfinished ones are capped per school."""
+    client = app.test_client()
+    token = sign_in(client, app, two_schools["admin_b"])
+    answers = [client.post("/console/school/exports", data={"csrf_token": token, "format": "csv"}).status_code
+               for _ in range(5)]
+    assert answers == [302, 302, 302, 400, 400]
+    with get_database(app).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(StudentExport).where(
+            StudentExport.school_id == two_schools["b"])) == 3
