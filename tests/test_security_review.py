@@ -183,3 +183,14 @@ def test_a_school_cannot_queue_exports_without_end(app: Flask, two_schools) -> N
     with get_database(app).sessions() as session:
         assert session.scalar(select(func.count()).select_from(StudentExport).where(
             StudentExport.school_id == two_schools["b"])) == 3
+
+
+def test_a_console_sign_in_is_not_a_student_sign_in(app: Flask, two_schools) -> None:  # type: ignore[no-untyped-def]
+    """The console identity lives beside the student's in one cookie: it opens no student page or action."""
+    client = app.test_client()
+    token = sign_in(client, app, two_schools["admin_a"])
+    for url in ("/h5/", "/h5/profile", f"/h5/push-bind/{'x' * 32}"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/h5/login" in response.headers["Location"], url
+    for url in ("/h5/certificates/1/pay", "/h5/orders/1/refresh", "/h5/api/watch"):
+        assert client.post(url, data={"csrf_token": token}, headers={"X-CSRF-Token": token}).status_code in (302, 401), url
