@@ -160,6 +160,26 @@ def school_of(account: ConsoleAccount) -> School:
     return school
 
 
+# Query-string pages and ids are bounded: an offset or id past a 64-bit integer is a database
+# error (a 500), and a huge page number an expensive scan.
+MAX_PAGE = 10_000
+MAX_ID_DIGITS = 18
+
+
+def id_value(raw: object) -> int | None:
+    """A positive id from a form or query value, or None: ASCII digits only ('²'.isdigit() is true,
+    int('²') raises) and short enough to fit the database's integer."""
+    text = str(raw or "").strip()
+    if not text or len(text) > MAX_ID_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def page_arg(name: str = "page") -> int:
+    """The 1-based page number in the query string, clamped to [1, MAX_PAGE]."""
+    return max(1, min(id_value(request.args.get(name)) or 1, MAX_PAGE))
+
+
 def render_console(template: str, status: int = 200, **context: Any) -> Response:
     account = current_account()
     body = render_template(template, account=account, nav=nav_for(account) if account else [], **context)
