@@ -194,3 +194,9 @@ def test_a_console_sign_in_is_not_a_student_sign_in(app: Flask, two_schools) -> 
         assert response.status_code == 302 and "/h5/login" in response.headers["Location"], url
     for url in ("/h5/certificates/1/pay", "/h5/orders/1/refresh", "/h5/api/watch"):
         assert client.post(url, data={"csrf_token": token}, headers={"X-CSRF-Token": token}).status_code in (302, 401), url
+
+
+def test_an_oversized_payment_notification_is_refused_before_it_is_read(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/pay/notify", data=b"{" + b" " * (70 * 1024) + b"}",
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.get_json()["code"] == "FAIL"
