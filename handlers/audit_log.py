@@ -39,9 +39,11 @@ class AuditFilter:
                 return None
 
         school = str(values.get("school_id", "")).strip()
+        # ASCII digits that fit the column: '²'.isdigit() is true but int('²') raises.
+        school_ok = school.isascii() and school.isdigit() and len(school) <= 18
         return cls(actor=str(values.get("actor", "")).strip()[:64], action=str(values.get("action", "")).strip()[:64],
                    subject=str(values.get("subject", "")).strip()[:100],
-                   school_id=int(school) if school.isdigit() else None, since=day("since"), until=day("until"))
+                   school_id=int(school) if school_ok else None, since=day("since"), until=day("until"))
 
     def query(self) -> Select[tuple[AuditEntry]]:
         query = select(AuditEntry)

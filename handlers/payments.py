@@ -271,10 +271,11 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
 
 def flag_refused_notification(session: Session, reason: str, detail: dict[str, Any], now: datetime) -> None:
     """A notification that failed its checks (a forged signature, a stale timestamp, ...):
-    kept for staff without the body, counted once per reason and day."""
+    kept for staff without the body, counted once per reason and day. The key holds nothing the
+    sender chose (not the serial header): otherwise each forged request would add a row, and a few
+    hundred would push the real flags (money to refund) off the staff page."""
     day = now.astimezone(timezone.utc).strftime("%Y-%m-%d")
-    _flag(session, reason, out_trade_no=None, transaction_id=f"{day}:{detail.get('serial', '-')}", order_id=None,
-          detail=detail)
+    _flag(session, reason, out_trade_no=None, transaction_id=day, order_id=None, detail=detail)
 
 
 def close(session: Session, order_id: int, actor: str, now: datetime, reason: str) -> bool:
@@ -590,7 +591,7 @@ def billing_csv(rows: list[BillingRow], start: date, end: date) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["学校", "电子证书数量", "开始日期", "结束日期"])
     for row in rows:
-        # A name starting with =, +, - or @ would be a formula in a spreadsheet.
-        name = "'" + row.school if row.school[:1] in ("=", "+", "-", "@") else row.school
+        # A name starting with =, +, - or @ (or a tab or CR, which spreadsheets skip first) would be a formula.
+        name = "'" + row.school if row.school[:1] in ("=", "+", "-", "@", "\t", "\r") else row.school
         writer.writerow([name, row.count, start.isoformat(), end.isoformat()])
     return "\ufeff" + buffer.getvalue()

@@ -24,6 +24,10 @@ PAGE_SIZE = 50
 STUCK_DAYS = 7
 EXPORT_JOB = "schools.export_students"
 FORMATS = ("xlsx", "csv")
+# Each export is a job reading the whole table and a file on disk: a school has at most this many
+# unfinished at once (one stuck by a failed job stops counting after EXPORT_BUSY_WINDOW).
+MAX_UNFINISHED_EXPORTS = 3
+EXPORT_BUSY_WINDOW = timedelta(hours=1)
 # The table's state filter: profile statuses, then the learning stages of the chosen course.
 STATES = {
     "pending": "待审核", "rejected": "未通过认证", "verified": "已认证", "not_started": "已认证未开始",
@@ -331,6 +335,11 @@ def request_export(session: Session, school_id: int, course_id: int, requested_b
         raise Refused("bad_format", "请选择导出格式：Excel (XLSX) 或 CSV。")
     if session.get(Course, course_id) is None:
         raise Refused("no_course", "没有这门课程。")
+    unfinished = session.scalar(select(func.count()).select_from(StudentExport).where(
+        StudentExport.school_id == school_id, StudentExport.status.in_(("pending", "running")),
+        StudentExport.created_at >= utcnow() - EXPORT_BUSY_WINDOW)) or 0
+    if unfinished >= MAX_UNFINISHED_EXPORTS:
+        raise Refused("exports_busy", f"已有 {unfinished} 个导出正在生成，请等它们完成后再导出。")
     export = StudentExport(school_id=school_id, course_id=course_id, requested_by=requested_by[:100],
                            file_format=file_format, filters=filters.as_dict(), status="pending")
     session.add(export)

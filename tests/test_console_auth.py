@@ -34,6 +34,8 @@ def test_sign_in_lands_on_the_console_home(app, client):
     html = page.get_data(as_text=True)
     assert "平台工作人员" in html and "退出" in html
     assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
 def test_anonymous_visitors_are_sent_to_sign_in_with_their_page_kept(client):

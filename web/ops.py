@@ -27,6 +27,13 @@ bp = Blueprint("ops", __name__)
 QUIET_WHEN_OK = frozenset({"wechat.receive", "training.api_heartbeat"})
 ENDPOINT_KEY = "xinwei.endpoint"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Paths that carry a bearer secret (a console invite makes an account, a push-bind link binds a
+# WeChat user): the access line keeps the route and drops the token, or reading logs would be enough.
+_SECRET_PATHS = re.compile(r"^(/console/invite/|/h5/push-bind/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    return _SECRET_PATHS.sub(r"\1…", path)
 
 
 class RequestTelemetry:
@@ -60,8 +67,8 @@ class RequestTelemetry:
             telemetry.HTTP_REQUESTS.labels(endpoint, environ.get("REQUEST_METHOD", "-"), status).inc()
             telemetry.HTTP_SECONDS.labels(endpoint).observe(elapsed)
             if endpoint not in QUIET_WHEN_OK or not status.startswith("2"):
-                log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status,
-                         elapsed * 1000)
+                log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"),
+                         loggable_path(environ.get("PATH_INFO", "")), status, elapsed * 1000)
             # Threads outlive requests: lines logged after this one must not carry its ids.
             telemetry.request_id.reset(rid_token)
             telemetry.openid_hash.reset(openid_token)

@@ -133,7 +133,11 @@ def refresh(order_id: int) -> Response:
 def notify() -> Response:
     """WeChat Pay's payment notification. Verified on the raw body, decrypted, checked, and
     applied once; answered 204 (WeChat Pay's "received") or 4xx/5xx with code FAIL."""
-    body = request.get_data(cache=False)
+    # Refused before reading: a declared length over the cap, or (chunked, no length) more
+    # than the cap once read up to it plus one byte.
+    if (request.content_length or 0) > NOTIFY_MAX_BODY:
+        return _fail(413, "body too large")
+    body = request.stream.read(NOTIFY_MAX_BODY + 1)
     if len(body) > NOTIFY_MAX_BODY:
         return _fail(413, "body too large")
     session = get_session()

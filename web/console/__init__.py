@@ -19,6 +19,9 @@ from web.database import get_session
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONSOLE_HOME = "/console/"
+CONSOLE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+               "script-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; "
+               "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 # Session keys, beside the student's own in the same signed cookie: the console sign-in is a
 # separate identity (a school admin may also be a student), so signing out of one keeps the other.
@@ -160,6 +163,26 @@ def school_of(account: ConsoleAccount) -> School:
     return school
 
 
+# Query-string pages and ids are bounded: an offset or id past a 64-bit integer is a database
+# error (a 500), and a huge page number an expensive scan.
+MAX_PAGE = 10_000
+MAX_ID_DIGITS = 18
+
+
+def id_value(raw: object) -> int | None:
+    """A positive id from a form or query value, or None: ASCII digits only ('²'.isdigit() is true,
+    int('²') raises) and short enough to fit the database's integer."""
+    text = str(raw or "").strip()
+    if not text or len(text) > MAX_ID_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def page_arg(name: str = "page") -> int:
+    """The 1-based page number in the query string, clamped to [1, MAX_PAGE]."""
+    return max(1, min(id_value(request.args.get(name)) or 1, MAX_PAGE))
+
+
 def render_console(template: str, status: int = 200, **context: Any) -> Response:
     account = current_account()
     body = render_template(template, account=account, nav=nav_for(account) if account else [], **context)
@@ -168,4 +191,8 @@ def render_console(template: str, status: int = 200, **context: Any) -> Response
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Pages carry their own inline styles and small scripts, nothing from elsewhere: a script
+    # that slipped past escaping still could not load more code, post forms off-site or be framed.
+    response.headers["Content-Security-Policy"] = CONSOLE_CSP
     return response

@@ -9,7 +9,7 @@ from handlers import audit_log
 from handlers.console_accounts import Actor, record_audit
 from models import School
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
 from web.database import get_database, get_session
 
@@ -26,7 +26,7 @@ def init_app(app: Flask) -> None:
 @console_required(*STAFF_ROLES)
 def index() -> Response:
     where = audit_log.AuditFilter.of(request.args)
-    page = request.args.get("page", 1, type=int) or 1
+    page = page_arg()
     with get_database().readers() as session:
         rows, has_next = audit_log.search(session, where, page)
         schools = session.execute(select(School.id, School.name).order_by(School.name)).all()

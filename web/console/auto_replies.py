@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, Response, abort, flash, redirect, request, u
 from handlers import auto_replies
 from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_account, id_value, register_nav, render_console
 from web.database import get_session
 
 bp = Blueprint("console_auto_replies", __name__, url_prefix="/console/auto-replies", template_folder="../templates")
@@ -40,7 +40,7 @@ def rules() -> Response:
     if request.method == "POST":
         action = request.form.get("action", "save")
         raw_id = request.form.get("id", "")
-        rule_id = int(raw_id) if raw_id.isdigit() else None
+        rule_id = id_value(raw_id)
         try:
             if action == "import":
                 added = auto_replies.import_suggested(session)

@@ -12,7 +12,7 @@ from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models import Certificate, CorrectionRequest
 from web.certificates import issuer
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
 from web.database import get_database, get_session
 
 bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
@@ -45,7 +45,7 @@ def init_app(app: Flask) -> None:
 
 
 def _page() -> int:
-    return request.args.get("page", 1, type=int) or 1
+    return page_arg()
 
 
 def _actor() -> Actor:

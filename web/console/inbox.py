@@ -9,7 +9,7 @@ from handlers import conversations
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_account, id_value, page_arg, register_nav, render_console
 from web.database import get_session
 
 bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_folder="../templates")
@@ -46,7 +46,7 @@ def inbox() -> Response:
     if view not in conversations.FILTERS:
         view = "waiting"
     query = request.args.get("q", "")[:50]
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_arg()
     session = get_session()
     rows, total = conversations.list_conversations(session, account.id, view, query, page)
     moment = now()
@@ -115,8 +115,8 @@ def assign(conversation_id: int) -> Response:
         target: int | None = _actor().account_id
     elif value == "":
         target = None
-    elif value.isdigit():
-        target = int(value)
+    elif id_value(value) is not None:
+        target = id_value(value)
     else:
         abort(400)
     return _act(conversation_id, lambda s: conversations.assign(s, _actor(), conversation_id, target),
@@ -156,7 +156,7 @@ def quick_replies() -> Response:
     error = None
     if request.method == "POST":
         raw_id = request.form.get("id", "")
-        quick_id = int(raw_id) if raw_id.isdigit() else None
+        quick_id = id_value(raw_id)
         try:
             if request.form.get("action") == "delete" and quick_id is not None:
                 conversations.delete_quick_reply(session, _actor(), quick_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, flash, get_flashed_messages, redirect, request, url_for
 from sqlalchemy import select
 
 from handlers import payments
@@ -13,7 +13,7 @@ from handlers.learning import Refused
 from models import Certificate, CertificateOrder, PaymentFlag, School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.clock import now
-from web.console import console_required, current_account, register_nav, render_console
+from web.console import console_required, current_account, id_value, register_nav, render_console
 from web.database import get_session
 from wechat.pay import PayError, get_wechat_pay
 
@@ -39,6 +39,17 @@ def _staff() -> str:
     return f"staff:{_actor().name}"
 
 
+def _back(target: str, text: str) -> Response:
+    """Back to a page with a note on it. The note travels in the session (flash), never in the URL:
+    a link anyone can send a staff member must not put words of its own on a console page."""
+    flash(text, "payments")
+    return redirect(target)
+
+
+def _notes() -> list[str]:
+    return list(get_flashed_messages(category_filter=["payments"]))
+
+
 def _common() -> dict[str, Any]:
     return {"labels": payments.STATUS_LABELS, "yuan": payments.yuan, "china": CHINA}
 
@@ -55,7 +66,7 @@ def index() -> Response:
     recent = list(session.scalars(query))
     flagged = len(payments.open_flags(session))
     return render_console("console/payments/index.html", batches=batches, recent=recent, status_filter=status,
-                          flagged=flagged, message=request.args.get("message"), **_common())
+                          flagged=flagged, notes=_notes(), **_common())
 
 
 @bp.get("/orders/<int:order_id>")
@@ -67,7 +78,7 @@ def order(order_id: int) -> Response:
         abort(404)
     return render_console("console/payments/order.html", order=found, school=session.get(School, found.school_id),
                           certificate=session.get(Certificate, found.certificate_id),
-                          events=payments.events_of(session, found.id), error=request.args.get("error"),
+                          events=payments.events_of(session, found.id), notes=_notes(),
                           **_common())
 
 
@@ -75,13 +86,13 @@ def order(order_id: int) -> Response:
 @console_required(*STAFF_ONLY)
 def print_batch() -> Response:
     """Selected paid orders move to printing; their certificates come back as one PDF."""
-    ids = [int(v) for v in request.form.getlist("order_id") if v.isdigit()]
+    ids = [i for i in map(id_value, request.form.getlist("order_id")) if i is not None]
     if not ids:
-        return redirect(url_for(".index", message="请先选择要打印的订单"))
+        return _back(url_for(".index"), "请先选择要打印的订单")
     session = get_session()
     printing = payments.start_printing(session, ids, _staff(), now())
     if not printing:
-        return redirect(url_for(".index", message="所选订单都不在待打印状态"))
+        return _back(url_for(".index"), "所选订单都不在待打印状态")
     record_audit(session, _actor(), "payments.print", "certificate_orders", ",".join(str(o.id) for o in printing)[:64],
                  after={"orders": [o.out_trade_no for o in printing]})
     pdf = payments.batch_pdf(session, [o.id for o in printing])
@@ -101,7 +112,7 @@ def ship(order_id: int) -> Response:
                                         request.form.get("tracking_number", ""), _staff(), now())
     except Refused as refusal:
         session.rollback()
-        return redirect(url_for(".order", order_id=order_id, error=refusal.message))
+        return _back(url_for(".order", order_id=order_id), refusal.message)
     record_audit(session, _actor(), "payments.ship", "certificate_order", shipped.id,
                  after={"carrier": shipped.carrier, "tracking_number": shipped.tracking_number})
     session.commit()
@@ -116,7 +127,7 @@ def delivered(order_id: int) -> Response:
         payments.mark_delivered(session, order_id, _staff(), now())
     except Refused as refusal:
         session.rollback()
-        return redirect(url_for(".order", order_id=order_id, error=refusal.message))
+        return _back(url_for(".order", order_id=order_id), refusal.message)
     record_audit(session, _actor(), "payments.delivered", "certificate_order", order_id)
     session.commit()
     return redirect(url_for(".order", order_id=order_id))
@@ -128,24 +139,24 @@ def refund(order_id: int) -> Response:
     """Refund through WeChat Pay (the same out_refund_no however often asked), then here."""
     reason = " ".join(request.form.get("reason", "").split())
     if not reason:
-        return redirect(url_for(".order", order_id=order_id, error="请填写退款原因"))
+        return _back(url_for(".order", order_id=order_id), "请填写退款原因")
     session = get_session()
     try:
         plan = payments.refund_plan(session, order_id)
     except Refused as refusal:
-        return redirect(url_for(".order", order_id=order_id, error=refusal.message))
+        return _back(url_for(".order", order_id=order_id), refusal.message)
     out_trade_no, number, total, status = plan.out_trade_no, payments.refund_number(plan), plan.total_fen, plan.status
     session.rollback()  # no lock held while WeChat Pay answers
     try:
         result = get_wechat_pay(current_app._get_current_object()).refund_order(  # type: ignore[attr-defined]
             out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total, reason=reason)
     except PayError as exc:
-        return redirect(url_for(".order", order_id=order_id, error=f"微信支付未受理退款：{exc}"[:200]))
+        return _back(url_for(".order", order_id=order_id), f"微信支付未受理退款：{exc}"[:200])
     try:
         payments.apply_refund(session, order_id, result, _staff(), reason, now())
     except Refused as refusal:
         session.rollback()
-        return redirect(url_for(".order", order_id=order_id, error=refusal.message))
+        return _back(url_for(".order", order_id=order_id), refusal.message)
     record_audit(session, _actor(), "payments.refund", "certificate_order", order_id, before={"status": status},
                  after={"status": "refunded", "refund_id": result.get("refund_id"), "total_fen": total}, note=reason)
     session.commit()
@@ -156,7 +167,7 @@ def refund(order_id: int) -> Response:
 @console_required(*STAFF_ONLY)
 def flags() -> Response:
     return render_console("console/payments/flags.html", flags=payments.open_flags(get_session()),
-                          refundable=payments.REFUNDABLE_FLAGS, error=request.args.get("error"), **_common())
+                          refundable=payments.REFUNDABLE_FLAGS, notes=_notes(), **_common())
 
 
 @bp.post("/flags/<int:flag_id>/resolve")
@@ -180,13 +191,13 @@ def refund_flag(flag_id: int) -> Response:
     try:
         out_trade_no, number, total = payments.flag_refund_plan(session, flag_id)
     except Refused as refusal:
-        return redirect(url_for(".flags", error=refusal.message))
+        return _back(url_for(".flags"), refusal.message)
     session.rollback()
     try:
         result = get_wechat_pay(current_app._get_current_object()).refund_order(  # type: ignore[attr-defined]
             out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total, reason="订单已关闭，原路退回")
     except PayError as exc:
-        return redirect(url_for(".flags", error=f"微信支付未受理退款：{exc}"[:200]))
+        return _back(url_for(".flags"), f"微信支付未受理退款：{exc}"[:200])
     payments.resolve_flag(session, flag_id, _staff(), now())
     record_audit(session, _actor(), "payments.flag_refund", "payment_flag", flag_id,
                  after={"out_trade_no": out_trade_no, "refund_id": result.get("refund_id"), "total_fen": total})

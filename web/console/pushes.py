@@ -13,7 +13,7 @@ from handlers.learning import Refused
 from models import ConsoleAccount, School, User
 from web.auth import csrf_ok, current_user, login_required
 from web.clock import now
-from web.console import console_required, current_account, register_nav, render_console, school_of
+from web.console import console_required, current_account, page_arg, register_nav, render_console, school_of
 from web.database import get_session
 
 bp = Blueprint("console_pushes", __name__, url_prefix="/console/school", template_folder="../templates")
@@ -53,10 +53,7 @@ def _china_time(moment: datetime) -> str:
 def _page(account: ConsoleAccount, school: School, *, bind_url: str | None = None, message: str | None = None,
           error: str | None = None, status: int = 200) -> Response:
     session = get_session()
-    try:
-        page = max(int(request.args.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = page_arg()
     rows, total = pushes.deliveries(session, school.id, page)
     pages = max((total + pushes.PAGE_SIZE - 1) // pushes.PAGE_SIZE, 1)
     ids = {row.account_id for row in rows}

@@ -16,7 +16,7 @@ from handlers.learning import Refused
 from models import School
 from models.console import SCHOOL_ADMIN
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console, school_of
+from web.console import STAFF_ROLES, console_required, current_account, id_value, register_nav, render_console, school_of
 from web.database import get_session
 
 bp = Blueprint("console_school", __name__, url_prefix="/console/school", template_folder="../templates")
@@ -38,7 +38,8 @@ def _school() -> tuple[School, int | None]:
     assert account is not None
     if account.role in STAFF_ROLES:
         raw = request.values.get("school", "")
-        school = get_session().get(School, int(raw)) if raw.isdigit() else None
+        school_id = id_value(raw)
+        school = get_session().get(School, school_id) if school_id is not None else None
         if school is None:
             abort(404)
         return school, school.id
@@ -46,10 +47,7 @@ def _school() -> tuple[School, int | None]:
 
 
 def _int(name: str) -> int | None:
-    try:
-        return int(request.args.get(name, ""))
-    except ValueError:
-        return None
+    return id_value(request.args.get(name))
 
 
 def _course() -> tuple[int | None, list[tuple[int, str]]]:
@@ -144,10 +142,7 @@ def export() -> Response:
 
 
 def _form_int(name: str) -> int | None:
-    try:
-        return int(request.form.get(name, ""))
-    except ValueError:
-        return None
+    return id_value(request.form.get(name))
 
 
 @bp.get("/exports/<int:export_id>")

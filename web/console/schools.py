@@ -9,7 +9,7 @@ from handlers.learning import Refused
 from models import School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
 from web.database import get_session
 
@@ -59,7 +59,7 @@ def index() -> Response:
             session.commit()
             return redirect(url_for("console_schools.edit", school_id=school.id, done="created"))
     query = request.args.get("q", "")
-    page = request.args.get("page", 1, type=int) or 1
+    page = page_arg()
     rows, has_next = directory.list_schools(session, query, page)
     return render_console("console/schools/index.html", 200 if error is None else 422, rows=rows, q=query,
                           page=page, has_next=has_next, error=error, form=form)
