@@ -1,5 +1,6 @@
 """Rosters: parsing edge cases (encodings, delimiters, Excel numbers, formulas, limits), merging, auto-verification,
-and the roster console pages (tenant isolation, roles, CSRF, harmless rendering)."""
+the upload job (queued → running → done/failed, progress, re-runs) and the roster console pages (tenant isolation,
+roles, CSRF, harmless rendering)."""
 from __future__ import annotations
 
 import codecs
@@ -13,7 +14,8 @@ from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused
-from models import AuditEntry, RosterEntry, RosterUpload, School, StudentProfile, User
+from jobs.queue import get_queue
+from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from web.database import get_database
 
@@ -316,17 +318,41 @@ def admin(app, client, school):  # type: ignore[no-untyped-def]
     return {"school": school, "account": account, "token": sign_in(client, app, account)}
 
 
-def upload_file(client, token: str, data: bytes, name: str = "名单.csv"):  # type: ignore[no-untyped-def]
-    return client.post("/console/school/roster/upload", data={"csrf_token": token, "file": (io.BytesIO(data), name)},
+def upload_file(client, token: str, data: bytes, name: str = "名单.csv", mode: str = "merge"):  # type: ignore[no-untyped-def]
+    return client.post("/console/school/roster/upload", data={"csrf_token": token, "mode": mode,
+                                                             "file": (io.BytesIO(data), name)},
                        content_type="multipart/form-data")
+
+
+def run_upload_jobs(app) -> list[str]:  # type: ignore[no-untyped-def]
+    """What a worker does: run the roster jobs that are waiting (as tests/test_school_console.py runs exports)."""
+    with get_database(app).sessions() as session:
+        jobs = list(session.scalars(select(Job.id).where(Job.kind == roster.UPLOAD_JOB, Job.status == "pending")
+                                    .order_by(Job.id)))
+    return [get_queue(app).execute(job_id) for job_id in jobs]
+
+
+def upload_and_run(app, client, token: str, data: bytes, name: str = "名单.csv", mode: str = "merge"):  # type: ignore[no-untyped-def]
+    response = upload_file(client, token, data, name, mode)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert run_upload_jobs(app) == ["done"]
+    return response
 
 
 def test_upload_shows_the_report_history_and_the_roster(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     response = upload_file(client, admin["token"], (HEADER + "张三,2024001,心理学院,2024级,\n,2024002,,,\n"
                                                              "李四,２０２４００３,,,\n").encode("gbk"))
     assert response.status_code == 302
+    queued = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "排队中" in queued and "GBK/GB18030" not in queued and "data-status-url" in queued
+    assert client.get(response.headers["Location"] + "/status").get_json()["status"] == "queued"
+    assert "正在处理" not in client.get("/console/school/roster").get_data(as_text=True)  # queued, not running
+    assert run_upload_jobs(app) == ["done"]
+    assert client.get(response.headers["Location"] + "/status").get_json() == {
+        "id": int(response.headers["Location"].rsplit("/", 1)[1]), "status": "done", "rows": 3}
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "上传报告：名单.csv" in report and "GBK/GB18030" in report and "姓名为空" in report
+    assert "data-status-url" not in report  # nothing left to poll
     assert "全角字符已转为半角" in report
     page = client.get("/console/school/roster").get_data(as_text=True)
     assert "名单（共 2 人）" in page and "张三" in page and "名单.csv" in page
@@ -336,26 +362,31 @@ def test_upload_shows_the_report_history_and_the_roster(app, client, admin) -> N
     with get_database(app).sessions() as session:
         upload = session.scalar(select(RosterUpload))
         assert (upload.account_id, upload.rows, upload.rejected) == (admin["account"], 3, 1)
+        assert upload.status == "done" and upload.finished_at is not None and upload.error is None
+        assert session.scalar(select(RosterFile)) is None  # the bytes are gone, the report stays
 
 
 def test_upload_refusals_change_nothing(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     binary = upload_file(client, admin["token"], b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)), "photo.csv")
     assert binary.status_code == 400 and "无法识别的文件" in binary.get_data(as_text=True)
-    nothing = upload_file(client, admin["token"], (HEADER + ",,学院,,\n王五,,,,\n").encode())
-    assert nothing.status_code == 400 and "没有可导入的行" in nothing.get_data(as_text=True)
+    xls = upload_file(client, admin["token"], b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "old.xls")
+    assert xls.status_code == 400 and "不支持旧版 Excel" in xls.get_data(as_text=True)
+    wrong_mode = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode(), mode="wipe")
+    assert wrong_mode.status_code == 400 and "未知的上传方式" in wrong_mode.get_data(as_text=True)
     missing = client.post("/console/school/roster/upload", data={"csrf_token": admin["token"]})
     assert missing.status_code == 400 and "请选择" in missing.get_data(as_text=True)
     too_big = upload_file(client, admin["token"], b"a" * (roster.MAX_BYTES + 100 * 1024))
     assert too_big.status_code == 413
     with get_database(app).sessions() as session:
         assert session.scalar(select(RosterUpload)) is None and session.scalar(select(RosterEntry)) is None
+        assert session.scalar(select(Job)) is None and session.scalar(select(RosterFile)) is None
 
 
 def test_script_in_a_name_or_file_name_is_rendered_harmless(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     response = upload_file(client, admin["token"],
                            (HEADER + "<script>alert(1)</script>,2024001,<b>学院</b>,,\n张三,2024002,<img src=x>,,\n")
                            .encode(), '<script>alert("f")</script>.csv')
-    assert response.status_code == 302
+    assert response.status_code == 302 and run_upload_jobs(app) == ["done"]
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     page = client.get("/console/school/roster").get_data(as_text=True)
     for html in (report, page):
@@ -391,7 +422,8 @@ def test_another_schools_roster_and_reports_are_invisible(app, client, admin) ->
     assert client.get(f"/console/school/roster/uploads/{theirs.id}").status_code == 404
     page = client.get("/console/school/roster?q=2099").get_data(as_text=True)
     assert "别人" not in page and "2099001" not in page
-    mine = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
+    assert client.get(f"/console/school/roster/uploads/{theirs.id}/status").status_code == 404
+    mine = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
     assert client.get(mine.headers["Location"]).status_code == 200
     with get_database(app).sessions() as session:
         assert session.get(School, other) is not None
@@ -399,19 +431,15 @@ def test_another_schools_roster_and_reports_are_invisible(app, client, admin) ->
 
 
 def test_replace_mode_through_the_page(app, client, admin) -> None:  # type: ignore[no-untyped-def]
-    upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
-    response = client.post("/console/school/roster/upload", data={
-        "csrf_token": admin["token"], "mode": "replace",
-        "file": (io.BytesIO((HEADER + "张三,2024001,,,\n").encode()), "/home/李老师/名单/b.csv")},
-        content_type="multipart/form-data")
-    assert response.status_code == 302
+    upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    response = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n").encode(),
+                              "/home/李老师/名单/b.csv", mode="replace")
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "已从名单删除" in report and "上传报告：b.csv" in report
-    refused = client.post("/console/school/roster/upload", data={
-        "csrf_token": admin["token"], "mode": "replace",
-        "file": (io.BytesIO((HEADER + "王五,2024003,,,\n,2024004,,,\n").encode()), "c.csv")},
-        content_type="multipart/form-data")
-    assert refused.status_code == 400 and "替换方式要求文件中没有被拒绝的行" in refused.get_data(as_text=True)
+    refused = upload_and_run(app, client, admin["token"], (HEADER + "王五,2024003,,,\n,2024004,,,\n").encode(),
+                             "c.csv", mode="replace")
+    page = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "处理失败" in page and "替换方式要求文件中没有被拒绝的行" in page and "重新上传" in page
     assert set(entries(app, admin["school"])) == {"2024001"}
 
 
