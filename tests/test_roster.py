@@ -553,6 +553,8 @@ def test_a_stuck_upload_stops_blocking_after_the_busy_window(app, client, admin)
         session.commit()
     assert upload_file(client, admin["token"], (HEADER + "李四,2024002,,,\n").encode()).status_code == 302
     assert _upload(app, _upload_id(first)).status == "queued"
+    page = client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "处理超时" in page and "重新上传" in page and "data-status-url" not in page
 
 
 def test_a_re_run_of_a_finished_upload_does_nothing(app, client, admin) -> None:  # type: ignore[no-untyped-def]

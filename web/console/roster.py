@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request,
 from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
+from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from web.console import console_required, current_account, register_nav, render_console, school_of
 from web.database import get_session
@@ -98,7 +99,9 @@ def upload_report(upload_id: int) -> Response:
     uploaded = roster.upload_of(get_session(), school.id, upload_id)
     if uploaded is None:
         abort(404)
-    return render_console("console/roster/report.html", upload=uploaded, report=uploaded.report)
+    # Still unfinished after the busy window: its job failed for good (staff see it among failed jobs).
+    stuck = uploaded.status in roster.UNFINISHED and uploaded.created_at < utcnow() - roster.BUSY_WINDOW
+    return render_console("console/roster/report.html", upload=uploaded, report=uploaded.report, stuck=stuck)
 
 
 @bp.get("/roster/uploads/<int:upload_id>/status")
