@@ -1,4 +1,5 @@
-"""School rosters: a school admin's uploaded list (CSV or XLSX) parsed row by row, merged, and its upload history."""
+"""School rosters: a school admin's uploaded list (CSV or XLSX) queued, then parsed row by row and merged by a
+job, and its upload history."""
 from __future__ import annotations
 
 import codecs
@@ -7,9 +8,9 @@ import io
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,9 @@ from sqlalchemy.orm import Session
 from handlers.console_accounts import Actor, record_audit
 from handlers.identity import NAME, PHONE, STUDENT_NUMBER, verify_pending
 from handlers.learning import Refused
-from models import RosterEntry, RosterUpload, School
+from handlers.outbox import record_job
+from models import RosterEntry, RosterFile, RosterUpload, School
+from models.base import utcnow
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 60_000
@@ -54,10 +57,19 @@ FORMULA_START = ("=", "+", "-", "@")
 # Characters that Excel and WPS leave behind and nobody means: zero-width spaces, BOMs, soft hyphens.
 INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SCIENTIFIC = re.compile(r"^(\d+)(?:\.(\d+))?E\+?(\d+)$", re.IGNORECASE)
 EXCEL_TEXT = re.compile(r'^="(.*)"$')
 
 NOT_A_TABLE = "无法识别的文件：请上传 CSV（逗号、制表符或分号分隔）或 Excel .xlsx 文件"
+
+UPLOAD_JOB = "roster.process_upload"
+UNFINISHED = ("queued", "running")
+# An upload still queued or running after this long is stuck (its job failed for good: staff see it
+# under failed jobs); it no longer blocks the school's next upload.
+BUSY_WINDOW = timedelta(minutes=30)
+# Rows parsed between two progress reports (each is a small UPDATE committed on its own).
+PROGRESS_EVERY = 2000
 
 
 @dataclass
@@ -93,20 +105,34 @@ class ParsedRoster:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def parse_roster(data: bytes) -> ParsedRoster:
-    """Read a roster file (kind detected from its bytes, not its name) and check every row.
-    A file that cannot be read at all is a Refused with a Chinese message; nothing is kept."""
+def sniff(data: bytes) -> str:
+    """The file's kind from its size and first bytes, cheaply (the request's check): "xlsx" or "csv".
+    Refused for what can never be a roster; a file that passes may still fail to parse (the job says why)."""
     if len(data) > MAX_BYTES:
         raise Refused("too_large", f"文件超过 {MAX_BYTES // 1024 // 1024} MB，请拆分成几个文件分别上传")
     if not data.strip():
         raise Refused("empty", "文件是空的")
     if data.startswith(b"PK\x03\x04"):
-        return _parse_table(*_xlsx_rows(data), kind="xlsx", encoding=None, delimiter=None)
+        return "xlsx"
     if data.startswith(b"\xd0\xcf\x11\xe0"):
         raise Refused("xls", "不支持旧版 Excel（.xls）文件：请在 Excel 中“另存为” .xlsx 或 CSV 后再上传")
+    head = data[:65536]
+    if not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if b"\x00" in head or len(CONTROL_BYTES.findall(head)) > max(3, len(head) // 1000):
+            raise Refused("binary", NOT_A_TABLE)
+    return "csv"
+
+
+def parse_roster(data: bytes, progress: Callable[[int], None] | None = None) -> ParsedRoster:
+    """Read a roster file (kind detected from its bytes, not its name) and check every row;
+    `progress(rows)` is told every PROGRESS_EVERY rows. A file that cannot be read at all is a
+    Refused with a Chinese message; nothing is kept."""
+    if sniff(data) == "xlsx":
+        return _parse_table(*_xlsx_rows(data), kind="xlsx", encoding=None, delimiter=None, progress=progress)
     text, encoding = _decode(data)
     delimiter = _delimiter(text)
-    return _parse_table(_csv_rows(text, delimiter), None, kind="csv", encoding=encoding, delimiter=delimiter)
+    return _parse_table(_csv_rows(text, delimiter), None, kind="csv", encoding=encoding, delimiter=delimiter,
+                        progress=progress)
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -211,7 +237,7 @@ def _find_header(rows: Any) -> tuple[int, dict[str, int], dict[str, str]] | None
 
 
 def _parse_table(rows: Iterator[tuple[int, list[Any]]], sheet: str | None, *, kind: str, encoding: str | None,
-                 delimiter: str | None) -> ParsedRoster:
+                 delimiter: str | None, progress: Callable[[int], None] | None = None) -> ParsedRoster:
     head: list[tuple[int, list[Any]]] = []
     for number, cells in rows:
         head.append((number, cells))
@@ -237,6 +263,8 @@ def _parse_table(rows: Iterator[tuple[int, list[Any]]], sheet: str | None, *, ki
             parsed.blank += 1
             continue
         parsed.rows += 1
+        if progress is not None and parsed.rows % PROGRESS_EVERY == 0:
+            progress(parsed.rows)
         if parsed.rows > MAX_ROWS:
             raise Refused("too_many_rows", f"名单超过 {MAX_ROWS} 行，请拆分成几个文件分别上传")
         entry, notes, reasons = _check_row(dict(zip(FIELDS, values)))
@@ -402,11 +430,11 @@ def _check_row(values: dict[str, Any]) -> tuple[dict[str, str | None], list[str]
 
 
 def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedRoster, file_name: str,
-                 mode: str = "merge") -> RosterUpload:
+                 mode: str = "merge", upload: RosterUpload | None = None) -> RosterUpload:
     """Upsert the file's rows by (school, student number); rows the file does not mention are kept
     ("merge") or removed ("replace", only from a file without rejected rows, so a typo never deletes
-    a student). Then verify pending profiles that now match, and record the upload with its report.
-    Verified profiles stay verified whatever the roster loses. Flushes only."""
+    a student). Then verify pending profiles that now match, and record the upload (`upload`, the queued
+    one, or a new row) with its report. Verified profiles stay verified whatever the roster loses. Flushes only."""
     if mode not in MODES:
         raise Refused("bad_mode", "未知的上传方式")
     if mode == "replace" and parsed.rejected:
@@ -452,12 +480,15 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
         "problems_left_off": len(parsed.problems) - len(problems),
         "verified_profiles": [profile.id for profile in verified],
     }
-    upload = RosterUpload(school_id=school_id, account_id=actor.account_id, uploaded_by=actor.name[:100],
-                          file_name=(file_name or "roster")[:200], mode=mode, rows=parsed.rows,
-                          accepted=parsed.accepted, fixed=parsed.fixed, rejected=parsed.rejected, added=len(inserts),
-                          updated=len(updates), kept=len(existing) - matched - len(absent), removed=len(absent),
-                          verified=len(verified), report=report)
-    session.add(upload)
+    if upload is None:
+        upload = RosterUpload(school_id=school_id, account_id=actor.account_id, uploaded_by=actor.name[:100],
+                              file_name=(file_name or "roster")[:200], mode=mode)
+        session.add(upload)
+    upload.rows, upload.accepted, upload.fixed, upload.rejected = (parsed.rows, parsed.accepted, parsed.fixed,
+                                                                   parsed.rejected)
+    upload.added, upload.updated, upload.kept = len(inserts), len(updates), len(existing) - matched - len(absent)
+    upload.removed, upload.verified, upload.report = len(absent), len(verified), report
+    upload.status, upload.parsed_rows, upload.error, upload.finished_at = "done", parsed.rows, None, utcnow()
     session.flush()
     record_audit(session, actor, "roster.upload", "roster_upload", upload.id, school_id=school_id,
                  after={"file_name": upload.file_name, "rows": upload.rows, "accepted": upload.accepted,
@@ -467,6 +498,73 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
                  before={"removed": [{"student_number": row.student_number, "real_name": row.real_name}
                                      for row in absent]} if absent else None)
     return upload
+
+
+def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, file_name: str,
+                   mode: str = "merge") -> RosterUpload:
+    """The request's part: cheap checks (size, kind by magic bytes, mode), then the upload queued with
+    its bytes and a job to parse and merge it. One upload per school at a time: while one is queued or
+    running, another is refused (the admin reads the first report before sending the next file; in
+    replace mode their order decides the result). Flushes only."""
+    if mode not in MODES:
+        raise Refused("bad_mode", "未知的上传方式")
+    sniff(data)
+    # The school row lock serialises two admins uploading at once, so only one of them is queued.
+    session.scalar(select(School.id).where(School.id == school_id).with_for_update())
+    busy = session.scalar(select(RosterUpload).where(
+        RosterUpload.school_id == school_id, RosterUpload.status.in_(UNFINISHED),
+        RosterUpload.created_at >= utcnow() - BUSY_WINDOW).order_by(RosterUpload.id).limit(1))
+    if busy is not None:
+        raise Refused("roster_busy", f"上一份名单（{busy.file_name}）还在处理中，请等它完成、看过报告后再上传")
+    upload = RosterUpload(school_id=school_id, account_id=actor.account_id, uploaded_by=actor.name[:100],
+                          file_name=(file_name or "roster")[:200], mode=mode, status="queued", report={})
+    session.add(upload)
+    session.flush()
+    session.add(RosterFile(upload_id=upload.id, content=data))
+    record_job(session, UPLOAD_JOB, {"upload_id": upload.id}, dedup_key=f"roster-upload:{upload.id}",
+               max_attempts=3)
+    session.flush()
+    return upload
+
+
+def process_upload(session: Session, upload_id: int, progress: Callable[[int], None]) -> RosterUpload | None:
+    """The job's part: parse the stored bytes (telling `progress` the rows read; it commits on its own
+    connection, so this session writes nothing until the merge), then merge, or record why not. The
+    bytes are deleted either way; the caller commits once. A finished upload is left alone (a re-run)."""
+    upload = session.get(RosterUpload, upload_id)
+    if upload is None or upload.status not in UNFINISHED:
+        return upload
+    stored = session.get(RosterFile, upload_id)
+    school_id, account_id, name, file_name, mode = (upload.school_id, upload.account_id, upload.uploaded_by,
+                                                    upload.file_name, upload.mode)
+    data = stored.content if stored is not None else b""
+    session.rollback()  # no read transaction held while parsing (SQLite: the progress writes need the lock)
+    try:
+        if stored is None:
+            raise Refused("lost", "上传的文件已丢失，请重新上传")
+        progress(0)
+        parsed = parse_roster(data, progress)
+        if not parsed.entries:
+            raise Refused("nothing", f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
+                                     "名单未改变。请按表头“姓名、学号”整理后重新上传")
+        upload = session.get(RosterUpload, upload_id)
+        assert upload is not None
+        merge_roster(session, Actor(account_id, name, school_id), school_id, parsed, file_name, mode, upload)
+    except Refused as refused:
+        session.rollback()
+        upload = session.get(RosterUpload, upload_id)
+        assert upload is not None
+        upload.status, upload.error, upload.finished_at = "failed", refused.message, utcnow()
+    session.execute(delete(RosterFile).where(RosterFile.upload_id == upload_id))
+    session.flush()
+    return upload
+
+
+def record_progress(connection: Any, upload_id: int, rows: int) -> None:
+    """An upload's job is running and has read `rows` rows (never moves a finished upload back)."""
+    connection.execute(update(RosterUpload).where(RosterUpload.id == upload_id,
+                                                  RosterUpload.status.in_(UNFINISHED))
+                       .values(status="running", parsed_rows=rows))
 
 
 def _grouped(updates: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -221,6 +221,20 @@ def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
     school_console.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), utcnow(), progress)
 
 
+def _process_roster_upload(ctx: JobContext, payload: dict[str, Any]) -> None:
+    from handlers import roster
+
+    upload_id = int(payload["upload_id"])
+    engine = ctx.session.get_bind()
+
+    def progress(rows: int) -> None:
+        # Its own commit, as for exports: the report page polling the upload sees the rows counted.
+        with engine.begin() as conn:
+            roster.record_progress(conn, upload_id, rows)
+
+    roster.process_upload(ctx.session, upload_id, progress)
+
+
 def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
@@ -238,4 +252,5 @@ def build_registry() -> JobRegistry:
     registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
     registry.register(conversations.SEND_JOB, _send_staff_reply)
     registry.register("schools.export_students", _export_students)
+    registry.register("roster.process_upload", _process_roster_upload)
     return registry

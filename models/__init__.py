@@ -12,7 +12,7 @@ from models.order import CertificateOrder, OrderEvent, PaymentFlag
 from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.school import School
 from models.school_stats import SchoolStat, StudentExport, StudentProgress
-from models.student import RosterEntry, RosterUpload, StudentProfile
+from models.student import RosterEntry, RosterFile, RosterUpload, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
 
@@ -44,6 +44,7 @@ __all__ = [
     "QuickReply",
     "QuizAttempt",
     "RosterEntry",
+    "RosterFile",
     "RosterUpload",
     "School",
     "SchoolStat",

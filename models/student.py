@@ -5,7 +5,7 @@ from datetime import datetime
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin
@@ -67,7 +67,8 @@ class RosterEntry(Base):
 
 
 class RosterUpload(CreatedAtMixin, Base):
-    """One roster file a school admin uploaded: who, when, what it held, and the row-by-row report."""
+    """One roster file a school admin uploaded: who, when, what it held, and the row-by-row report.
+    A job parses and merges it: queued → running → done (report filled in) or failed (error says why)."""
 
     __tablename__ = "roster_uploads"
 
@@ -88,5 +89,20 @@ class RosterUpload(CreatedAtMixin, Base):
     removed: Mapped[int] = mapped_column(default=0)
     verified: Mapped[int] = mapped_column(default=0)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Uploads recorded before background processing were merged in the request: "done".
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="done")
+    parsed_rows: Mapped[int] = mapped_column(default=0, server_default="0")  # progress while running
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_roster_uploads_school_id_created_at", "school_id", "created_at"),)
+
+
+class RosterFile(Base):
+    """An upload's bytes, from the request until its job has read them (then deleted). In the database,
+    not on disk: it survives a web-host restart and reaches a worker on any host; files are ≤ 10 MB."""
+
+    __tablename__ = "roster_files"
+
+    upload_id: Mapped[int] = mapped_column(ForeignKey("roster_uploads.id", ondelete="CASCADE"), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,5 +1,5 @@
 """The roster and approval pages in a real browser: a school admin signs in, uploads the demo GBK roster,
-reads the report, and approves a pending student; on a desktop and on a phone."""
+watches it queued, reads the report once the job has run, and approves a pending student; on a desktop and on a phone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from models import ConsoleAccount, StudentProfile
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
 from tests.test_approvals import pending
+from tests.test_roster import run_upload_jobs
 from web.database import get_database
 
 DEMO_ROSTER = Path(__file__).resolve().parent.parent / "content" / "demo-roster-gbk.csv"
@@ -37,6 +38,11 @@ def test_school_admin_uploads_a_roster_and_approves_a_student(app, live_server, 
     page.set_input_files("input[name=file]", str(DEMO_ROSTER))
     page.click("button:text-is(\"上传\")")
     page.wait_for_url("**/console/school/roster/uploads/*")
+    # The request only queued the file: the page says so and polls while a worker (here: the test) runs the job.
+    assert "排队中" in page.inner_text("#upload-state")
+    page.screenshot(path=str(ARTIFACTS / "console-roster-queued.png"), full_page=True)
+    assert run_upload_jobs(app) == ["done"]
+    page.wait_for_selector("#report-rows")  # the page reloaded itself with the report
     report = page.inner_text("main")
     assert "GBK/GB18030" in report and "待审核学生自动通过" in report
     rows = page.inner_text("#report-rows")
@@ -81,3 +87,30 @@ def test_the_approval_queue_works_on_a_phone(app, live_server, phone) -> None:  
     assert "已驳回 韩梅梅（2024099）" in phone.inner_text("main")
     with get_database(app).sessions() as session:
         assert session.get(StudentProfile, waiting).reject_reason == "学号有误，请核对后重新提交"
+
+
+def test_a_failed_upload_shows_why_on_a_phone(app, live_server, phone, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    school = make_school(app, "毫末示范大学")
+    admin = make_school_admin(app, school)
+    with get_database(app).sessions() as session:
+        username = session.get(ConsoleAccount, admin).username
+    bad = tmp_path / "没有学号.csv"
+    bad.write_text("姓名,学号\n王五,\n", encoding="utf-8")
+    refused: list[str] = []  # a Content-Security-Policy refusal of the polling script would land here
+    phone.on("console", lambda message: refused.append(message.text)
+             if "Content Security Policy" in message.text else None)
+    phone.goto(f"{live_server.url}/console/school/roster")
+    phone.fill("input[name=username]", username)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/console/school/roster")
+    phone.set_input_files("input[name=file]", str(bad))
+    phone.click("button:text-is(\"上传\")")
+    phone.wait_for_url("**/console/school/roster/uploads/*")
+    phone.wait_for_function("document.getElementById('upload-state').dataset.status === 'queued'")
+    assert run_upload_jobs(app) == ["done"]
+    phone.wait_for_selector("text=处理失败")
+    assert "文件中没有可导入的行" in phone.inner_text("main") and refused == []
+    phone.screenshot(path=str(ARTIFACTS / "console-roster-failed-phone.png"), full_page=True)
+    phone.click("a:text-is(\"重新上传\")")
+    phone.wait_for_url("**/console/school/roster#upload")

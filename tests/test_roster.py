@@ -1,5 +1,6 @@
 """Rosters: parsing edge cases (encodings, delimiters, Excel numbers, formulas, limits), merging, auto-verification,
-and the roster console pages (tenant isolation, roles, CSRF, harmless rendering)."""
+the upload job (queued → running → done/failed, progress, re-runs) and the roster console pages (tenant isolation,
+roles, CSRF, harmless rendering)."""
 from __future__ import annotations
 
 import codecs
@@ -13,7 +14,8 @@ from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused
-from models import AuditEntry, RosterEntry, RosterUpload, School, StudentProfile, User
+from jobs.queue import get_queue
+from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from web.database import get_database
 
@@ -316,17 +318,41 @@ def admin(app, client, school):  # type: ignore[no-untyped-def]
     return {"school": school, "account": account, "token": sign_in(client, app, account)}
 
 
-def upload_file(client, token: str, data: bytes, name: str = "名单.csv"):  # type: ignore[no-untyped-def]
-    return client.post("/console/school/roster/upload", data={"csrf_token": token, "file": (io.BytesIO(data), name)},
+def upload_file(client, token: str, data: bytes, name: str = "名单.csv", mode: str = "merge"):  # type: ignore[no-untyped-def]
+    return client.post("/console/school/roster/upload", data={"csrf_token": token, "mode": mode,
+                                                             "file": (io.BytesIO(data), name)},
                        content_type="multipart/form-data")
+
+
+def run_upload_jobs(app) -> list[str]:  # type: ignore[no-untyped-def]
+    """What a worker does: run the roster jobs that are waiting (as tests/test_school_console.py runs exports)."""
+    with get_database(app).sessions() as session:
+        jobs = list(session.scalars(select(Job.id).where(Job.kind == roster.UPLOAD_JOB, Job.status == "pending")
+                                    .order_by(Job.id)))
+    return [get_queue(app).execute(job_id) for job_id in jobs]
+
+
+def upload_and_run(app, client, token: str, data: bytes, name: str = "名单.csv", mode: str = "merge"):  # type: ignore[no-untyped-def]
+    response = upload_file(client, token, data, name, mode)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert run_upload_jobs(app) == ["done"]
+    return response
 
 
 def test_upload_shows_the_report_history_and_the_roster(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     response = upload_file(client, admin["token"], (HEADER + "张三,2024001,心理学院,2024级,\n,2024002,,,\n"
                                                              "李四,２０２４００３,,,\n").encode("gbk"))
     assert response.status_code == 302
+    queued = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "排队中" in queued and "GBK/GB18030" not in queued and "data-status-url" in queued
+    assert client.get(response.headers["Location"] + "/status").get_json()["status"] == "queued"
+    assert "正在处理" not in client.get("/console/school/roster").get_data(as_text=True)  # queued, not running
+    assert run_upload_jobs(app) == ["done"]
+    assert client.get(response.headers["Location"] + "/status").get_json() == {
+        "id": int(response.headers["Location"].rsplit("/", 1)[1]), "status": "done", "rows": 3}
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "上传报告：名单.csv" in report and "GBK/GB18030" in report and "姓名为空" in report
+    assert "data-status-url" not in report  # nothing left to poll
     assert "全角字符已转为半角" in report
     page = client.get("/console/school/roster").get_data(as_text=True)
     assert "名单（共 2 人）" in page and "张三" in page and "名单.csv" in page
@@ -336,26 +362,31 @@ def test_upload_shows_the_report_history_and_the_roster(app, client, admin) -> N
     with get_database(app).sessions() as session:
         upload = session.scalar(select(RosterUpload))
         assert (upload.account_id, upload.rows, upload.rejected) == (admin["account"], 3, 1)
+        assert upload.status == "done" and upload.finished_at is not None and upload.error is None
+        assert session.scalar(select(RosterFile)) is None  # the bytes are gone, the report stays
 
 
 def test_upload_refusals_change_nothing(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     binary = upload_file(client, admin["token"], b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)), "photo.csv")
     assert binary.status_code == 400 and "无法识别的文件" in binary.get_data(as_text=True)
-    nothing = upload_file(client, admin["token"], (HEADER + ",,学院,,\n王五,,,,\n").encode())
-    assert nothing.status_code == 400 and "没有可导入的行" in nothing.get_data(as_text=True)
+    xls = upload_file(client, admin["token"], b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "old.xls")
+    assert xls.status_code == 400 and "不支持旧版 Excel" in xls.get_data(as_text=True)
+    wrong_mode = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode(), mode="wipe")
+    assert wrong_mode.status_code == 400 and "未知的上传方式" in wrong_mode.get_data(as_text=True)
     missing = client.post("/console/school/roster/upload", data={"csrf_token": admin["token"]})
     assert missing.status_code == 400 and "请选择" in missing.get_data(as_text=True)
     too_big = upload_file(client, admin["token"], b"a" * (roster.MAX_BYTES + 100 * 1024))
     assert too_big.status_code == 413
     with get_database(app).sessions() as session:
         assert session.scalar(select(RosterUpload)) is None and session.scalar(select(RosterEntry)) is None
+        assert session.scalar(select(Job)) is None and session.scalar(select(RosterFile)) is None
 
 
 def test_script_in_a_name_or_file_name_is_rendered_harmless(app, client, admin) -> None:  # type: ignore[no-untyped-def]
     response = upload_file(client, admin["token"],
                            (HEADER + "<script>alert(1)</script>,2024001,<b>学院</b>,,\n张三,2024002,<img src=x>,,\n")
                            .encode(), '<script>alert("f")</script>.csv')
-    assert response.status_code == 302
+    assert response.status_code == 302 and run_upload_jobs(app) == ["done"]
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     page = client.get("/console/school/roster").get_data(as_text=True)
     for html in (report, page):
@@ -391,7 +422,8 @@ def test_another_schools_roster_and_reports_are_invisible(app, client, admin) ->
     assert client.get(f"/console/school/roster/uploads/{theirs.id}").status_code == 404
     page = client.get("/console/school/roster?q=2099").get_data(as_text=True)
     assert "别人" not in page and "2099001" not in page
-    mine = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
+    assert client.get(f"/console/school/roster/uploads/{theirs.id}/status").status_code == 404
+    mine = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
     assert client.get(mine.headers["Location"]).status_code == 200
     with get_database(app).sessions() as session:
         assert session.get(School, other) is not None
@@ -399,19 +431,15 @@ def test_another_schools_roster_and_reports_are_invisible(app, client, admin) ->
 
 
 def test_replace_mode_through_the_page(app, client, admin) -> None:  # type: ignore[no-untyped-def]
-    upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
-    response = client.post("/console/school/roster/upload", data={
-        "csrf_token": admin["token"], "mode": "replace",
-        "file": (io.BytesIO((HEADER + "张三,2024001,,,\n").encode()), "/home/李老师/名单/b.csv")},
-        content_type="multipart/form-data")
-    assert response.status_code == 302
+    upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    response = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n").encode(),
+                              "/home/李老师/名单/b.csv", mode="replace")
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "已从名单删除" in report and "上传报告：b.csv" in report
-    refused = client.post("/console/school/roster/upload", data={
-        "csrf_token": admin["token"], "mode": "replace",
-        "file": (io.BytesIO((HEADER + "王五,2024003,,,\n,2024004,,,\n").encode()), "c.csv")},
-        content_type="multipart/form-data")
-    assert refused.status_code == 400 and "替换方式要求文件中没有被拒绝的行" in refused.get_data(as_text=True)
+    refused = upload_and_run(app, client, admin["token"], (HEADER + "王五,2024003,,,\n,2024004,,,\n").encode(),
+                             "c.csv", mode="replace")
+    page = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "处理失败" in page and "替换方式要求文件中没有被拒绝的行" in page and "重新上传" in page
     assert set(entries(app, admin["school"])) == {"2024001"}
 
 
@@ -427,3 +455,176 @@ def test_console_times_are_shown_in_beijing_time() -> None:
     from web.console.roster import beijing_time
     assert beijing_time(datetime(2026, 11, 29, 16, 30, tzinfo=timezone.utc)) == "2026-11-30 00:30"
     assert beijing_time(None) == ""
+
+
+# ------------------------------------------------------------------------------------------ the upload job
+
+
+def _upload(app, upload_id: int) -> RosterUpload:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        upload = session.get(RosterUpload, upload_id)
+        session.expunge(upload)
+        return upload
+
+
+def _upload_id(response) -> int:  # type: ignore[no-untyped-def]
+    return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
+def test_an_upload_is_queued_then_done_with_its_report_and_its_bytes_gone(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    data = xlsx([["姓名", "学号"], ["张三", "2024001"], ["李四", 2024002]])
+    response = upload_file(client, admin["token"], data, "名单.xlsx")
+    upload_id = _upload_id(response)
+    queued = _upload(app, upload_id)
+    assert (queued.status, queued.rows, queued.report, queued.finished_at) == ("queued", 0, {}, None)
+    with get_database(app).sessions() as session:
+        assert session.get(RosterFile, upload_id).content == data  # the exact bytes, for a worker on any host
+        job = session.scalar(select(Job).where(Job.kind == roster.UPLOAD_JOB))
+        assert job.payload == {"upload_id": upload_id} and job.status == "pending"
+        assert session.scalar(select(RosterEntry)) is None  # nothing merged in the request
+    assert run_upload_jobs(app) == ["done"]
+    done = _upload(app, upload_id)
+    assert (done.status, done.rows, done.added, done.fixed, done.parsed_rows) == ("done", 2, 2, 1, 2)
+    assert done.report["kind"] == "xlsx" and done.finished_at is not None
+    assert set(entries(app, admin["school"])) == {"2024001", "2024002"}
+    with get_database(app).sessions() as session:
+        assert session.get(RosterFile, upload_id) is None
+        audit = session.scalar(select(AuditEntry).where(AuditEntry.action == "roster.upload"))
+    assert (audit.account_id, audit.subject_id, audit.after["added"]) == (admin["account"], str(upload_id), 2)
+    report = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Excel 工作表“名单”" in report and "数字格式的单元格已转为文本" in report
+
+
+def test_a_file_that_cannot_be_merged_ends_failed_with_the_reason_and_the_admin_can_upload_again(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    nothing = upload_file(client, admin["token"], (HEADER + ",,学院,,\n王五,,,,\n").encode())
+    headless = upload_file(client, admin["token"], "just,some,words\n1,2,3\n".encode())
+    assert headless.status_code == 400 and "还在处理中" in headless.get_data(as_text=True)  # one at a time
+    assert run_upload_jobs(app) == ["done"]  # the job did its work: the upload failed, the job did not
+    failed = _upload(app, _upload_id(nothing))
+    assert failed.status == "failed" and failed.error.startswith("文件中没有可导入的行") and failed.finished_at
+    page = client.get(nothing.headers["Location"]).get_data(as_text=True)
+    assert "处理失败：文件中没有可导入的行" in page and "名单未改变" in page and "重新上传" in page
+    assert "data-status-url" not in page
+    assert client.get(nothing.headers["Location"] + "/status").get_json()["status"] == "failed"
+    listing = client.get("/console/school/roster").get_data(as_text=True)
+    assert "处理失败" in listing
+    bad_xlsx = upload_file(client, admin["token"], b"PK\x03\x04" + b"not really a zip" * 10, "坏.xlsx")
+    assert bad_xlsx.status_code == 302 and run_upload_jobs(app) == ["done"]
+    assert _upload(app, _upload_id(bad_xlsx)).error.startswith("Excel 文件已损坏")
+    again = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
+    assert _upload(app, _upload_id(again)).status == "done"
+    with get_database(app).sessions() as session:
+        assert session.scalar(select(RosterFile)) is None  # no bytes kept, failed or not
+        assert [e.student_number for e in session.scalars(select(RosterEntry))] == ["2024001"]
+        assert session.scalar(select(AuditEntry).where(AuditEntry.subject_id == str(_upload_id(nothing)))) is None
+
+
+def test_a_second_upload_waits_for_the_first_to_finish(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    first = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode(), "一.csv")
+    second = upload_file(client, admin["token"], (HEADER + "李四,2024002,,,\n").encode(), "二.csv")
+    assert second.status_code == 400 and "上一份名单（一.csv）还在处理中" in second.get_data(as_text=True)
+    assert "完成前不能再上传" in client.get("/console/school/roster").get_data(as_text=True)
+    with get_database(app).engine.begin() as conn:  # a worker has started on it
+        roster.record_progress(conn, _upload_id(first), 2000)
+    assert "正在读取，已读取 2000 行" in client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "正在处理（已读取 2000 行）" in client.get("/console/school/roster").get_data(as_text=True)
+    assert client.get(first.headers["Location"] + "/status").get_json()["rows"] == 2000
+    # Another school is not held up.
+    other = make_school(app, "别的大学")
+    with get_database(app).sessions() as session:
+        roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(), "b.csv")
+        session.commit()
+    assert run_upload_jobs(app) == ["done", "done"]
+    assert _upload(app, _upload_id(first)).status == "done"
+    upload_and_run(app, client, admin["token"], (HEADER + "李四,2024002,,,\n").encode(), "二.csv")
+    assert set(entries(app, admin["school"])) == {"2024001", "2024002"}
+
+
+def test_a_stuck_upload_stops_blocking_after_the_busy_window(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models.base import utcnow
+
+    first = upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode())
+    with get_database(app).sessions() as session:
+        session.execute(update(RosterUpload).values(created_at=utcnow() - roster.BUSY_WINDOW - timedelta(minutes=1)))
+        session.commit()
+    assert upload_file(client, admin["token"], (HEADER + "李四,2024002,,,\n").encode()).status_code == 302
+    assert _upload(app, _upload_id(first)).status == "queued"
+    page = client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "处理超时" in page and "重新上传" in page and "data-status-url" not in page
+
+
+def test_a_re_run_of_a_finished_upload_does_nothing(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import delete, func, update
+
+    response = upload_and_run(app, client, admin["token"], (HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    before = _upload(app, _upload_id(response))
+    # At-least-once: the queue hands the same job over again (a lost lease, a requeue after a crash).
+    with get_database(app).sessions() as session:
+        session.execute(update(Job).where(Job.kind == roster.UPLOAD_JOB).values(status="pending"))
+        # An entry removed since (a re-run that merged again would bring it back).
+        session.execute(delete(RosterEntry).where(RosterEntry.student_number == "2024002"))
+        session.commit()
+    assert run_upload_jobs(app) == ["done"]
+    after = _upload(app, _upload_id(response))
+    assert (after.status, after.finished_at, after.added, after.report) == ("done", before.finished_at, 2,
+                                                                             before.report)
+    assert set(entries(app, admin["school"])) == {"2024001"}  # not merged again
+    with get_database(app).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)
+                              .where(AuditEntry.action == "roster.upload")) == 1
+        calls: list[int] = []
+        assert roster.process_upload(session, after.id, calls.append).status == "done" and calls == []
+    # A progress report arriving late never moves a finished upload back.
+    with get_database(app).engine.begin() as conn:
+        roster.record_progress(conn, after.id, 5)
+    assert (_upload(app, after.id).status, _upload(app, after.id).parsed_rows) == ("done", 2)
+
+
+def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: ignore[no-untyped-def]
+    rows = "".join(f"学生{'甲乙丙丁'[i % 4]}{'一二三'[i % 3]},S{i:06d},,,\n" for i in range(4500))
+    with get_database(app).sessions() as session:
+        upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + rows).encode(),
+                                       "big.csv")
+        session.commit()
+        upload_id = upload.id
+    seen: list[tuple[str, int]] = []
+    engine = get_database(app).engine
+
+    def progress(count: int) -> None:
+        with engine.begin() as conn:
+            roster.record_progress(conn, upload_id, count)
+        seen.append((_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows))
+
+    with get_database(app).sessions() as session:
+        roster.process_upload(session, upload_id, progress)
+        session.commit()
+    assert seen == [("running", 0), ("running", 2000), ("running", 4000)]
+    assert (_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows) == ("done", 4500)
+
+
+def test_an_upload_whose_bytes_are_lost_fails_clearly(app, school) -> None:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + "张三,2024001,,,\n")
+                                       .encode(), "a.csv")
+        session.flush()
+        session.delete(session.get(RosterFile, upload.id))
+        session.commit()
+    assert run_upload_jobs(app) == ["done"]
+    assert _upload(app, upload.id).error == "上传的文件已丢失，请重新上传"
+
+
+def test_another_schools_upload_is_404_on_every_route(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+    other = make_school(app, "别的大学")
+    with get_database(app).sessions() as session:
+        theirs = roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(),
+                                       "theirs.csv")
+        session.commit()
+    for path in (f"/console/school/roster/uploads/{theirs.id}", f"/console/school/roster/uploads/{theirs.id}/status"):
+        assert client.get(path).status_code == 404, path
+    assert "theirs.csv" not in client.get("/console/school/roster").get_data(as_text=True)
+    # Their queued upload does not hold up this school.
+    assert upload_file(client, admin["token"], (HEADER + "张三,2024001,,,\n").encode()).status_code == 302

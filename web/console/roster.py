@@ -1,13 +1,15 @@
-"""Console pages for a school admin's roster: upload (CSV/XLSX), each upload's report, history, the roster itself."""
+"""Console pages for a school admin's roster: upload (CSV/XLSX, processed by a job), each upload's progress
+and report, history, the roster itself."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
 
 from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
+from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from web.console import console_required, current_account, register_nav, render_console, school_of
 from web.database import get_session
@@ -78,19 +80,15 @@ def upload() -> Response:
         return _roster_page(school.id, 400, "请选择要上传的名单文件（CSV 或 .xlsx）")
     data = file.read(roster.MAX_BYTES + 1)
     session = get_session()
+    # Old browsers send the whole client path; the history shows the file's own name.
+    name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
     try:
-        parsed = roster.parse_roster(data)
-        if not parsed.entries:
-            raise Refused("nothing", f"文件中没有可导入的行（{parsed.rejected} 行有问题，{parsed.blank} 行为空），"
-                                     "名单未改变。请按表头“姓名、学号”整理后重新上传")
-        # Old browsers send the whole client path; the history shows the file's own name.
-        name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        uploaded = roster.merge_roster(session, Actor.of(account), school.id, parsed, name,
-                                       request.form.get("mode", "merge"))
+        uploaded = roster.request_upload(session, Actor.of(account), school.id, data, name,
+                                         request.form.get("mode", "merge"))
     except Refused as refused:
         session.rollback()
         return _roster_page(school.id, 400, refused.message)
-    session.commit()
+    session.commit()  # hands the job to the queue
     return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
 
 
@@ -101,7 +99,22 @@ def upload_report(upload_id: int) -> Response:
     uploaded = roster.upload_of(get_session(), school.id, upload_id)
     if uploaded is None:
         abort(404)
-    return render_console("console/roster/report.html", upload=uploaded, report=uploaded.report)
+    # Still unfinished after the busy window: its job failed for good (staff see it among failed jobs).
+    stuck = uploaded.status in roster.UNFINISHED and uploaded.created_at < utcnow() - roster.BUSY_WINDOW
+    return render_console("console/roster/report.html", upload=uploaded, report=uploaded.report, stuck=stuck)
+
+
+@bp.get("/roster/uploads/<int:upload_id>/status")
+@console_required(SCHOOL_ADMIN)
+def upload_status(upload_id: int) -> Response:
+    """What the report page polls while the job runs."""
+    school = school_of(current_account())  # type: ignore[arg-type]
+    uploaded = roster.upload_of(get_session(), school.id, upload_id)
+    if uploaded is None:
+        abort(404)
+    response = jsonify(id=uploaded.id, status=uploaded.status, rows=uploaded.parsed_rows)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/roster/template.csv")
