@@ -160,7 +160,7 @@ class FastHeartbeat:
         if not 0 < length <= MAX_BODY:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
-        form = dict(parse_qsl(body.decode("latin-1")))
+        form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
         if FIELD not in form:
             environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it as if untouched
             return self.wsgi_app(environ, start_response)
