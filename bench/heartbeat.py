@@ -389,7 +389,7 @@ def _stages() -> list[tuple[object, str, str]]:
         (fast_mod, "parse_qsl", "    parse the form"),
         (fast_mod, "verify", "    beat token: verify (HMAC, expiry)"),
         (fast_mod, "_user_still_exists", "    user check (cached)"),
-        (PreparedStatement, "first", "    one statement (SELECT, then the CAS UPDATE)"),
+        (PreparedStatement, "first", "    the two statements (SELECT, then the CAS UPDATE)"),
         (fast_mod, "answer_body", "    JSON answer"),
         # The Flask view (beats without a token):
         (LazyCookieSessionInterface, "open_session", "  session cookie: open (verify + decode)"),
@@ -397,7 +397,7 @@ def _stages() -> list[tuple[object, str, str]]:
         (telemetry, "hash_openid", "  login_required: hash_openid"),
         (training_mod, "csrf_ok", "  csrf_ok (parses the form)"),
         (training_mod, "get_session", "  get_session (new ORM session)"),
-        (watching_mod, "heartbeat", "  watching.heartbeat (SELECT FOR UPDATE, rules, flush)"),
+        (watching_mod, "heartbeat", "  watching.heartbeat (both statements, the rules)"),
         (Session, "flush", "    Session.flush (the UPDATE)"),
         (Session, "commit", "  Session.commit"),
         (training_mod, "jsonify", "  jsonify"),
