@@ -98,7 +98,7 @@ def verify(app: Flask, token: str, now: float) -> tuple[int, int, str, str] | No
     if secret is None:
         return None
     _, user_id, watch_id, expires, tag = parts
-    if not (user_id.isdigit() and watch_id.isdigit() and expires.isdigit()) or now > int(expires):
+    if not all(p.isascii() and p.isdigit() for p in (user_id, watch_id, expires)) or now > int(expires):
         return None
     return int(user_id), int(watch_id), tag, secret
 
