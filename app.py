@@ -13,6 +13,7 @@ from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
 from web import payments
+from web import fast_heartbeat
 from web.console import accounts as console_accounts
 from web.console import payments as console_payments
 from web.console import pushes as console_pushes
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(training.bp)
+    fast_heartbeat.init_app(app)
     app.register_blueprint(certificates.bp)
     app.register_blueprint(payments.bp)
     console.init_app(app)

@@ -79,6 +79,7 @@ class Student:
     watch_id: int
     csrf: str
     cookie: str  # the whole Cookie header value: <session cookie name>=<signed session>
+    token: str = ""  # the beat token POST /h5/api/watch returns (web/fast_heartbeat.py)
 
 
 # --- the students ---------------------------------------------------------------------
@@ -135,8 +136,16 @@ def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyp
         students = []
         for user, watch in zip(users, watches):
             csrf = secrets.token_hex(16)
-            students.append(Student(user.id, user.openid, watch.id, csrf, sign_session(app, user.id, user.openid, csrf)))
+            students.append(Student(user.id, user.openid, watch.id, csrf, sign_session(app, user.id, user.openid, csrf),
+                                    beat_token(app, user.id, user.openid, watch.id)))
     return students
+
+
+def beat_token(app, user_id: int, openid: str, watch_id: int) -> str:  # type: ignore[no-untyped-def]
+    """The token /h5/api/watch hands the player for this watch session, by the same function."""
+    from web import fast_heartbeat
+
+    return fast_heartbeat.issue(app, user_id, openid, watch_id, int(time.time()) + fast_heartbeat.TOKEN_SECONDS)
 
 
 def _name(i: int) -> str:
@@ -152,8 +161,10 @@ def beats(students: Sequence[Student], state: Mapping[int, tuple[int, float]], r
     for r in range(1, rounds + 1):
         for s in students:
             last_seq, position = state[s.watch_id]
+            # As the player sends it: the beat token instead of the CSRF token (and, as any
+            # same-site fetch, the session cookie too, though the fast path does not read it).
             body = urlencode({"watch_id": s.watch_id, "seq": last_seq + r, "position": f"{position + r * STEP:.2f}",
-                              "csrf_token": s.csrf})
+                              "beat": s.token})
             yield PATH, body.encode(), {"Content-Type": FORM, "Cookie": s.cookie}
 
 
@@ -215,7 +226,8 @@ def floor_request(secret_key: str, work: Path) -> tuple[str, bytes, dict[str, st
     """A heartbeat exactly as the app gets it (same path, cookie size, body), for the floor."""
     app = make_app(common.sqlite_url(work), secret_key, work / "instance")  # connects lazily: never opened
     student = Student(1, "obench000000", 1, "0" * 32, "")
-    student = replace(student, cookie=sign_session(app, student.user_id, student.openid, student.csrf))
+    student = replace(student, cookie=sign_session(app, student.user_id, student.openid, student.csrf),
+                      token=beat_token(app, student.user_id, student.openid, student.watch_id))
     (line,) = beats([student], {1: (0, 0.0)}, 1)
     return line
 
@@ -365,17 +377,27 @@ def _stages() -> list[tuple[object, str, str]]:
     import telemetry
     import web.auth as auth_mod
     import web.ops as ops_mod
+    import web.fast_heartbeat as fast_mod
     import web.training as training_mod
+    from models.prepared import PreparedStatement
     from web.session_cookie import LazyCookieSessionInterface
 
     return [
         (ops_mod.RequestTelemetry, "__call__", "whole request (WSGI middleware down)"),
+        # The fast path (beats carrying a beat token), in front of Flask:
+        (fast_mod.FastHeartbeat, "__call__", "  fast path: whole (in front of Flask)"),
+        (fast_mod, "parse_qsl", "    parse the form"),
+        (fast_mod, "verify", "    beat token: verify (HMAC, expiry)"),
+        (fast_mod, "_user_still_exists", "    user check (cached)"),
+        (PreparedStatement, "first", "    the two statements (SELECT, then the CAS UPDATE)"),
+        (fast_mod, "answer_body", "    JSON answer"),
+        # The Flask view (beats without a token):
         (LazyCookieSessionInterface, "open_session", "  session cookie: open (verify + decode)"),
         (auth_mod, "_user_still_exists", "  login_required: user check (own reader session)"),
         (telemetry, "hash_openid", "  login_required: hash_openid"),
         (training_mod, "csrf_ok", "  csrf_ok (parses the form)"),
         (training_mod, "get_session", "  get_session (new ORM session)"),
-        (watching_mod, "heartbeat", "  watching.heartbeat (SELECT FOR UPDATE, rules, flush)"),
+        (watching_mod, "heartbeat", "  watching.heartbeat (both statements, the rules)"),
         (Session, "flush", "    Session.flush (the UPDATE)"),
         (Session, "commit", "  Session.commit"),
         (training_mod, "jsonify", "  jsonify"),

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from handlers import school_stats
 from handlers.learning import Refused, topic_state
 from models import Enrollment, WatchSession
-from models.prepared import PreparedStatement
+from models.prepared import PreparedStatement, autocommit
 
 # The fastest playback the player offers; progress beyond wall time × this is not believed.
 MAX_RATE = 2.0
@@ -94,7 +94,13 @@ def heartbeat(engine: Engine, user_id: int, watch_id: int, seq: int, position: f
     in between (measured by bench/heartbeat).
     """
     read, write = _statements(engine)
-    row = read.first({"watch_id": watch_id})
+    with autocommit(engine) as dbapi:  # one pooled connection for both statements
+        return _judge(read, write, dbapi, user_id, watch_id, seq, position, now)
+
+
+def _judge(read: PreparedStatement, write: PreparedStatement, dbapi: object, user_id: int, watch_id: int, seq: int,
+           position: float, now: datetime) -> Beat:
+    row = read.first({"watch_id": watch_id}, dbapi)
     if row is None or row[0] != user_id:
         raise Refused("no_watch", "播放记录不存在。")
     (_, active, last_seq, last_beat_at, current, watched, video_seconds, threshold, completed_at) = row
@@ -122,7 +128,7 @@ def heartbeat(engine: Engine, user_id: int, watch_id: int, seq: int, position: f
     if completed_at is None and current >= need - 0.5 and watched >= need - 0.5:
         completed_at = now
     written = write.first({"watch_id": watch_id, "seen_seq": last_seq, "seq": seq, "now": now, "position": current,
-                           "watched": watched, "completed_at": completed_at})
+                           "watched": watched, "completed_at": completed_at}, dbapi)
     if written is None:  # another beat of this session (or a new session) came in between
         return Beat(False, current, watched, completed, "stale or replayed")
     return Beat(accepted, current, watched, completed_at is not None, reason)

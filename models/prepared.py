@@ -1,7 +1,8 @@
 """Prepared statements for hot paths: compiled once by SQLAlchemy, run on the raw DBAPI connection."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from sqlalchemy import Engine
@@ -44,30 +45,47 @@ class PreparedStatement:
             out.append(processor(value) if processor is not None and value is not None else value)
         return tuple(out) if self._positional else dict(zip(self._order, out))
 
-    def first(self, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Execute as its own transaction and return the first row (or None)."""
-        raw = self.engine.raw_connection()
-        try:
-            dbapi = raw.driver_connection
-            if self._postgres:
-                dbapi.autocommit = True  # one statement, one round trip: no BEGIN/COMMIT
-                try:
-                    row = dbapi.execute(self.sql, self._params(values)).fetchone()
-                finally:
-                    dbapi.autocommit = False
-            else:
-                # Our SQLite connections run with isolation_level=None: each statement commits.
-                cursor = dbapi.execute(self.sql, self._params(values))
-                try:
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
-        finally:
-            raw.close()
+    def first(self, values: Mapping[str, Any], dbapi: Any = None) -> tuple[Any, ...] | None:
+        """Execute as its own transaction and return the first row (or None); on `dbapi`, a
+        connection from `autocommit(engine)`, when several statements run back to back."""
+        if dbapi is not None:
+            return self._first(dbapi, values)
+        with autocommit(self.engine) as own:
+            return self._first(own, values)
+
+    def _first(self, dbapi: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        if self._postgres:
+            row = dbapi.execute(self.sql, self._params(values)).fetchone()
+        else:
+            cursor = dbapi.execute(self.sql, self._params(values))
+            try:
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
         if row is None or not any(self._results):
             return row
         return tuple(p(v) if p is not None and v is not None else v
                      for p, v in zip(self._results, row, strict=False))
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Any]:
+    """A pooled raw DBAPI connection on which each statement commits by itself: one checkout
+    for a hot path's few statements."""
+    raw = engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        if engine.dialect.name == "postgresql":
+            dbapi.autocommit = True  # one statement, one round trip: no BEGIN/COMMIT
+            try:
+                yield dbapi
+            finally:
+                dbapi.autocommit = False
+        else:
+            # Our SQLite connections run with isolation_level=None: each statement commits.
+            yield dbapi
+    finally:
+        raw.close()
 
 
 def _result_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:

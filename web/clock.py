@@ -11,7 +11,12 @@ EXTENSION = "xinwei.clock_offset"
 
 
 def now() -> datetime:
-    return utcnow() + current_app.extensions.get(EXTENSION, timedelta(0))
+    return now_of(current_app)
+
+
+def now_of(app: Flask) -> datetime:
+    """now() without an app context (the heartbeat's fast path runs before Flask)."""
+    return utcnow() + app.extensions.get(EXTENSION, timedelta(0))
 
 
 def advance(app: Flask, seconds: float) -> None:

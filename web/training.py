@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import session as cookie
 from sqlalchemy import select
 
 from handlers import identity, learning, quiz, watching
 from handlers.catalog import list_courses
 from models import Course, Enrollment, QuizAttempt, School
-from web.auth import csrf_ok, current_user_id, login_required
+from web import fast_heartbeat
+from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
 from web.clock import now
 from web.database import get_database, get_session
 from web.media import video_url
@@ -141,8 +143,11 @@ def api_watch() -> Any:
     except learning.Refused as refusal:
         return jsonify(error=refusal.code, message=refusal.message), 409
     session.commit()
+    # The heartbeats' credential for this watch session (web/fast_heartbeat.py).
+    expires = fast_heartbeat.expiry(cookie[LOGIN_AT], current_app.permanent_session_lifetime.total_seconds(), _now())
+    token = fast_heartbeat.issue(current_app, watch.user_id, cookie[OPENID], watch.id, expires)
     return jsonify(watch_id=watch.id, position=watch.position, watched_seconds=watch.watched_seconds,
-                   completed=False)
+                   completed=False, beat_token=token)
 
 
 @bp.post("/api/heartbeat")
