@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from flask import Flask, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
+from handlers.console_accounts import Actor
 from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
@@ -120,6 +121,14 @@ def _load_account() -> ConsoleAccount | None:
     if stamp - seen >= SEEN_RESOLUTION_SECONDS:
         session[SEEN_AT] = stamp
     return account
+
+
+def current_actor() -> Actor:
+    """The signed-in account as the audit log records it (only inside console_required views)."""
+    account = current_account()
+    if account is None:
+        raise RuntimeError("current_actor() outside a signed-in console view")
+    return Actor.of(account)
 
 
 def sign_in_url() -> str:

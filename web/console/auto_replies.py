@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
 
 from handlers import auto_replies
-from handlers.console_accounts import Actor, record_audit
+from handlers.console_accounts import record_audit
 from handlers.learning import Refused
-from web.console import STAFF_ROLES, console_required, current_account, id_value, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_actor, id_value, register_nav, render_console
 from web.database import get_session
 
 bp = Blueprint("console_auto_replies", __name__, url_prefix="/console/auto-replies", template_folder="../templates")
@@ -16,12 +16,6 @@ register_nav("自动回复", "console_auto_replies.rules", STAFF_ROLES, 21)
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-
-
-def _actor() -> Actor:
-    account = current_account()
-    assert account is not None
-    return Actor.of(account)
 
 
 def _form() -> auto_replies.RuleForm:
@@ -44,22 +38,22 @@ def rules() -> Response:
         try:
             if action == "import":
                 added = auto_replies.import_suggested(session)
-                record_audit(session, _actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added})
+                record_audit(session, current_actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added})
                 done = f"已导入 {added} 条常见问题规则"
             elif action == "delete":
                 if rule_id is None:
                     abort(400)
                 before = auto_replies.delete_rule(session, rule_id)
-                record_audit(session, _actor(), "auto_reply.delete", "auto_reply_rule", rule_id, before=before)
+                record_audit(session, current_actor(), "auto_reply.delete", "auto_reply_rule", rule_id, before=before)
                 done = "规则已删除"
             elif action == "save":
                 values = auto_replies.parse_form(_form())
                 if rule_id is None:
                     rule = auto_replies.create_rule(session, values)
-                    record_audit(session, _actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values)
+                    record_audit(session, current_actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values)
                 else:
                     rule, before = auto_replies.update_rule(session, rule_id, values)
-                    record_audit(session, _actor(), "auto_reply.update", "auto_reply_rule", rule.id, before=before,
+                    record_audit(session, current_actor(), "auto_reply.update", "auto_reply_rule", rule.id, before=before,
                                  after=values)
                 done = "规则已保存"
             else:

@@ -8,11 +8,10 @@ from sqlalchemy import select
 
 from handlers import certificate_desk as desk
 from handlers import certificates
-from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models import Certificate, CorrectionRequest
 from web.certificates import issuer
-from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 from web.database import get_database, get_session
 
 bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
@@ -46,12 +45,6 @@ def init_app(app: Flask) -> None:
 
 def _page() -> int:
     return page_arg()
-
-
-def _actor() -> Actor:
-    account = current_account()
-    assert account is not None
-    return Actor.of(account)
 
 
 def _names() -> dict[str, object]:
@@ -141,7 +134,7 @@ def decide(request_id: int) -> Response:
         return _refusal(serial, Refused("bad_decision", "请选择批准或驳回。"))
     session = get_session()
     try:
-        new = desk.decide(session, _actor(), request_id, approve=decision == "approve",
+        new = desk.decide(session, current_actor(), request_id, approve=decision == "approve",
                           note=request.form.get("note", ""), issuer=issuer())
     except Refused as refused:
         return _refusal(serial, refused)
@@ -159,7 +152,7 @@ def revoke(certificate_id: int) -> Response:
     if request.form.get("confirm") != "yes":
         return _refusal(serial, Refused("unconfirmed", "请勾选确认后再撤销。"))
     try:
-        desk.revoke(session, _actor(), certificate_id, request.form.get("reason", ""))
+        desk.revoke(session, current_actor(), certificate_id, request.form.get("reason", ""))
     except Refused as refused:
         return _refusal(serial, refused)
     session.commit()
@@ -174,7 +167,7 @@ def notice(certificate_id: int) -> Response:
     if serial is None:
         abort(404)
     try:
-        desk.resend_notice(session, _actor(), certificate_id)
+        desk.resend_notice(session, current_actor(), certificate_id)
     except Refused as refused:
         return _refusal(serial, refused)
     session.commit()

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, Flask, Response, abort, current_app, flash, redirect, request, url_for
 
 from handlers import conversations
-from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, id_value, page_arg, register_nav, render_console
+from web.console import (STAFF_ROLES, console_required, current_account, current_actor, id_value, page_arg,
+                         register_nav, render_console)
 from web.database import get_session
 
 bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_folder="../templates")
@@ -29,12 +29,6 @@ def init_app(app: Flask) -> None:
 def inbox_time(moment: datetime | None) -> str:
     """A time as staff read it: Beijing time, to the minute."""
     return moment.astimezone(BEIJING).strftime("%m-%d %H:%M") if moment else ""
-
-
-def _actor() -> Actor:
-    account = current_account()
-    assert account is not None
-    return Actor.of(account)
 
 
 @bp.get("")
@@ -101,9 +95,9 @@ def reply(conversation_id: int) -> Response:
     kind = request.form.get("kind", "custom")
     if kind == "template":
         template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
-        return _act(conversation_id, lambda s: conversations.notify(s, _actor(), conversation_id, text, now(), template_id),
+        return _act(conversation_id, lambda s: conversations.notify(s, current_actor(), conversation_id, text, now(), template_id),
                     "模板通知已排队发送", text)
-    return _act(conversation_id, lambda s: conversations.reply(s, _actor(), conversation_id, text, now()),
+    return _act(conversation_id, lambda s: conversations.reply(s, current_actor(), conversation_id, text, now()),
                 "回复已排队发送", text)
 
 
@@ -112,28 +106,28 @@ def reply(conversation_id: int) -> Response:
 def assign(conversation_id: int) -> Response:
     value = request.form.get("account_id", "")
     if value == "me":
-        target: int | None = _actor().account_id
+        target: int | None = current_actor().account_id
     elif value == "":
         target = None
     elif id_value(value) is not None:
         target = id_value(value)
     else:
         abort(400)
-    return _act(conversation_id, lambda s: conversations.assign(s, _actor(), conversation_id, target),
+    return _act(conversation_id, lambda s: conversations.assign(s, current_actor(), conversation_id, target),
                 "已分配" if target else "已取消分配")
 
 
 @bp.post("/<int:conversation_id>/read")
 @console_required(*STAFF_ROLES)
 def mark_read(conversation_id: int) -> Response:
-    return _act(conversation_id, lambda s: conversations.mark_read(s, _actor(), conversation_id), "已标记为已读")
+    return _act(conversation_id, lambda s: conversations.mark_read(s, current_actor(), conversation_id), "已标记为已读")
 
 
 @bp.post("/<int:conversation_id>/status")
 @console_required(*STAFF_ROLES)
 def set_status(conversation_id: int) -> Response:
     status = request.form.get("status", "")
-    return _act(conversation_id, lambda s: conversations.set_status(s, _actor(), conversation_id, status),
+    return _act(conversation_id, lambda s: conversations.set_status(s, current_actor(), conversation_id, status),
                 "会话已关闭" if status == "closed" else "会话已重新打开")
 
 
@@ -146,7 +140,7 @@ def retry(reply_id: int) -> Response:
     if staff_reply is None:
         abort(404)
     conversation_id = staff_reply.conversation_id
-    return _act(conversation_id, lambda s: conversations.retry(s, _actor(), reply_id, now()), "已重新排队发送")
+    return _act(conversation_id, lambda s: conversations.retry(s, current_actor(), reply_id, now()), "已重新排队发送")
 
 
 @bp.route("/quick-replies", methods=["GET", "POST"])
@@ -159,10 +153,10 @@ def quick_replies() -> Response:
         quick_id = id_value(raw_id)
         try:
             if request.form.get("action") == "delete" and quick_id is not None:
-                conversations.delete_quick_reply(session, _actor(), quick_id)
+                conversations.delete_quick_reply(session, current_actor(), quick_id)
                 done = "已删除"
             else:
-                conversations.save_quick_reply(session, _actor(), quick_id, request.form.get("title", "")[:200],
+                conversations.save_quick_reply(session, current_actor(), quick_id, request.form.get("title", "")[:200],
                                        request.form.get("body", "")[:5000], request.form.get("position", "0")[:10])
                 done = "已保存"
         except Refused as refused:

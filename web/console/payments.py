@@ -4,16 +4,17 @@ from __future__ import annotations
 from datetime import date, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, flash, get_flashed_messages, redirect, request, url_for
+from flask import (Blueprint, Flask, Response, abort, current_app, flash, get_flashed_messages, redirect, request,
+                   url_for)
 from sqlalchemy import select
 
 from handlers import payments
-from handlers.console_accounts import Actor, record_audit
+from handlers.console_accounts import record_audit
 from handlers.learning import Refused
 from models import Certificate, CertificateOrder, PaymentFlag, School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.clock import now
-from web.console import console_required, current_account, id_value, register_nav, render_console
+from web.console import console_required, current_actor, id_value, register_nav, render_console
 from web.database import get_session
 from wechat.pay import PayError, get_wechat_pay
 
@@ -29,14 +30,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _actor() -> Actor:
-    account = current_account()
-    assert account is not None
-    return Actor.of(account)
-
-
 def _staff() -> str:
-    return f"staff:{_actor().name}"
+    return f"staff:{current_actor().name}"
 
 
 def _back(target: str, text: str) -> Response:
@@ -93,7 +88,7 @@ def print_batch() -> Response:
     printing = payments.start_printing(session, ids, _staff(), now())
     if not printing:
         return _back(url_for(".index"), "所选订单都不在待打印状态")
-    record_audit(session, _actor(), "payments.print", "certificate_orders", ",".join(str(o.id) for o in printing)[:64],
+    record_audit(session, current_actor(), "payments.print", "certificate_orders", ",".join(str(o.id) for o in printing)[:64],
                  after={"orders": [o.out_trade_no for o in printing]})
     pdf = payments.batch_pdf(session, [o.id for o in printing])
     session.commit()
@@ -113,7 +108,7 @@ def ship(order_id: int) -> Response:
     except Refused as refusal:
         session.rollback()
         return _back(url_for(".order", order_id=order_id), refusal.message)
-    record_audit(session, _actor(), "payments.ship", "certificate_order", shipped.id,
+    record_audit(session, current_actor(), "payments.ship", "certificate_order", shipped.id,
                  after={"carrier": shipped.carrier, "tracking_number": shipped.tracking_number})
     session.commit()
     return redirect(url_for(".order", order_id=order_id))
@@ -128,7 +123,7 @@ def delivered(order_id: int) -> Response:
     except Refused as refusal:
         session.rollback()
         return _back(url_for(".order", order_id=order_id), refusal.message)
-    record_audit(session, _actor(), "payments.delivered", "certificate_order", order_id)
+    record_audit(session, current_actor(), "payments.delivered", "certificate_order", order_id)
     session.commit()
     return redirect(url_for(".order", order_id=order_id))
 
@@ -157,7 +152,7 @@ def refund(order_id: int) -> Response:
     except Refused as refusal:
         session.rollback()
         return _back(url_for(".order", order_id=order_id), refusal.message)
-    record_audit(session, _actor(), "payments.refund", "certificate_order", order_id, before={"status": status},
+    record_audit(session, current_actor(), "payments.refund", "certificate_order", order_id, before={"status": status},
                  after={"status": "refunded", "refund_id": result.get("refund_id"), "total_fen": total}, note=reason)
     session.commit()
     return redirect(url_for(".order", order_id=order_id))
@@ -177,7 +172,7 @@ def resolve_flag(flag_id: int) -> Response:
     if session.get(PaymentFlag, flag_id) is None:
         abort(404)
     flag = payments.resolve_flag(session, flag_id, _staff(), now())
-    record_audit(session, _actor(), "payments.flag_resolved", "payment_flag", flag_id,
+    record_audit(session, current_actor(), "payments.flag_resolved", "payment_flag", flag_id,
                  note=request.form.get("note", "")[:500] or None, after={"reason": flag.reason if flag else None})
     session.commit()
     return redirect(url_for(".flags"))
@@ -199,7 +194,7 @@ def refund_flag(flag_id: int) -> Response:
     except PayError as exc:
         return _back(url_for(".flags"), f"微信支付未受理退款：{exc}"[:200])
     payments.resolve_flag(session, flag_id, _staff(), now())
-    record_audit(session, _actor(), "payments.flag_refund", "payment_flag", flag_id,
+    record_audit(session, current_actor(), "payments.flag_refund", "payment_flag", flag_id,
                  after={"out_trade_no": out_trade_no, "refund_id": result.get("refund_id"), "total_fen": total})
     session.commit()
     return redirect(url_for(".flags"))
@@ -226,7 +221,7 @@ def billing() -> Response:
     except Refused as refusal:
         abort(400, description=refusal.message)
     if request.args.get("format") == "csv":
-        record_audit(session, _actor(), "payments.billing_export", None, None,
+        record_audit(session, current_actor(), "payments.billing_export", None, None,
                      after={"start": start.isoformat(), "end": end.isoformat(), "schools": len(rows)})
         session.commit()
         response = Response(payments.billing_csv(rows, start, end), mimetype="text/csv")

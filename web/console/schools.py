@@ -4,12 +4,11 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
 from handlers import school_directory as directory
-from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models import School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
 from web.database import get_session
 
@@ -33,12 +32,6 @@ def _formatting() -> dict[str, object]:
     return {"local_time": local_time, "fields": directory.FIELDS}
 
 
-def _actor() -> Actor:
-    account = current_account()
-    assert account is not None
-    return Actor.of(account)
-
-
 def _invite_link(token: str) -> str:
     return url_for("console.invite", token=token, _external=True)
 
@@ -51,7 +44,7 @@ def index() -> Response:
     if request.method == "POST":
         form = directory.SchoolForm.of(request.form)
         try:
-            school = directory.create_school(session, _actor(), form)
+            school = directory.create_school(session, current_actor(), form)
         except Refused as refused:
             session.rollback()
             error = refused.message
@@ -89,7 +82,7 @@ def edit(school_id: int) -> Response:
     session = get_session()
     form = directory.SchoolForm.of(request.form)
     try:
-        directory.update_school(session, _actor(), school.id, form)
+        directory.update_school(session, current_actor(), school.id, form)
     except Refused as refused:
         session.rollback()
         return _edit_page(_school(school_id), 422, error=refused.message, form=form)
@@ -103,7 +96,7 @@ def invite(school_id: int) -> Response:
     school = _school(school_id)
     session = get_session()
     try:
-        _, token = directory.invite_school_admin(session, _actor(), school.id, request.form.get("display_name", ""),
+        _, token = directory.invite_school_admin(session, current_actor(), school.id, request.form.get("display_name", ""),
                                                  now())
     except Refused as refused:
         session.rollback()
@@ -120,7 +113,7 @@ def disable(school_id: int, account_id: int) -> Response:
     session = get_session()
     disabled = request.form.get("disabled") == "1"
     try:
-        directory.set_school_admin_disabled(session, _actor(), school.id, account_id, disabled)
+        directory.set_school_admin_disabled(session, current_actor(), school.id, account_id, disabled)
     except Refused:
         session.rollback()
         abort(404)
@@ -148,7 +141,7 @@ def index_staff() -> Response:
 def invite_staff() -> Response:
     session = get_session()
     try:
-        _, token = directory.invite_staff(session, _actor(), request.form.get("role", ""),
+        _, token = directory.invite_staff(session, current_actor(), request.form.get("role", ""),
                                           request.form.get("display_name", ""), now())
     except Refused as refused:
         session.rollback()
@@ -163,7 +156,7 @@ def disable_staff(account_id: int) -> Response:
     session = get_session()
     disabled = request.form.get("disabled") == "1"
     try:
-        directory.set_staff_disabled(session, _actor(), account_id, disabled)
+        directory.set_staff_disabled(session, current_actor(), account_id, disabled)
     except Refused as refused:
         session.rollback()
         if refused.code == "not_found":
