@@ -23,6 +23,14 @@ JUDGE_KEYS = ["对", "错"]
 # redo_all: a total under the pass mark starts every topic over (a new round).
 POLICIES = {"on_topic_failed": {"rewatch", "retry"}, "on_course_failed": {"redo_all"}}
 POLICY_NAMES = {"rewatch": "重看视频后再答", "retry": "直接重答", "redo_all": "全部专题重来"}
+# Optional course keys with their default: what a failed test's result shows (wrong_questions:
+# the score and which questions were wrong; score_only), and when the right answers and
+# explanations are shown (after_pass: once the topic is passed; never).
+OPTIONAL_POLICIES = {"review_on_fail": ({"wrong_questions", "score_only"}, "wrong_questions"),
+                     "review_answers": ({"after_pass", "never"}, "after_pass")}
+OPTIONAL_POLICY_NAMES = {"wrong_questions": "分数和答错的题目", "score_only": "只显示分数",
+                         "after_pass": "专题通过后显示", "never": "从不显示"}
+MAX_PLAYBACK_RATE = 2.0  # the default of the course key max_playback_rate
 KIND_NAMES = {"single": "单选题", "multiple": "多选题", "judge": "判断题"}
 TOTAL_POINTS = 100
 
@@ -126,6 +134,18 @@ class _Checker:
         if isinstance(threshold, (int, float)) and not 0.5 <= threshold <= 1:
             self.add(place, "watch_threshold", f"{place.name('watch_threshold')}须在 0.5 到 1 之间（如 0.9 "
                                                f"即须看完 90%），现为 {shown(threshold)}")
+        if "max_playback_rate" in course:
+            rate = self.need(course, "max_playback_rate", (int, float), place)
+            if isinstance(rate, (int, float)) and not 1 <= rate <= 3:
+                self.add(place, "max_playback_rate", f"{place.name('max_playback_rate')}须在 1 到 3 之间"
+                                                     f"（如 2 即最快两倍速），现为 {shown(rate)}")
+        for key, (allowed, _) in OPTIONAL_POLICIES.items():
+            if key not in course:
+                continue
+            value = self.need(course, key, str, place)
+            if value and value not in allowed:
+                choices = "、".join(f"{a}（{OPTIONAL_POLICY_NAMES[a]}）" for a in sorted(allowed))
+                self.add(place, key, f"{place.name(key)}只能是 {choices}，现为 {shown(value)}")
 
     def _topic(self, topic: dict[str, Any], place: Place, topic_codes: dict[str, int],
                question_codes: dict[str, Place]) -> int:
@@ -156,14 +176,29 @@ class _Checker:
         if not isinstance(questions, list) or not questions:
             self.add(place, "questions", "没有题目：每道题以 [[topics.questions]] 开头")
             return 0
-        points_total = 0
+        points: list[int] = []
         for q_index, question in enumerate(questions, 1):
             if not isinstance(question, dict):
                 self.add(place.of_question(q_index), None, "格式不对，应为以 [[topics.questions]] 开头的表")
                 continue
-            points_total += self._question(question, place.of_question(q_index, question.get("code")),
-                                           question_codes)
-        return points_total
+            points.append(self._question(question, place.of_question(q_index, question.get("code")),
+                                         question_codes))
+        if "test_questions" not in topic:
+            return sum(points)
+        # A test that draws some of the bank: every draw must be worth the same, so the
+        # questions share one point value and the course total counts the drawn ones.
+        draw = self.need(topic, "test_questions", int, place)
+        if not isinstance(draw, int):
+            return sum(points)
+        if not 1 <= draw <= len(questions):
+            self.add(place, "test_questions", f"{place.name('test_questions')}须在 1 到 {len(questions)} 之间"
+                                              f"（本专题共 {len(questions)} 道题），现为 {draw}")
+            return sum(points)
+        if len(set(points)) > 1:
+            self.add(place, "test_questions", f"设置了{place.name('test_questions')}时，本专题每道题的分值须相同"
+                                              f"（现有 {'、'.join(str(p) for p in sorted(set(points)))} 分）")
+            return sum(points)
+        return draw * (points[0] if points else 0)
 
     def _question(self, question: dict[str, Any], place: Place, question_codes: dict[str, Place]) -> int:
         q_code = self.need(question, "code", str, place)
@@ -260,6 +295,9 @@ def load_catalog(session: Session, data: dict[str, Any], source: str) -> LoadRes
         description=info["description"], pass_mark=info["pass_mark"],
         topic_pass_percent=info["topic_pass_percent"], on_topic_failed=info["on_topic_failed"],
         on_course_failed=info["on_course_failed"], watch_threshold=float(info["watch_threshold"]),
+        max_playback_rate=float(info.get("max_playback_rate", MAX_PLAYBACK_RATE)),
+        review_on_fail=info.get("review_on_fail", OPTIONAL_POLICIES["review_on_fail"][1]),
+        review_answers=info.get("review_answers", OPTIONAL_POLICIES["review_answers"][1]),
         source=source[:200],
     )
     session.add(version)
@@ -267,7 +305,7 @@ def load_catalog(session: Session, data: dict[str, Any], source: str) -> LoadRes
     for position, topic in enumerate(data["topics"], 1):
         row = Topic(version_id=version.id, position=position, code=topic["code"], title=topic["title"],
                     summary=topic["summary"], video_url=topic["video"]["url"],
-                    video_seconds=topic["video"]["seconds"])
+                    video_seconds=topic["video"]["seconds"], test_questions=topic.get("test_questions"))
         session.add(row)
         session.flush()
         for q_position, q in enumerate(topic["questions"], 1):
@@ -284,6 +322,15 @@ def load_catalog(session: Session, data: dict[str, Any], source: str) -> LoadRes
 def load_catalog_file(session: Session, path: Path) -> LoadResult:
     data = parse_catalog(path.read_text(encoding="utf-8"), path.name)
     return load_catalog(session, data, path.name)
+
+
+def topic_test_points(topic: Topic) -> int:
+    """What one test of the topic is worth: all its questions, or the drawn number of them
+    (every question then has the same points: the catalog checks it)."""
+    points = [q.points for q in topic.questions]
+    if topic.test_questions is not None and points:
+        return topic.test_questions * points[0]
+    return sum(points)
 
 
 def current_version(session: Session, course_code: str) -> CourseVersion | None:

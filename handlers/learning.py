@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from handlers import school_stats
-from handlers.catalog import current_version
+from handlers.catalog import current_version, topic_test_points
 from handlers.identity import profile_of
 from models import Course, CourseVersion, Enrollment, QuizAttempt, Topic, WatchSession
 from models.base import utcnow
@@ -97,7 +97,7 @@ def progress(session: Session, enrollment: Enrollment) -> Progress:
     for topic in version.topics:
         mine = by_topic.get(topic.code, [])
         last = mine[-1] if mine else None
-        max_score = sum(q.points for q in topic.questions)
+        max_score = topic_test_points(topic)
         if not unlocked:
             state = "locked"
         elif last is not None and last.passed:

@@ -1,4 +1,4 @@
-"""Topic tests: a draw stored when the attempt starts, answers graded on the server from that draw."""
+"""Topic tests: a draw stored when the attempt starts, graded on the server, reviewed as the course allows."""
 from __future__ import annotations
 
 import random
@@ -11,9 +11,15 @@ from sqlalchemy.orm import Session
 
 from handlers import school_stats
 from handlers.learning import Refused, record_outcome, topic_state
-from models import CourseVersion, Enrollment, Question, QuizAttempt
+from models import CourseVersion, Enrollment, Question, QuizAttempt, Topic
 
-_shuffle = random.SystemRandom().shuffle
+_random = random.SystemRandom()
+_shuffle = _random.shuffle
+
+# What a result page may show, from least to most (CourseVersion.review_on_fail / review_answers).
+REVIEW_SCORE = "score"  # the score only
+REVIEW_WRONG = "wrong"  # the score, and which questions were right or wrong
+REVIEW_ANSWERS = "answers"  # the right options and the explanations too
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,7 @@ def start_attempt(session: Session, enrollment: Enrollment, topic_code: str, now
         .order_by(QuizAttempt.id.desc()).limit(1))
     if open_attempt is not None and open_attempt.version_id == current.version.id:
         return open_attempt
-    questions = list(state.topic.questions)
-    _shuffle(questions)
+    questions = _draw(session, enrollment, state.topic)
     draw = []
     for question in questions:
         keys = [o["key"] for o in question.options]
@@ -50,6 +55,25 @@ def start_attempt(session: Session, enrollment: Enrollment, topic_code: str, now
     session.add(attempt)
     session.flush()
     return attempt
+
+
+def _draw(session: Session, enrollment: Enrollment, topic: Topic) -> list[Question]:
+    """The questions of a new attempt, in a fresh random order. When the topic's test uses only
+    part of its bank, the questions this student was given least often come first, so a retake
+    draws a fresh set rather than the same questions reordered."""
+    bank = list(topic.questions)
+    _shuffle(bank)
+    if topic.test_questions is None or topic.test_questions >= len(bank):
+        return bank
+    seen: dict[int, int] = {}
+    for (draw,) in session.execute(select(QuizAttempt.draw).where(
+            QuizAttempt.enrollment_id == enrollment.id, QuizAttempt.topic_code == topic.code)):
+        for item in draw:
+            seen[item["question_id"]] = seen.get(item["question_id"], 0) + 1
+    bank.sort(key=lambda q: seen.get(q.id, 0))  # stable: ties keep the random order
+    chosen = bank[:topic.test_questions]
+    _shuffle(chosen)
+    return chosen
 
 
 def _questions(session: Session, attempt: QuizAttempt) -> dict[int, Question]:
@@ -110,15 +134,39 @@ def submit_attempt(session: Session, user_id: int, attempt_id: int, answers: dic
     return Graded(attempt, first_submission=bool(counted))
 
 
-def review_sheet(session: Session, attempt: QuizAttempt) -> list[dict[str, Any]]:
-    """After submitting: each question with the student's answer, the key and the explanation."""
+def review_level(session: Session, attempt: QuizAttempt) -> str:
+    """How much a submitted attempt's result page shows, by the course version's policy: the
+    right answers only once the student has passed this topic (a failed attempt's page must not
+    hand out the key for the retake), and which questions were wrong unless the course says no."""
+    version = session.get(CourseVersion, attempt.version_id)
+    assert version is not None
+    passed = attempt.passed or session.scalar(select(QuizAttempt.id).where(
+        QuizAttempt.enrollment_id == attempt.enrollment_id, QuizAttempt.topic_code == attempt.topic_code,
+        QuizAttempt.passed.is_(True)).limit(1)) is not None
+    if passed and version.review_answers == "after_pass":
+        return REVIEW_ANSWERS
+    if passed or version.review_on_fail == "wrong_questions":
+        return REVIEW_WRONG
+    return REVIEW_SCORE
+
+
+def review_sheet(session: Session, attempt: QuizAttempt) -> tuple[str, list[dict[str, Any]]]:
+    """After submitting: the review level and each question as that level allows: the
+    student's own choices and whether each was right; the key and the explanation only at
+    REVIEW_ANSWERS; no questions at all at REVIEW_SCORE."""
     if attempt.submitted_at is None:
         raise Refused("open", "提交后才能查看解析。")
+    level = review_level(session, attempt)
+    if level == REVIEW_SCORE:
+        return level, []
     questions = _questions(session, attempt)
     sheet = paper(session, attempt)
     for row in sheet:
         q = questions[row["id"]]
         mine = (attempt.answers or {}).get(str(q.id), [])
-        row.update(chosen=mine, answer=list(q.answer), correct=sorted(mine) == sorted(q.answer),
-                   explanation=q.explanation)
-    return sheet
+        row.update(chosen=mine, correct=sorted(mine) == sorted(q.answer))
+        if level == REVIEW_ANSWERS:
+            row.update(answer=list(q.answer), explanation=q.explanation)
+        else:
+            row.update(answer=[], explanation=None)
+    return level, sheet

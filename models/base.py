@@ -39,6 +39,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+# The largest value of an Integer column on every backend (PostgreSQL's int4): no id or counter
+# is ever larger, so a bigger number from outside is "not found" or "bad input", never a query.
+DB_INT_MAX = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

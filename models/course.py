@@ -40,6 +40,14 @@ class CourseVersion(Base):
     on_topic_failed: Mapped[str] = mapped_column(String(32))
     on_course_failed: Mapped[str] = mapped_column(String(32))
     watch_threshold: Mapped[float]
+    # The fastest playback the player offers; the watch clock never credits more.
+    max_playback_rate: Mapped[float] = mapped_column(default=2.0, server_default="2.0")
+    # What a submitted test's result page shows (handlers/quiz.py REVIEW_*): after a failed
+    # attempt, which questions were wrong or the score only; the right answers and explanations
+    # once the topic is passed, or never.
+    review_on_fail: Mapped[str] = mapped_column(String(32), default="wrong_questions",
+                                                server_default="wrong_questions")
+    review_answers: Mapped[str] = mapped_column(String(32), default="after_pass", server_default="after_pass")
     source: Mapped[str] = mapped_column(String(200))
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -64,6 +72,9 @@ class Topic(Base):
     summary: Mapped[str] = mapped_column(Text)
     video_url: Mapped[str] = mapped_column(String(500))
     video_seconds: Mapped[int]
+    # How many of the topic's questions one test draws (None: all of them). A retake draws the
+    # questions seen least often first.
+    test_questions: Mapped[int | None]
 
     version: Mapped[CourseVersion] = relationship(back_populates="topics")
     questions: Mapped[list[Question]] = relationship(back_populates="topic", order_by="Question.position")

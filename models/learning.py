@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin
@@ -27,8 +27,8 @@ class Enrollment(CreatedAtMixin, Base):
 
 
 class WatchSession(Base):
-    """One opening of a topic's video player. Progress counts only as fast as wall time
-    allows between heartbeats; only the student's newest session is active."""
+    """One opening of a topic's video player: the watch clock (handlers/watching.py). Progress
+    counts only as fast as server time allows in total; only the student's newest session is active."""
 
     __tablename__ = "watch_sessions"
 
@@ -38,15 +38,23 @@ class WatchSession(Base):
     round: Mapped[int]
     topic_code: Mapped[str] = mapped_column(String(32))
     video_seconds: Mapped[int]
-    # The course's watch_threshold when the player opened: the rule this viewing is held to.
+    # The course's watch_threshold and max_playback_rate when the player opened: the rules this
+    # viewing is held to.
     threshold: Mapped[float] = mapped_column(default=0.9)
+    max_rate: Mapped[float] = mapped_column(default=2.0, server_default="2.0")
     started_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(default=True)
     last_seq: Mapped[int] = mapped_column(default=0)
     last_beat_at: Mapped[datetime]
-    # Server-verified: where the student is, and how many seconds of video they really saw.
+    # Server-verified: where the student is, and how many seconds of video they really saw
+    # (the furthest verified point: what was seen is always [0, furthest], see watching.py).
     position: Mapped[float] = mapped_column(default=0.0)
     watched_seconds: Mapped[float] = mapped_column(default=0.0)
+    # Seconds of video this session may still advance: earned at max_rate per server second,
+    # capped, spent by forward progress. Never granted per beat or per session.
+    credit: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    # The player said it was paused at the last beat: the pause earns no credit.
+    paused: Mapped[bool] = mapped_column(default=False, server_default=false())
     completed_at: Mapped[datetime | None]
 
     __table_args__ = (

@@ -165,8 +165,10 @@ def test_double_submit_counts_once(db) -> None:  # type: ignore[no-untyped-def]
     second = submit_attempt(db, enrollment.user_id, attempt.id, answer_all(db, attempt, right=True), at(t + 6))
     assert first.first_submission and not second.first_submission
     assert second.attempt.score == first.attempt.score == 0
-    review = review_sheet(db, second.attempt)
-    assert all("explanation" in row and row["correct"] is False for row in review)
+    level, review = review_sheet(db, second.attempt)
+    # A failed attempt shows which questions were wrong, never the key or the explanations.
+    assert level == "wrong"
+    assert all(row["correct"] is False and row["answer"] == [] and row["explanation"] is None for row in review)
 
 
 def test_a_failed_topic_means_the_video_again_then_a_new_draw(db) -> None:  # type: ignore[no-untyped-def]

@@ -114,7 +114,8 @@ def test_a_new_student_goes_from_the_menu_to_topic_two(app, site, phone, db_sess
     h5.get_by_role("button", name="提交答案").click()
     h5.get_by_text("本专题测试通过").wait_for()
     shot(h5, "5-result")
-    h5.get_by_role("link", name="继续下一步").click()
+    assert h5.get_by_role("link", name="继续下一个专题").is_visible()
+    h5.get_by_role("link", name="查看学习进度").click()
     h5.locator("li.topic[data-state=done]").wait_for()
     assert h5.locator("li.topic[data-state=watch]").count() == 1  # topic 2 is open
     shot(h5, "6-progress")

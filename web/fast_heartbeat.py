@@ -34,6 +34,7 @@ import telemetry
 from handlers import watching
 from handlers.learning import Refused
 from models import User
+from models.base import DB_INT_MAX
 from web import clock
 from web.database import get_database
 from web.ops import ENDPOINT_KEY, RequestTelemetry
@@ -190,10 +191,11 @@ class FastHeartbeat:
             seq, position = int(form["seq"]), float(form["position"])
         except (KeyError, ValueError):
             return "400 BAD REQUEST", {"error": "bad_request"}
-        if not 0 <= position < 86400 or seq <= 0:
+        if not 0 <= position < 86400 or not 0 < seq <= DB_INT_MAX or not 0 < watch_id <= DB_INT_MAX:
             return "400 BAD REQUEST", {"error": "bad_request"}
         try:
-            beat = watching.heartbeat(get_database(app).engine, user_id, watch_id, seq, position, now)
+            beat = watching.heartbeat(get_database(app).engine, user_id, watch_id, seq, position, now,
+                                      paused=form.get("paused") == "1", resumed=form.get("resumed") == "1")
         except Refused as refusal:
             return "404 NOT FOUND", {"error": refusal.code}
         return "200 OK", {"accepted": beat.accepted, "position": beat.position,

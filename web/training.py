@@ -10,6 +10,7 @@ from sqlalchemy import select
 from handlers import identity, learning, quiz, watching
 from handlers.catalog import list_courses
 from models import Course, Enrollment, QuizAttempt, School
+from models.base import DB_INT_MAX
 from web import fast_heartbeat
 from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
 from web.clock import now
@@ -153,18 +154,20 @@ def api_watch() -> Any:
 @bp.post("/api/heartbeat")
 @login_required
 def api_heartbeat() -> Any:
-    """A heartbeat (every ~15 s, on pause and on pagehide via sendBeacon): form fields
-    watch_id, seq, position, csrf_token."""
+    """A heartbeat (every ~15 s, on play, pause and pagehide via sendBeacon): form fields
+    watch_id, seq, position, csrf_token, and paused=1 / resumed=1 from the player's events."""
     _require_csrf()
     try:
         watch_id, seq = int(request.form["watch_id"]), int(request.form["seq"])
         position = float(request.form["position"])
     except (KeyError, ValueError):
         return jsonify(error="bad_request"), 400
-    if not 0 <= position < 86400 or seq <= 0:
+    if not 0 <= position < 86400 or not 0 < seq <= DB_INT_MAX or not 0 < watch_id <= DB_INT_MAX:
         return jsonify(error="bad_request"), 400
     try:
-        beat = watching.heartbeat(get_database().engine, current_user_id(), watch_id, seq, position, now())  # type: ignore[arg-type]
+        beat = watching.heartbeat(get_database().engine, current_user_id(), watch_id, seq, position,  # type: ignore[arg-type]
+                                  now(), paused=request.form.get("paused") == "1",
+                                  resumed=request.form.get("resumed") == "1")
     except learning.Refused as refusal:
         return jsonify(error=refusal.code), 404
     return jsonify(accepted=beat.accepted, position=beat.position, watched_seconds=beat.watched_seconds,
@@ -209,10 +212,11 @@ def result(attempt_id: int) -> Any:
     enrollment = session.get(Enrollment, attempt.enrollment_id)
     course_row = session.get(Course, enrollment.course_id)  # type: ignore[union-attr]
     current = learning.progress(session, enrollment)  # type: ignore[arg-type]
-    sheet = quiz.review_sheet(session, attempt)
+    level, sheet = quiz.review_sheet(session, attempt)
+    topic_state = next((t for t in current.topics if t.topic.code == attempt.topic_code), None)
     session.commit()
-    return render_template("h5/result.html", attempt=attempt, sheet=sheet, progress=current,
-                           code=course_row.code)  # type: ignore[union-attr]
+    return render_template("h5/result.html", attempt=attempt, sheet=sheet, level=level, progress=current,
+                           topic_state=topic_state, code=course_row.code)  # type: ignore[union-attr]
 
 
 def no_store(response: Response) -> Response:
