@@ -12,7 +12,7 @@ import cli
 from config import load_config
 from jobs import queue
 from web import auth, certificates, console, database, media, ops, training
-from web import payments
+from web import ids, labels, links, payments
 from web import fast_heartbeat
 from web.console import accounts as console_accounts
 from web.console import payments as console_payments
@@ -37,9 +37,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(load_config(overrides=config, instance_path=app.instance_path))
     app.session_interface = LazyCookieSessionInterface()
+    ids.init_app(app)  # before any route is added
     database.init_app(app)
     ops.init_app(app)
     auth.init_app(app)
+    labels.init_app(app)
     queue.init_app(app, database.get_database(app).sessions,
                    services={"wechat_client": partial(get_wechat_client, app),
                              "wechat_pay": partial(get_wechat_pay, app)})
@@ -67,4 +69,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
     cli.register(app)
+    links.init_app(app)  # last: the proxy fix wraps every other middleware
     return app

@@ -156,6 +156,23 @@ def certificates_export(school_id: int | None, issued_from, issued_until, reques
         click.echo(f"export {export.id} queued; it will be written to {current_app.config['EXPORT_DIR']}")
 
 
+@certificates_cli.command("repair-signatures")
+def certificates_repair_signatures() -> None:
+    """Sign again the certificates whose channel changed before that re-signed them (their
+    verify page said 签名无效 though they are genuine). Safe to run again."""
+    import base64
+
+    import certs
+    from handlers.certificates import repair_signatures
+
+    seed = base64.b64decode(current_app.config["CERT_SIGNING_KEY"])
+    public = certs.public_key(seed)
+    with get_database().sessions() as session:
+        repaired = repair_signatures(session, seed, {certs.key_id(public): public})
+        session.commit()
+    click.echo(f"{len(repaired)} signed again" + (": " + ", ".join(repaired) if repaired else ""))
+
+
 jobs_cli = AppGroup("jobs", help="Background work (Huey).")
 
 
@@ -169,10 +186,18 @@ def jobs_worker(workers: int, no_periodic: bool) -> None:
 
     configure_logging(current_app.config["LOG_JSON"], current_app.config["LOG_LEVEL"])
     _prepare_sqlite_dir(current_app.config["DATABASE_URL"])
+    import logging
+
     import certs
 
-    # Fonts and the PNG palette once, before the first job, not inside it (~0.2 s).
-    certs.warm_up()
+    # Fonts and the PNG palette once, before the first job, not inside it (~0.2 s). Only
+    # certificate rendering needs the font: without it every other job still runs.
+    try:
+        certs.warm_up()
+    except Exception as exc:  # noqa: BLE001 - ReportLab's TTFError, an unreadable file, ...
+        logging.getLogger("jobs").error(
+            "certificate font not loaded (%s: %s): certificate rendering jobs will fail until it is "
+            "installed (Debian: apt-get install fonts-wqy-zenhei); all other jobs run", type(exc).__name__, exc)
     queue = get_queue(current_app)
     stop = threading.Event()
     queue.start_sweeper(float(current_app.config["JOB_SWEEP_SECONDS"]), stop)
@@ -230,8 +255,31 @@ def wechat_push_menu(path: str | None) -> None:
         menu = load_menu(path or DEFAULT_MENU_PATH)
     except MenuError as exc:
         raise click.ClickException(str(exc)) from exc
-    push_menu(get_wechat_client(current_app), menu)
+    from wechatpy.exceptions import WeChatClientException
+
+    try:
+        push_menu(get_wechat_client(current_app), menu)
+    except WeChatClientException as exc:
+        # One line an operator can act on (the errcode is WeChat's), not a traceback; exit 1.
+        meaning = MENU_ERRCODES.get(exc.errcode, "")
+        raise click.ClickException(f"WeChat refused the menu: errcode={exc.errcode} {exc.errmsg}"
+                                   + (f" ({meaning})" if meaning else "")) from exc
     click.echo(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
+
+
+# What the errcodes an operator meets when publishing a menu mean (WeChat's documentation).
+MENU_ERRCODES = {
+    None: "could not reach WeChat: check WECHAT_API_BASE and the network",
+    40001: "the access_token or AppSecret is wrong",
+    40013: "the AppID is wrong",
+    40164: "this server's IP address is not on the account's IP allowlist",
+    48001: "the account is not authorised for the menu API (a verified service account is needed)",
+    40016: "a menu has too many buttons",
+    40017: "a sub-menu has too many buttons",
+    40018: "a button name is too long",
+    40054: "a button URL is invalid",
+    45009: "the daily API limit is reached",
+}
 
 
 console_cli = AppGroup("console", help="Console accounts (platform admins, staff, school admins).")

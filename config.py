@@ -52,6 +52,11 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,  # filled in with a SQLite file under instance/
     "REDIS_URL": None,
     "PUBLIC_URL": "http://127.0.0.1:5000",
+    # Other host names production answers besides PUBLIC_URL's (comma-separated), e.g. an internal one.
+    "EXTRA_HOSTS": "",
+    # Proxies in front of the app whose X-Forwarded-For / -Proto are believed (0: none; behind one
+    # load balancer: 1). Without it every client has the balancer's address.
+    "TRUSTED_PROXY_HOPS": 0,
     "WECHAT_API_BASE": "https://api.weixin.qq.com",
     "WECHAT_OPEN_BASE": "https://open.weixin.qq.com",
     "WECHAT_PAY_API_BASE": "https://api.mch.weixin.qq.com",
@@ -119,7 +124,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS", "PAY_ORDER_TIMEOUT_SECONDS",
-            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW"}
+            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW", "TRUSTED_PROXY_HOPS"}
 FLOAT_KEYS = {"WECHAT_DEDUP_WAIT", "H5_USER_CHECK_SECONDS", "WECHAT_HTTP_TIMEOUT", "JOB_LEASE_SECONDS", "JOB_RETRY_BASE_SECONDS",
               "JOB_RETRY_MAX_SECONDS", "JOB_REQUEUE_SECONDS", "JOB_SWEEP_SECONDS"}
 BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}

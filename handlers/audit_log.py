@@ -6,17 +6,18 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from handlers import china_time
 from models import AuditEntry
 
 PAGE_SIZE = 50
 EXPORT_LIMIT = 100_000
-CHINA = timezone(timedelta(hours=8))
+CHINA = china_time.CHINA
 # A cell a spreadsheet would run as a formula (CSV injection); it is written with a leading quote.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -4,24 +4,24 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from datetime import date
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import certs
+from handlers import identity, learning
 from handlers.identity import profile_of
-from handlers import learning
 from handlers.learning import Refused
 from handlers.messages import Handler, Inbound, NewsReply, Reply, TextReply, read_only
 from handlers.outbox import record_job
 from models import (Certificate, CertificateEvent, CertificateExport, CertificateFile, CorrectionRequest, Course,
-                    CourseVersion, Enrollment, School, SerialCounter, User)
+                    CourseVersion, Enrollment, School, SerialCounter, StudentProfile, User)
 from models.base import utcnow
 
 CHANNELS = ("electronic", "paper", "both")
@@ -45,8 +45,10 @@ def _paper_status(channel: str) -> str | None:
     return "awaiting_payment" if channel in ("paper", "both") else None
 
 
-def change_channel(session: Session, user_id: int, certificate_id: int, channel: str) -> Certificate:
-    """Electronic, paper or both: free to change until the paper copy is paid; after that, staff."""
+def change_channel(session: Session, user_id: int, certificate_id: int, channel: str, issuer: Issuer) -> Certificate:
+    """Electronic, paper or both: free to change until the paper copy is paid; after that, staff.
+    The kind (paper or electronic) is part of what is signed and printed, so a change that moves
+    it signs and renders the certificate again (same serial, version and verify link)."""
     if channel not in CHANNELS:
         raise Refused("bad_channel", "请选择证书类型：电子版、纸质版或两者。")
     certificate = session.scalar(select(Certificate).where(
@@ -64,9 +66,43 @@ def change_channel(session: Session, user_id: int, certificate_id: int, channel:
     if certificate.channel != channel:
         session.add(CertificateEvent(certificate_id=certificate.id, action="channel_changed",
                                      actor=f"student:{user_id}", details={"from": certificate.channel, "to": channel}))
+        kind_before = data_of(certificate).kind
         certificate.channel, certificate.paper_status = channel, _paper_status(channel)
         session.flush()
+        if data_of(certificate).kind != kind_before:
+            _sign_and_render(session, certificate, issuer.signing_key)
     return certificate
+
+
+def _sign_and_render(session: Session, certificate: Certificate, signing_key: bytes) -> None:
+    certificate.signature = certs.sign(payload_of(certificate), signing_key)
+    session.execute(delete(CertificateFile).where(CertificateFile.certificate_id == certificate.id))
+    store_rendering(session, certificate)
+
+
+def repair_signatures(session: Session, signing_key: bytes, public_keys: dict[str, bytes]) -> list[str]:
+    """Certificates whose channel changed before change_channel signed again: their stored
+    signature is genuine for the other kind. Sign them again for what they are now (and render
+    the current version again); return their serials and versions. A signature that fits
+    neither kind is left alone: that one really fails, and staff must look."""
+    repaired = []
+    for certificate in session.scalars(select(Certificate).order_by(Certificate.id)):
+        key = public_keys.get(certs.signature_key_id(certificate.signature) or "")
+        if key is None or certs.verify(payload_of(certificate), certificate.signature, key):
+            continue
+        data = data_of(certificate)
+        other = replace(data, kind="electronic" if data.kind == "paper" else "paper")
+        if not certs.verify(certs.canonical_payload(other), certificate.signature, key):
+            continue
+        if certificate.status == "valid":
+            _sign_and_render(session, certificate, signing_key)
+        else:
+            certificate.signature = certs.sign(payload_of(certificate), signing_key)
+        session.add(CertificateEvent(certificate_id=certificate.id, action="resigned", actor="system:repair",
+                                     details={"kind": data.kind}))
+        repaired.append(f"{certificate.serial} v{certificate.version}")
+    session.flush()
+    return repaired
 
 
 def allocate_serial(session: Session, year: int) -> str:
@@ -168,11 +204,25 @@ def certificate_file(session: Session, certificate_id: int, kind: str) -> Certif
 @dataclass(frozen=True)
 class Verification:
     certificate: Certificate
-    status: str  # valid, superseded, revoked
+    status: str  # valid, superseded, revoked: the row's own
     signature_ok: bool
     masked_name: str
     masked_number: str
     newest_token: str | None  # where a superseded version points
+    newest_status: str | None = None  # the serial's newest version's status, for a superseded one
+
+    @property
+    def verdict(self) -> str:
+        """What the public page says: invalid (the signature really fails: the only red
+        "forgery" verdict), valid, corrected (a genuine earlier version: the newest one
+        counts), or revoked (this version, or the serial's newest, was revoked)."""
+        if not self.signature_ok:
+            return "invalid"
+        if self.status == "valid":
+            return "valid"
+        if self.status == "superseded" and self.newest_status != "revoked":
+            return "corrected"
+        return "revoked"
 
 
 def mask_name(name: str) -> str:
@@ -198,13 +248,15 @@ def verify(session: Session, token: str, public_keys: dict[str, bytes]) -> Verif
         return None
     key = public_keys.get(certs.signature_key_id(certificate.signature) or "")
     signature_ok = key is not None and certs.verify(payload_of(certificate), certificate.signature, key)
-    newest = None
+    newest = newest_status = None
     if certificate.status == "superseded":
-        newest = session.scalar(select(Certificate.verify_token).where(
-            Certificate.serial == certificate.serial, Certificate.status != "superseded")
-            .order_by(Certificate.version.desc()).limit(1))
+        row = session.execute(select(Certificate.verify_token, Certificate.status).where(
+            Certificate.serial == certificate.serial, Certificate.version > certificate.version)
+            .order_by(Certificate.version.desc()).limit(1)).first()
+        if row is not None:
+            newest, newest_status = row
     return Verification(certificate, certificate.status, signature_ok, mask_name(certificate.holder_name),
-                        mask_number(certificate.student_number), newest)
+                        mask_number(certificate.student_number), newest, newest_status)
 
 
 CORRECTABLE = {"holder_name": "姓名", "student_number": "学号", "school_name": "学校"}
@@ -218,12 +270,16 @@ def request_correction(session: Session, user_id: int, certificate_id: int, chan
         Certificate.id == certificate_id, Certificate.user_id == user_id, Certificate.status == "valid"))
     if certificate is None:
         raise Refused("no_certificate", "证书不存在。")
-    clean = {k: " ".join(str(v).split()) for k, v in changes.items() if k in CORRECTABLE and str(v).strip()}
-    clean = {k: v for k, v in clean.items() if v != getattr(certificate, k)}
-    if not clean or len(clean) != len([k for k in changes if str(changes[k]).strip()]):
+    asked = {k: str(v) for k, v in changes.items() if str(v).strip()}
+    if not asked or any(k not in CORRECTABLE for k in asked):
         raise Refused("bad_changes", "请填写需要更正的内容（姓名、学号或学校）。")
-    if any(len(v) > 50 for v in clean.values()) or not reason.strip():
-        raise Refused("bad_changes", "请填写更正内容和原因。")
+    # The same rules as the profile: what staff approve is exactly what will be printed.
+    clean = {k: _clean_printed(session, k, v) for k, v in asked.items()}
+    clean = {k: v for k, v in clean.items() if v != getattr(certificate, k)}
+    if not clean:
+        raise Refused("bad_changes", "填写的内容与证书上的相同，无需更正。")
+    if not reason.strip():
+        raise Refused("bad_changes", "请填写更正原因。")
     pending = session.scalar(select(CorrectionRequest).where(
         CorrectionRequest.certificate_id == certificate.id, CorrectionRequest.status == "pending"))
     if pending is not None:
@@ -233,6 +289,23 @@ def request_correction(session: Session, user_id: int, certificate_id: int, chan
     session.add(request)
     session.flush()
     return request
+
+
+def _clean_printed(session: Session, field: str, value: str) -> str:
+    if field == "holder_name":
+        name = identity.clean_name(value)
+        if not identity.NAME.match(name):
+            raise Refused("bad_changes", "姓名须为 2–30 个汉字或字母（可含 · 和空格）。")
+        return name
+    if field == "student_number":
+        number = identity.clean_number(value)
+        if not identity.STUDENT_NUMBER.match(number):
+            raise Refused("bad_changes", "学号须为 3–32 位字母、数字或 -。")
+        return number
+    school = identity.clean(value)
+    if session.scalar(select(School.id).where(School.name == school)) is None:
+        raise Refused("bad_changes", "请填写平台上学校的全称（与学校列表中的名称一致）。")
+    return school
 
 
 def decide_correction(session: Session, request_id: int, staff: str, *, approve: bool, note: str | None,
@@ -270,7 +343,9 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     session.flush()
     from handlers import payments  # payments builds on certificates, not the other way round
 
-    payments.follow_correction(session, old.id, new.id, f"staff:{staff}", utcnow())
+    payments.follow_correction(session, old.id, new.id, f"staff:{staff}", utcnow(),
+                               holder_name=request.changes.get("holder_name"))
+    _profile_follows(session, new, request.changes)
     before = {k: getattr(old, k) for k in request.changes}
     session.add_all([
         CertificateEvent(certificate_id=old.id, action="superseded", actor=f"staff:{staff}", reason=request.reason,
@@ -280,6 +355,25 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     ])
     store_rendering(session, new)
     return new
+
+
+def _profile_follows(session: Session, certificate: Certificate, changes: dict[str, str]) -> None:
+    """An approved correction of the name or student number is the student's identity as staff
+    confirmed it: the profile (个人信息, and what the next certificate prints) takes it too. A
+    number another student already holds at the school stays for staff to settle."""
+    profile = profile_of(session, certificate.user_id)
+    if profile is None:
+        return
+    if "holder_name" in changes:
+        profile.real_name = changes["holder_name"]
+    number = changes.get("student_number")
+    if number and number != profile.student_number:
+        taken = session.scalar(select(StudentProfile.id).where(
+            StudentProfile.school_id == profile.school_id, StudentProfile.student_number == number,
+            StudentProfile.id != profile.id, StudentProfile.status.in_(("pending", "verified"))))
+        if taken is None:
+            profile.student_number = number
+    session.flush()
 
 
 def revoke(session: Session, certificate_id: int, staff: str, reason: str) -> Certificate:

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from handlers import identity
 from handlers.learning import Refused
 from models import AuditEntry, ConsoleAccount, ConsoleInvite, School, SignInAttempt
 from models.console import PLATFORM_ADMIN, ROLES, SCHOOL_ADMIN, STAFF
@@ -31,6 +32,9 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USERNAME = 5
 MAX_FAILURES_PER_IP = 30
+# An address over its limit (a password spray, or many honest people behind one NAT) still lets
+# through a name that has failed fewer times than this: one address cannot lock everyone out.
+FEW_FAILURES = 2
 INVITE_DAYS = 7
 
 STAFF_ROLES = (PLATFORM_ADMIN, STAFF)
@@ -88,7 +92,7 @@ def create_account(session: Session, *, username: str, password: str, role: str,
         raise Refused("username_taken", "该用户名已被使用")
     _check_role(session, role, school_id)
     check_password_strength(password, username)
-    display_name = display_name.strip()[:64] or username
+    display_name = _display_name(display_name) or username
     account = ConsoleAccount(username=username, display_name=display_name, password_hash=hash_password(password),
                              role=role, school_id=school_id)
     session.add(account)
@@ -96,6 +100,13 @@ def create_account(session: Session, *, username: str, password: str, role: str,
     record_audit(session, actor, "account.create", "console_account", account.id, school_id=school_id,
                  after={"username": username, "role": role, "school_id": school_id})
     return account
+
+
+def _display_name(value: str) -> str:
+    try:
+        return identity.display_name(value)
+    except ValueError as exc:
+        raise Refused("bad_display_name", f"显示名称{exc}") from exc
 
 
 def _failures(session: Session, column: Any, value: str, since: datetime) -> int:
@@ -109,8 +120,9 @@ def authenticate(session: Session, username: str, password: str, ip: str, now: d
     commits either way, so failures count even when the answer is a refusal)."""
     username = normalise_username(username)[:64]
     since = now - WINDOW
-    if (_failures(session, SignInAttempt.username, username, since) >= MAX_FAILURES_PER_USERNAME
-            or _failures(session, SignInAttempt.ip, ip, since) >= MAX_FAILURES_PER_IP):
+    own = _failures(session, SignInAttempt.username, username, since)
+    if own >= MAX_FAILURES_PER_USERNAME or (
+            own >= FEW_FAILURES and _failures(session, SignInAttempt.ip, ip, since) >= MAX_FAILURES_PER_IP):
         raise Refused("rate_limited", "尝试次数过多，请 15 分钟后再试")
     account = session.scalar(select(ConsoleAccount).where(ConsoleAccount.username == username))
     ok = _password_matches(account.password_hash if account else _DUMMY_HASH, password) and account is not None
@@ -188,7 +200,7 @@ def create_invite(session: Session, actor: Actor, *, role: str, display_name: st
     _check_role(session, role, school_id)
     token = secrets.token_urlsafe(24)
     invite = ConsoleInvite(token_hash=_token_hash(token), role=role, school_id=school_id,
-                           display_name=display_name.strip()[:64] or "未命名", invited_by=actor.account_id,
+                           display_name=_display_name(display_name) or "未命名", invited_by=actor.account_id,
                            expires_at=now + timedelta(days=INVITE_DAYS))
     session.add(invite)
     session.flush()

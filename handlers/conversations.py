@@ -3,13 +3,13 @@ within WeChat's 48-hour / 5-message window (or a template notice outside it), as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from handlers import learning
+from handlers import china_time, learning
 from handlers.console_accounts import STAFF_ROLES, Actor, record_audit
 from handlers.learning import Refused
 from handlers.outbox import record_job
@@ -22,7 +22,6 @@ WINDOW_MAX_REPLIES = 5
 MAX_REPLY_CHARS = 600  # WeChat takes 2048 bytes of text; Chinese is 3 bytes a character
 TEMPLATE_FIELD_CHARS = 20  # a template keyword shows about this much
 PAGE_SIZE = 30
-_BEIJING = timezone(timedelta(hours=8))  # what staff and students read times in
 
 FILTERS = {"waiting": "待回复", "mine": "分配给我", "unassigned": "未分配", "all": "全部"}
 
@@ -418,7 +417,7 @@ def template_body(item: Outgoing, template_id: str) -> dict[str, Any]:
         "data": {
             "first": {"value": "工作人员回复了你的留言"},
             "keyword1": {"value": summary},
-            "keyword2": {"value": item.created_at.astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M")},
+            "keyword2": {"value": china_time.text(item.created_at)},
             "remark": {"value": "如需继续咨询，请直接在公众号对话框留言。"},
         },
     }

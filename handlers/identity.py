@@ -48,16 +48,38 @@ class NumberTaken(Exception):
     message = "该学号已被其他微信账号认证。" + STAFF_PATH
 
 
+def clean(value: str) -> str:
+    """Full-width to half-width (NFKC), spaces trimmed and collapsed."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value or "")).strip()
+
+
+def display_name(value: str, limit: int = 64) -> str:
+    """A name a person gave for display (console accounts, invites): cleaned as profile text,
+    and refused if it holds characters that print nothing or reorder text (NUL, bidi overrides,
+    zero-width), which could make a shown name differ from the stored one."""
+    text = clean(value)[:limit]
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text):
+        raise ValueError("不能包含控制字符或不可见字符")
+    return text
+
+
+def clean_name(value: str) -> str:
+    """A person's name as certificates print it (check it with NAME)."""
+    return clean(value).replace("•", "·").replace("・", "·")
+
+
+def clean_number(value: str) -> str:
+    """A student number as certificates print it (check it with STUDENT_NUMBER)."""
+    return clean(value).replace(" ", "").upper()
+
+
 def normalize(form: ProfileForm) -> ProfileForm:
     """Full-width to half-width (NFKC), spaces trimmed and collapsed, student numbers upper-case."""
-    def clean(value: str) -> str:
-        return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value or "")).strip()
-
     return ProfileForm(
         school_id=form.school_id,
-        real_name=clean(form.real_name).replace("•", "·").replace("・", "·"),
+        real_name=clean_name(form.real_name),
         college=clean(form.college),
-        student_number=clean(form.student_number).replace(" ", "").upper(),
+        student_number=clean_number(form.student_number),
         grade=clean(form.grade),
         phone=clean(form.phone).replace(" ", "").replace("-", "").removeprefix("+86"),
     )

@@ -104,17 +104,23 @@ def _locked_with_certificate(session: Session, order_id: int, certificate_id: in
     return order, certificate
 
 
-def follow_correction(session: Session, old_id: int, new_id: int, actor: str, now: datetime) -> None:
+def follow_correction(session: Session, old_id: int, new_id: int, actor: str, now: datetime,
+                      holder_name: str | None = None) -> None:
     """A correction issued version n+1 of a certificate: its open or paid order goes with it (the
-    paper copy printed and mailed is the corrected one, and the new version is the one paid for).
-    The caller holds the old certificate's lock; closed and refunded orders stay as history."""
+    paper copy printed and mailed is the corrected one, and the new version is the one paid for),
+    addressed to the corrected name. The caller holds the old certificate's lock; closed and
+    refunded orders stay as history. The order's log records the move as an event of its own
+    (from_status None), not as a step from a state to the same state."""
     for order in session.scalars(select(CertificateOrder).where(
             CertificateOrder.certificate_id == old_id, CertificateOrder.status.notin_(("closed", "refunded")))
             .with_for_update()):
         order.certificate_id, order.updated_at = new_id, now
-        session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=order.status, actor=actor[:100],
-                               detail={"certificate_id": new_id, "from_certificate_id": old_id,
-                                       "reason": "correction"}, at=now))
+        detail: dict[str, Any] = {"certificate_id": new_id, "from_certificate_id": old_id, "reason": "correction"}
+        if holder_name and holder_name != order.recipient_name:
+            detail["recipient_name"] = {"before": order.recipient_name, "after": holder_name}
+            order.recipient_name = holder_name[:50]
+        session.add(OrderEvent(order_id=order.id, from_status=None, to_status=order.status, actor=actor[:100],
+                               detail=detail, at=now))
     session.flush()
 
 

@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from handlers import china_time
 from handlers.accounts import SYNC_SUBSCRIBER
 from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
@@ -34,7 +34,7 @@ DIGESTS_JOB = "pushes.digests"
 
 # A send is tried this often (timeouts, WeChat busy) before its delivery is marked failed.
 MAX_ATTEMPTS = 5
-CHINA = ZoneInfo("Asia/Shanghai")
+CHINA = china_time.CHINA
 # Notices are gathered per window: an admin gets at most one notice of each kind per window.
 NOTICE_WINDOW = timedelta(minutes=10)
 BIND_TOKEN_TTL = timedelta(minutes=30)

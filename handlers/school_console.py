@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from handlers import learning, school_stats
+from handlers import china_time, learning, school_stats
 from handlers.catalog import current_version
 from handlers.learning import Refused
 from handlers.outbox import record_job
@@ -385,7 +385,7 @@ def export_rows(session: Session, export: StudentExport, now: datetime, batch: i
             out.append([r.real_name, r.student_number, r.college, r.grade, STATUS_NAMES.get(r.status, r.status),
                         r.state_name if r.status == "verified" else "", r.topics_done or 0,
                         *scores[:len(titles)], r.attempts or 0, r.total_score,
-                        r.last_progress_at.strftime("%Y-%m-%d %H:%M") if r.last_progress_at else ""])
+                        china_time.text(r.last_progress_at)])
         yield (header if first else []), out
         first = False
         if page.next_after is None:

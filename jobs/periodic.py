@@ -28,6 +28,7 @@ class Periodic:
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("housekeeping.prune_inbound_events", "17 3 * * *", "day"),
     Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
+    Periodic("housekeeping.prune_rate_events", "47 * * * *", "hour"),
     Periodic("payments.reconcile", "* * * * *", "minute"),
     # Pass and approval notices every 10 minutes, a minute after each window closes (so changes
     # committed just after it still count); yesterday's digest at 09:05 China time.

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes
+from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes, ratelimit
 from jobs import pushes as push_jobs
 from models import CertificateExport, CertificateOrder
 from models.base import utcnow
@@ -53,6 +53,10 @@ def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 def _prune_done_jobs(ctx: JobContext, payload: dict[str, Any]) -> None:
     housekeeping.prune_done_jobs(ctx.session)
+
+
+def _prune_rate_events(ctx: JobContext, payload: dict[str, Any]) -> None:
+    ratelimit.prune(ctx.session, utcnow())
 
 
 def _sync_subscriber(ctx: JobContext, payload: dict[str, Any]) -> None:
@@ -239,6 +243,7 @@ def build_registry() -> JobRegistry:
     registry = JobRegistry()
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
+    registry.register("housekeeping.prune_rate_events", _prune_rate_events)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
     registry.register(payments.QUERY_JOB, _query_order)

@@ -10,6 +10,7 @@ from models.job import Job
 from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
 from models.push import PushBindToken, PushDelivery, PushWatermark
+from models.ratelimit import RateEvent
 from models.school import School
 from models.school_stats import SchoolStat, StudentExport, StudentProgress
 from models.student import RosterEntry, RosterFile, RosterUpload, StudentProfile
@@ -38,6 +39,7 @@ __all__ = [
     "OrderEvent",
     "PaymentFlag",
     "PushBindToken",
+    "RateEvent",
     "PushDelivery",
     "PushWatermark",
     "Question",

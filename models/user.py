@@ -23,3 +23,6 @@ class User(CreatedAtMixin, Base):
     unionid: Mapped[str | None] = mapped_column(String(64))
     subscribe_scene: Mapped[str | None] = mapped_column(String(32))
     synced_at: Mapped[datetime | None]
+    # 退出登录 on any device ends every H5 sign-in made before this moment (the sessions are
+    # signed cookies: this is where the server takes them back).
+    signed_out_at: Mapped[datetime | None]

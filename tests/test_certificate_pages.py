@@ -60,7 +60,11 @@ def test_verify_page_is_public_and_masked(app, client, graduates) -> None:  # ty
     assert "林**三" in text and "林小满三" not in text
     assert "C002" not in text and "13800000000" not in text  # never the full number or the phone
     assert anyone.get("/verify/not-a-token").status_code == 404
-    found = anyone.get(f"/verify?serial={certificate.serial.lower()}")
+    # The serial alone finds nothing (serials are sequential: they could be walked); with the
+    # holder's full name it leads to the certificate.
+    assert anyone.get(f"/verify?serial={certificate.serial}").status_code == 404
+    assert anyone.get(f"/verify?serial={certificate.serial}&name=林小满").status_code == 404
+    found = anyone.get(f"/verify?serial={certificate.serial.lower()}&name= 林小满三 ")
     assert found.status_code == 302 and found.headers["Location"].endswith(certificate.verify_token)
     assert anyone.get("/verify?serial=XW-2026-999999").status_code == 404
     assert anyone.get("/verify?serial=<script>").status_code == 404

@@ -259,3 +259,71 @@ def test_the_audit_log_is_append_only_in_the_database(app) -> None:  # type: ign
                 conn.execute(delete(AuditEntry).where(AuditEntry.id == entry_id))
     with get_database(app).sessions() as session:
         assert session.get(AuditEntry, entry_id).actor == "staff:wang"
+
+
+def test_a_console_cookie_copied_before_sign_out_is_worthless_after(app, client) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_helpers import make_staff, sign_in
+
+    token = sign_in(client, app, make_staff(app))
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    copy = app.test_client()
+    copy.set_cookie(cookie.key, cookie.value)
+    assert copy.get("/console/").status_code == 200
+    assert client.post("/console/sign-out", data={"csrf_token": token}).status_code == 302
+    assert copy.get("/console/").status_code == 302  # to sign-in
+
+
+def test_one_address_spraying_names_cannot_lock_out_an_admin(app, client):  # type: ignore[no-untyped-def]
+    staff = make_staff(app)
+    name = _username(app, staff)
+    for i in range(31):  # 31 failures with random names from one address
+        client.post("/console/sign-in", data={"username": f"nobody{i}", "password": "wrong-password-1",
+                                              "csrf_token": _form(client)})
+    # The sprayer is stopped on names it keeps trying…
+    for _ in range(2):
+        client.post("/console/sign-in", data={"username": "nobody0", "password": "x-wrong-password",
+                                              "csrf_token": _form(client)})
+    assert client.post("/console/sign-in", data={"username": "nobody0", "password": "x-wrong-password",
+                                                  "csrf_token": _form(client)}).status_code == 429
+    # …but the admin, with no failures of their own, still signs in from the same address.
+    assert client.post("/console/sign-in", data={"username": name, "password": PASSWORD,
+                                                  "csrf_token": _form(client)}).status_code == 302
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(database_url):  # type: ignore[no-untyped-def]
+    from tests.conftest import make_test_app
+
+    app = make_test_app(database_url, TRUSTED_PROXY_HOPS=1)
+    seen = []
+
+    @app.get("/_test/addr")
+    def addr():  # type: ignore[no-untyped-def]
+        from flask import request
+
+        seen.append(request.remote_addr)
+        return "ok"
+
+    client = app.test_client()
+    client.get("/_test/addr", headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    plain = make_test_app(database_url).test_client()
+    assert seen == ["203.0.113.7"]
+    assert plain  # without TRUSTED_PROXY_HOPS the header is not believed (werkzeug's default)
+    get_database(app).dispose()
+
+
+def test_absolute_links_come_from_public_url_not_the_host_header(app, client):  # type: ignore[no-untyped-def]
+    from web import links
+
+    with app.test_request_context("/", headers={"Host": "evil.example"}):
+        assert links.absolute("console.invite", token="t").startswith(app.config["PUBLIC_URL"])
+
+
+def test_production_refuses_unknown_hosts(database_url):  # type: ignore[no-untyped-def]
+    from tests.conftest import make_test_app
+    from tests.test_app import PROD_ENV
+
+    app = make_test_app(database_url, **{**PROD_ENV, "DATABASE_URL": database_url})
+    client = app.test_client()
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/healthz", headers={"Host": "xinwei.example.cn"}).status_code == 200
+    get_database(app).dispose()

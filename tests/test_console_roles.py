@@ -103,3 +103,34 @@ def test_students_have_no_console_session(app: Flask, client) -> None:  # type: 
     for endpoint, url, _, methods in console_rules(app):
         if "GET" in methods:
             assert client.get(url).status_code == 302, endpoint
+
+
+HUGE = ("2147483648", "9223372036854775808", "18446744073709551616", "99999999999999999999999")
+
+
+def test_out_of_range_ids_are_404_on_every_route_with_an_id(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
+    """Every `<int:…>` route of the app (H5 and consoles), signed in as a platform admin and as a
+    student: an id that cannot exist matches no route; never a 500 (OverflowError on SQLite)."""
+    from tests.test_training import sign_in as student_sign_in
+
+    token = sign_in(client, app, make_platform_admin(app))
+    student = app.test_client()
+    student_sign_in(student, 1, "o_walker")
+    routes = [rule for rule in app.url_map.iter_rules() if "<int:" in rule.rule]
+    assert len(routes) >= 30
+    for rule in routes:
+        for huge in HUGE:
+            url = re.sub(r"<int:[^>]+>", huge, rule.rule)
+            url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x", url)
+            for method in set(rule.methods or ()) - {"HEAD", "OPTIONS"}:
+                for who in (client, student):
+                    response = who.open(url, method=method, data={"csrf_token": token})
+                    assert response.status_code == 404, (rule.rule, url, method, response.status_code)
+
+
+def test_out_of_range_ids_in_forms_are_refused_not_500(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
+    school = make_school(app)
+    token = sign_in(client, app, make_school_admin(app, school))
+    for huge in (*HUGE, "-9223372036854775809", "１２"):
+        response = client.post("/console/school/approvals/bulk-approve", data={"csrf_token": token, "profile_id": huge})
+        assert response.status_code == 400, huge

@@ -17,7 +17,33 @@ def test_healthz_needs_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def
 def test_readyz_reports_each_dependency(client) -> None:  # type: ignore[no-untyped-def]
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"ready": True, "database": "ok", "queue": "ok"}
+    assert resp.get_json() == {"ready": True, "database": "ok", "queue": "ok", "certificate_font": "ok"}
+
+
+def test_a_missing_font_is_reported_and_the_worker_still_starts(app, client, monkeypatch, runner) -> None:  # type: ignore[no-untyped-def]
+    import certs.render as render
+
+    monkeypatch.setattr(render, "FONT_PATH", "/nonexistent/wqy-zenhei.ttc")
+    body = client.get("/readyz").get_json()
+    assert body["ready"] is True and body["certificate_font"].startswith("missing: /nonexistent/wqy-zenhei.ttc")
+    # The worker logs what is missing and goes on (here the consumer is stopped at once).
+    started = []
+
+    def failing_warm_up() -> None:
+        render.register_fonts("/nonexistent/wqy-zenhei.ttc")
+
+    monkeypatch.setattr(render, "warm_up", failing_warm_up)
+    monkeypatch.setattr(render, "_font", None)
+    from jobs import queue as queue_mod
+
+    class Consumer:
+        def run(self) -> None:
+            started.append(True)
+
+    monkeypatch.setattr(queue_mod.Queue, "consumer", lambda self, **kw: Consumer())
+    result = runner.invoke(args=["jobs", "worker", "--no-periodic"])
+    assert result.exit_code == 0, result.output
+    assert started == [True]
 
 
 def test_readyz_is_503_when_the_database_or_queue_is_down(database_url: str) -> None:

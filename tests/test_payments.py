@@ -81,7 +81,9 @@ def test_paying_creates_one_jsapi_order_with_signed_page_parameters(shop) -> Non
     # wx.config is signed for the page the student is on: sha1 over ticket, nonce, timestamp, URL.
     import hashlib
 
-    page_url = f"http://localhost/h5/certificates/{shop['cert_id']}?from=menu"
+    # The page's own URL on the public origin (a URL on another host is not signed: the page
+    # of ours is signed instead).
+    page_url = shop["app"].config["PUBLIC_URL"] + f"/h5/certificates/{shop['cert_id']}?from=menu"
     signed = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF},
                                  data={"page_url": page_url + "#top"}).get_json()["config"]
     ticket = get_wechat_client(shop["app"]).jsapi_ticket()
@@ -369,7 +371,7 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
     assert the_order(app).status == "refunded" and flags(app) == {}
     # The type is free to change again.
     with get_database(app).sessions() as session:
-        assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic").channel == "electronic"
+        assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER).channel == "electronic"
         session.commit()
 
 
@@ -709,7 +711,7 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
 
     def channel_changed_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
         with get_database(shop["app"]).sessions() as session:
-            change_channel(session, shop["user_id"], shop["cert_id"], "electronic")
+            change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER)
             session.commit()
         return original(*args, **kwargs)
 
@@ -810,7 +812,7 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     assert again.status_code == 409
     with get_database(app).sessions() as session:
         with pytest.raises(payments.Refused):
-            change_channel(session, shop["user_id"], new_id, "electronic")
+            change_channel(session, shop["user_id"], new_id, "electronic", ISSUER)
         session.rollback()
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
 

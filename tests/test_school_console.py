@@ -88,7 +88,7 @@ def world(app):  # type: ignore[no-untyped-def]
         _learn(session, ids["other"], 2)
         paper = claim(session, ids["passed"], "demo-course", "paper", ISSUER, date(2026, 11, 29))
         session.commit()
-        change_channel(session, ids["passed"], paper.id, "both")
+        change_channel(session, ids["passed"], paper.id, "both", ISSUER)
         session.commit()
         corrected = claim(session, ids["other"], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
         session.commit()

@@ -8,13 +8,13 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import (Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect,
                    render_template, request, session, url_for)
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import telemetry
 from handlers.accounts import ensure_user
@@ -146,8 +146,9 @@ CHECKED_USERS = "xinwei.checked_users"
 _CHECK_MAX = 10_000
 
 
-def _user_still_exists(user_id: int, openid: str) -> bool:
-    key = (user_id, openid)
+def _user_still_exists(user_id: int, openid: str, login_at: float) -> bool:
+    """The user is still there with this openid, and has not signed out since this login."""
+    key = (user_id, openid, login_at)
     checked_users: dict[tuple[int, str], float] = current_app.extensions.setdefault(CHECKED_USERS, {})
     checked = checked_users.get(key)
     if checked is not None and time.monotonic() - checked < float(current_app.config["H5_USER_CHECK_SECONDS"]):
@@ -156,9 +157,10 @@ def _user_still_exists(user_id: int, openid: str) -> bool:
     # concurrent. The openid check stops a reused id (a restored or emptied table) from
     # handing one student's session to another.
     with get_database().readers() as reader:
-        stored = reader.scalar(select(User.openid).where(User.id == user_id))
+        row = reader.execute(select(User.openid, User.signed_out_at).where(User.id == user_id)).first()
         reader.rollback()
-    ok = stored is not None and hmac.compare_digest(stored.encode(), openid.encode())
+    ok = row is not None and hmac.compare_digest(row[0].encode(), openid.encode()) \
+        and (row[1] is None or login_at > row[1].timestamp())
     if ok:
         if len(checked_users) >= _CHECK_MAX:
             checked_users.clear()
@@ -178,7 +180,8 @@ def login_required(view: F) -> F:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         user_id = current_user_id()
         openid = session.get(OPENID)
-        if user_id is None or not isinstance(openid, str) or not _user_still_exists(user_id, openid):
+        if user_id is None or not isinstance(openid, str) \
+                or not _user_still_exists(user_id, openid, float(session.get(LOGIN_AT, 0))):
             for key in (USER_ID, OPENID, LOGIN_AT, CSRF):
                 session.pop(key, None)
             if request.method in {"GET", "HEAD"}:
@@ -304,7 +307,7 @@ def oauth_callback() -> Response:
     session.permanent = True
     session[USER_ID] = user_id
     session[OPENID] = grant.openid
-    session[LOGIN_AT] = int(_now())
+    session[LOGIN_AT] = round(_now(), 3)  # to the millisecond: a sign-out just after still ends it
     session[CSRF] = secrets.token_hex(16)
     telemetry.openid_hash.set(telemetry.hash_openid(grant.openid, current_app.config["SECRET_KEY"]))
     response = _no_store(redirect(next_path, code=302))
@@ -315,8 +318,19 @@ def oauth_callback() -> Response:
 @bp.post("/h5/logout")
 def logout() -> Response:
     """Sign out. CSRF: the session's token in form field `csrf_token` or header X-CSRF-Token."""
-    if session.get(USER_ID) is not None and not csrf_ok():
+    user_id = session.get(USER_ID)
+    if user_id is not None and not csrf_ok():
         return _problem(400, "无法退出登录", "页面已过期，请刷新后再试。")
+    if isinstance(user_id, int):
+        # Revoked on the server: a copy of this cookie (or another device's) stops working.
+        # Other hosts notice within H5_USER_CHECK_SECONDS (their cache of checked users).
+        db = get_session()
+        signed_out = datetime.fromtimestamp(_now(), timezone.utc)
+        db.execute(update(User).where(User.id == user_id).values(signed_out_at=signed_out))
+        db.commit()
+        checked: dict[tuple[int, str, float], float] = current_app.extensions.setdefault(CHECKED_USERS, {})
+        for key in [k for k in checked if k[0] == user_id]:
+            checked.pop(key, None)
     session.clear()
     return redirect(url_for("auth.logged_out"), code=303)
 

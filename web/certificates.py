@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 import certs
-from handlers import certificates, learning
+from handlers import certificates, china_time, learning, ratelimit
 from models import Certificate, CorrectionRequest, Course
 from web.auth import csrf_ok, current_user_id, login_required
 from web.clock import now
@@ -53,7 +54,7 @@ def claim(code: str) -> Any:
             abort(400, "页面已过期，请刷新后重试。")
         try:
             certificate = certificates.claim(session, current_user_id(), code, request.form.get("channel", ""),  # type: ignore[arg-type]
-                                             issuer(), now().date())
+                                             issuer(), china_time.today(now()))
         except learning.Refused as refusal:
             return render_template("h5/refused.html", refusal=refusal), 403
         session.commit()
@@ -67,8 +68,13 @@ def show(certificate_id: int) -> str:
     certificate = _own(certificate_id)
     pending = get_session().scalar(select(CorrectionRequest).where(
         CorrectionRequest.certificate_id == certificate.id).order_by(CorrectionRequest.id.desc()).limit(1))
+    newest = None
+    if certificate.status == "superseded":
+        newest = get_session().scalar(select(Certificate).where(
+            Certificate.serial == certificate.serial, Certificate.user_id == certificate.user_id)
+            .order_by(Certificate.version.desc()).limit(1))
     return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS, latest=pending,
-                           **_paper(certificate))
+                           newest=newest, **_paper(certificate))
 
 
 def _paper(certificate: Certificate) -> dict[str, Any]:
@@ -91,6 +97,10 @@ def download(certificate_id: int, kind: str) -> Response:
     if kind not in ("pdf", "png"):
         abort(404)
     certificate = _own(certificate_id)
+    if certificate.status == "revoked":
+        # A revoked certificate is not handed out again as if it were valid.
+        refusal = learning.Refused("revoked", "该证书已被撤销，不能再下载。如有疑问，请在公众号留言联系工作人员。")
+        return Response(render_template("h5/refused.html", refusal=refusal), status=410)
     stored = certificates.certificate_file(get_session(), certificate.id, kind)
     if stored is None:
         abort(404)
@@ -109,7 +119,8 @@ def channel(certificate_id: int) -> Any:
         abort(400, "页面已过期，请刷新后重试。")
     session = get_session()
     try:
-        certificates.change_channel(session, current_user_id(), certificate_id, request.form.get("channel", ""))  # type: ignore[arg-type]
+        certificates.change_channel(session, current_user_id(), certificate_id,  # type: ignore[arg-type]
+                                    request.form.get("channel", ""), issuer())
     except learning.Refused as refusal:
         return render_template("h5/refused.html", refusal=refusal), 409
     session.commit()
@@ -146,17 +157,33 @@ def verify(token: str) -> tuple[str, int]:
     return page, 200 if seen is not None else 404
 
 
+# Public look-ups by serial, per client address: enough for a person checking a few
+# certificates, far too few to walk the serials.
+SEARCH_LIMIT = 10
+SEARCH_WINDOW = timedelta(minutes=10)
+
+
 @bp.get("/verify")
 def search() -> Any:
-    """Public search by serial: leads to the newest version's verify page."""
+    """Public search by serial *and* the holder's full name (either alone finds nothing, so the
+    serials cannot be walked), limited per address; leads to the matching version's page."""
     serial = request.args.get("serial", "").strip().upper()
+    name = " ".join(request.args.get("name", "").split())
+    if not serial and not name:
+        return render_template("h5/verify.html", seen=None, searched=None)
     try:
         certs.parse_serial(serial)
     except ValueError:
-        return render_template("h5/verify.html", seen=None, searched=serial), 404 if serial else 200
-    with get_database().readers() as session:
-        token = session.scalar(select(Certificate.verify_token).where(Certificate.serial == serial)
-                               .order_by(Certificate.version.desc()).limit(1))
+        return render_template("h5/verify.html", seen=None, searched=serial[:40]), 404
+    session = get_session()
+    if not ratelimit.allow(session, "verify_search", ratelimit.key_of(request.remote_addr), now(),
+                           SEARCH_LIMIT, SEARCH_WINDOW):
+        session.rollback()
+        return render_template("h5/verify.html", seen=None, searched=serial, limited=True), 429
+    session.commit()  # the look-up counts even when it finds nothing
+    token = session.scalar(select(Certificate.verify_token).where(
+        Certificate.serial == serial, Certificate.holder_name == name)
+        .order_by(Certificate.version.desc()).limit(1)) if name else None
     if token is None:
         return render_template("h5/verify.html", seen=None, searched=serial), 404
     return redirect(url_for("certificates.verify", token=token))

@@ -113,7 +113,16 @@ def readyz() -> tuple[Response, int]:
         checks["database"] = f"error: {type(exc).__name__}"
     checks["queue"] = _queue_check()
     ready = all(v == "ok" for v in checks.values())
+    # Reported, not required: without the font only certificate rendering fails, and the
+    # rest of the product should keep serving.
+    checks["certificate_font"] = _font_check()
     return jsonify(ready=ready, **checks), 200 if ready else 503
+
+
+def _font_check() -> str:
+    from certs.render import FONT_PATH
+
+    return "ok" if os.access(FONT_PATH, os.R_OK) else f"missing: {FONT_PATH} (apt-get install fonts-wqy-zenhei)"
 
 
 def _queue_check() -> str:

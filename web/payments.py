@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, current_app, jsonify, make_response, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, make_response, render_template, request
 from sqlalchemy import select
 
 from config import paper_prices
-from handlers import payments
+from handlers import china_time, payments
 from handlers.learning import Refused
 from models import Certificate, CertificateOrder
 from web.auth import csrf_ok, current_user_id, login_required
+from web import links
 from web.clock import now
 from web.database import get_session
 from wechat.pay import BadNotification, PayError, get_wechat_pay, jssdk_config
@@ -22,7 +22,7 @@ from wechat.services import get_wechat_client
 bp = Blueprint("payments", __name__, template_folder="templates")
 log = logging.getLogger(__name__)
 
-CHINA = timezone(timedelta(hours=8))
+CHINA = china_time.CHINA
 NOTIFY_MAX_BODY = 64 * 1024
 
 
@@ -75,14 +75,14 @@ def pay(certificate_id: int) -> Response:
             session.commit()  # the job closing it at WeChat Pay is kept
             return _refusal(refusal)
         session.commit()
-    order_url = url_for("payments.order_page", order_id=order.id, _external=True)
+    order_url = links.absolute("payments.order_page", order_id=order.id)
     body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": payments.yuan(order.total_fen),
                             "params": wechat_pay.jsapi_params(prepay_id)}
     try:
         # wx.config is signed for the page's own URL (the page sends it: no Referer is sent).
         page = request.form.get("page_url", "")
-        if not page.startswith(request.host_url):
-            page = url_for("certificates.show", certificate_id=certificate_id, _external=True)
+        if not links.is_public(page):
+            page = links.absolute("certificates.show", certificate_id=certificate_id)
         ticket = get_wechat_client(current_app._get_current_object()).jsapi_ticket()  # type: ignore[attr-defined]
         body["config"] = jssdk_config(cfg["WECHAT_APP_ID"], ticket, page)
     except Exception as exc:  # noqa: BLE001 - WeixinJSBridge pays without wx.config

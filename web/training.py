@@ -15,6 +15,7 @@ from web import fast_heartbeat
 from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
 from web.clock import now
 from web.database import get_database, get_session
+from web.ids import id_value
 from web.media import video_url
 
 bp = Blueprint("training", __name__, url_prefix="/h5", template_folder="templates")
@@ -65,10 +66,7 @@ def profile() -> Any:
     form = None
     if request.method == "POST":
         _require_csrf()
-        try:
-            school_id = int(request.form.get("school_id", "0"))
-        except ValueError:
-            school_id = 0
+        school_id = id_value(request.form.get("school_id")) or 0
         form = identity.normalize(identity.ProfileForm(
             school_id=school_id, real_name=request.form.get("real_name", ""), college=request.form.get("college", ""),
             student_number=request.form.get("student_number", ""), grade=request.form.get("grade", ""),

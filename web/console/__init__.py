@@ -16,6 +16,7 @@ from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
 from web.clock import now
 from web.database import get_session
+from web.ids import id_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,16 +176,6 @@ def school_of(account: ConsoleAccount) -> School:
 # Query-string pages and ids are bounded: an offset or id past a 64-bit integer is a database
 # error (a 500), and a huge page number an expensive scan.
 MAX_PAGE = 10_000
-MAX_ID_DIGITS = 18
-
-
-def id_value(raw: object) -> int | None:
-    """A positive id from a form or query value, or None: ASCII digits only ('²'.isdigit() is true,
-    int('²') raises) and short enough to fit the database's integer."""
-    text = str(raw or "").strip()
-    if not text or len(text) > MAX_ID_DIGITS or not (text.isascii() and text.isdigit()):
-        return None
-    return int(text)
 
 
 def page_arg(name: str = "page") -> int:

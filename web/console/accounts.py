@@ -71,6 +71,12 @@ def sign_in() -> Response:
 def sign_out() -> Response:
     if current_account() is not None and not csrf_ok():
         return render_console("console/problem.html", 400, title="请求无效", detail="页面已过期，请刷新后重试")
+    account = current_account()
+    if account is not None:
+        # Revoked on the server: the epoch ends this account's signed sessions everywhere, so a
+        # copy of the cookie taken before 退出 is worthless after it.
+        account.session_epoch += 1
+        get_session().commit()
     end_console_session()
     return redirect(url_for("console.sign_in"))
 

@@ -9,6 +9,7 @@ from handlers.learning import Refused
 from models.console import SCHOOL_ADMIN
 from web.console import console_required, current_account, register_nav, render_console, school_of
 from web.database import get_session
+from web.ids import id_value
 
 bp = Blueprint("console_approvals", __name__, url_prefix="/console/school", template_folder="../templates")
 register_nav("待审核学生", "console_approvals.queue_page", (SCHOOL_ADMIN,), 13)
@@ -78,9 +79,8 @@ def bulk_approve() -> Response:
     account = current_account()
     assert account is not None
     school = school_of(account)
-    try:
-        ids = [int(value) for value in request.form.getlist("profile_id")]
-    except ValueError:
+    ids = [id_value(value) for value in request.form.getlist("profile_id")]
+    if None in ids:
         abort(400)
     if not ids:
         return _queue(school.id, 400, "请先勾选要通过的学生")

@@ -1,12 +1,12 @@
 """Staff console: certificates — search, one serial's versions and history, corrections, revocation, notices."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 from sqlalchemy import select
 
-from handlers import certificate_desk as desk
+from handlers import certificate_desk as desk, china_time
 from handlers import certificates
 from handlers.learning import Refused
 from models import Certificate, CorrectionRequest
@@ -26,12 +26,11 @@ DONE = {"approved": "已批准更正并签发新版本，证书通知已加入�
 CHANNEL_NAMES = {"electronic": "电子版", "paper": "纸质版", "both": "电子版 + 纸质版"}
 
 
-CHINA = timezone(timedelta(hours=8))
 
 
 def local_time(moment: datetime | None) -> str:
     """Times are stored in UTC; staff read Beijing time."""
-    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if moment else ""
+    return china_time.text(moment)
 
 
 @bp.context_processor

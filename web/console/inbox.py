@@ -1,11 +1,11 @@
 """Staff's inbox pages: the conversation list, a conversation with the student beside it, replies, quick replies."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, Flask, Response, abort, current_app, flash, redirect, request, url_for
 
-from handlers import conversations
+from handlers import china_time, conversations
 from handlers.learning import Refused
 from web.clock import now
 from web.console import (STAFF_ROLES, console_required, current_account, current_actor, id_value, page_arg,
@@ -17,7 +17,6 @@ bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_
 register_nav("消息", "console_inbox.inbox", STAFF_ROLES, 20)
 
 # Refusals that are about WeChat's window (the request was fine, the moment is not).
-BEIJING = timezone(timedelta(hours=8))
 CONFLICTS = {"window_closed", "window_open", "not_failed", "no_template"}
 
 
@@ -28,7 +27,7 @@ def init_app(app: Flask) -> None:
 @bp.app_template_filter("inbox_time")
 def inbox_time(moment: datetime | None) -> str:
     """A time as staff read it: Beijing time, to the minute."""
-    return moment.astimezone(BEIJING).strftime("%m-%d %H:%M") if moment else ""
+    return china_time.text(moment, "%m-%d %H:%M")
 
 
 @bp.get("")

@@ -1,14 +1,14 @@
 """Staff console for certificate orders: paper orders by school, batch printing, shipping, refunds, flags, school billing."""
 from __future__ import annotations
 
-from datetime import date, timedelta, timezone
+from datetime import date
 from typing import Any
 
 from flask import (Blueprint, Flask, Response, abort, current_app, flash, get_flashed_messages, redirect, request,
                    url_for)
 from sqlalchemy import select
 
-from handlers import payments
+from handlers import china_time, payments
 from handlers.console_accounts import record_audit
 from handlers.learning import Refused
 from models import Certificate, CertificateOrder, PaymentFlag, School
@@ -20,7 +20,7 @@ from wechat.pay import PayError, get_wechat_pay
 
 bp = Blueprint("console_payments", __name__, url_prefix="/console/payments", template_folder="../templates")
 STAFF_ONLY = (STAFF, PLATFORM_ADMIN)
-CHINA = timezone(timedelta(hours=8))
+CHINA = china_time.CHINA
 
 register_nav("纸质证书订单", "console_payments.index", STAFF_ONLY, order=35)
 register_nav("学校结算", "console_payments.billing", STAFF_ONLY, order=36)

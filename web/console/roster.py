@@ -2,11 +2,11 @@
 and report, history, the roster itself."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
 
-from handlers import roster
+from handlers import china_time, roster
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models.base import utcnow
@@ -23,7 +23,6 @@ UPLOAD_SLACK = 64 * 1024
 TEMPLATE_CSV = "\ufeff姓名,学号,学院,年级,手机\r\n张三,2024001,心理学院,2024级,13800138000\r\n"
 
 
-BEIJING = timezone(timedelta(hours=8), "CST")
 
 
 def init_app(app: Flask) -> None:
@@ -33,7 +32,7 @@ def init_app(app: Flask) -> None:
 @bp.app_template_filter("beijing_time")
 def beijing_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Times are stored in UTC; school admins read them in Beijing time."""
-    return value.astimezone(BEIJING).strftime(fmt) if value else ""
+    return china_time.text(value, fmt)
 
 
 @bp.before_request

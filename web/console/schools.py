@@ -7,6 +7,7 @@ from handlers import school_directory as directory
 from handlers.learning import Refused
 from models import School
 from models.console import PLATFORM_ADMIN, STAFF
+from web import links
 from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
@@ -33,7 +34,7 @@ def _formatting() -> dict[str, object]:
 
 
 def _invite_link(token: str) -> str:
-    return url_for("console.invite", token=token, _external=True)
+    return links.absolute("console.invite", token=token)
 
 
 @bp.route("/", methods=["GET", "POST"])

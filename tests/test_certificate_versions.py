@@ -1,0 +1,127 @@
+"""Every state a public verify page can show, what a student's own old version says, and what
+follows a correction (the profile, the paper order's recipient), through the pages."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+import certs
+from handlers.certificates import repair_signatures, revoke
+from models import Certificate, CertificateOrder, OrderEvent, StudentProfile
+from models.base import utcnow
+from tests.test_certificate_pages import CSRF, sign_in
+from tests.test_certificates import ISSUER, claim_as
+from tests.test_console_certificates import ask, staff_client
+from web.database import get_database
+
+
+def verdict(client, token: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    page = client.get(f"/verify/{token}")
+    text = page.get_data(as_text=True)
+    found = text.split('data-verdict="', 1)[1].split('"', 1)[0] if 'data-verdict="' in text else ""
+    return page.status_code, found
+
+
+def approve(app, client, user_id: int, certificate_id: int, changes: dict[str, str]) -> Certificate:  # type: ignore[no-untyped-def]
+    request_id = ask(app, user_id, certificate_id, changes)
+    _, token, _ = staff_client(app, client)
+    response = client.post(f"/console/certificates/corrections/{request_id}/decide",
+                           data={"csrf_token": token, "decision": "approve", "note": ""})
+    assert response.status_code == 302
+    with get_database(app).sessions() as session:
+        return session.scalars(select(Certificate).where(Certificate.supersedes_id == certificate_id)).one()
+
+
+def test_every_state_of_a_verify_page(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[0])
+    anyone = app.test_client()
+    assert verdict(anyone, first.verify_token) == (200, "valid")
+    second = approve(app, client, graduates[0], first.id, {"holder_name": "林大满"})
+    # The QR on the first printed copy: genuine, corrected, the newest one counts.
+    status, seen = verdict(anyone, first.verify_token)
+    page = anyone.get(f"/verify/{first.verify_token}").get_data(as_text=True)
+    assert (status, seen) == (200, "corrected")
+    assert "已更正，以最新版本为准" in page and "签名</dt><dd>有效" in page and "无效" not in page
+    assert f"/verify/{second.verify_token}" in page
+    assert verdict(anyone, second.verify_token) == (200, "valid")
+    # Revoked after the correction: both links say revoked, and no staff-typed reason is public.
+    with get_database(app).sessions() as session:
+        revoke(session, second.id, "wang", "学号 C000 电话 13800000000 冒用")
+        session.commit()
+    for token in (first.verify_token, second.verify_token):
+        status, seen = verdict(anyone, token)
+        page = anyone.get(f"/verify/{token}").get_data(as_text=True)
+        assert (status, seen) == (200, "revoked") and "13800000000" not in page and "冒用" not in page
+    # A version whose stored data no longer matches its signature really fails.
+    with get_database(app).sessions() as session:
+        session.get(Certificate, first.id).score = 100
+        session.commit()
+    assert verdict(anyone, first.verify_token) == (200, "invalid")
+    assert anyone.get("/verify/no-such-token").status_code == 404
+
+
+def test_a_revoked_certificate_is_never_a_forgery_and_cannot_be_downloaded(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[1])
+    with get_database(app).sessions() as session:
+        revoke(session, first.id, "wang", "内部原因")
+        session.commit()
+    assert verdict(app.test_client(), first.verify_token) == (200, "revoked")
+    sign_in(client, graduates[1], "o_cert_1")
+    for kind in ("pdf", "png"):
+        assert client.get(f"/h5/certificates/{first.id}.{kind}").status_code == 410
+    page = client.get(f"/h5/certificates/{first.id}").get_data(as_text=True)
+    assert "该证书已撤销" in page and ".pdf" not in page
+
+
+def test_the_students_old_version_says_corrected_and_records_follow(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[0])
+    second = approve(app, client, graduates[0], first.id, {"holder_name": "林大满", "student_number": "C0007"})
+    student = app.test_client()
+    sign_in(student, graduates[0], "o_cert_0")
+    old = student.get(f"/h5/certificates/{first.id}").get_data(as_text=True)
+    assert "此版本已更正" in old and f"/h5/certificates/{second.id}" in old and "提交更正申请" not in old
+    new = student.get(f"/h5/certificates/{second.id}").get_data(as_text=True)
+    assert "此版本已更正" not in new and "提交更正申请" in new
+    with get_database(app).sessions() as session:
+        profile = session.scalar(select(StudentProfile).where(StudentProfile.user_id == graduates[0]))
+        assert (profile.real_name, profile.student_number) == ("林大满", "C0007")
+
+
+def test_a_paid_paper_order_follows_the_corrected_name_and_logs_no_same_state_step(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[2], channel="paper")
+    with get_database(app).sessions() as session:
+        from handlers.payments import open_order
+
+        order = open_order(session, graduates[2], first.id, {"*": (2000, 1000)}, utcnow(), 1800)
+        session.commit()
+        order_id = order.id
+    second = approve(app, client, graduates[2], first.id, {"holder_name": "林大满"})
+    with get_database(app).sessions() as session:
+        order = session.get(CertificateOrder, order_id)
+        assert order.certificate_id == second.id and order.recipient_name == "林大满"
+        events = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id)).all()
+        assert all(e.from_status != e.to_status for e in events)
+
+
+def test_a_channel_change_signs_again_and_old_rows_are_repaired(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[3])
+    sign_in(client, graduates[3], "o_cert_3")
+    assert client.post(f"/h5/certificates/{first.id}/channel",
+                       data={"channel": "paper", "csrf_token": CSRF}).status_code == 302
+    assert verdict(app.test_client(), first.verify_token) == (200, "valid")
+    # A row changed before this fix: channel moved, signature left for the old kind.
+    with get_database(app).sessions() as session:
+        session.get(Certificate, first.id).channel = "electronic"
+        session.commit()
+    assert verdict(app.test_client(), first.verify_token) == (200, "invalid")
+    public = certs.public_key(ISSUER.signing_key)
+    with get_database(app).sessions() as session:
+        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public}) == [f"{first.serial} v1"]
+        session.commit()
+        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public}) == []
+    assert verdict(app.test_client(), first.verify_token) == (200, "valid")
+
+
+def test_the_serials_cannot_be_walked(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    walker = app.test_client()
+    answers = [walker.get(f"/verify?serial=XW-2026-{n:06d}&name=林小满").status_code for n in range(1, 25)]
+    assert answers[:10] == [404] * 10 and set(answers[10:]) == {429}
