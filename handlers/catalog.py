@@ -134,6 +134,10 @@ class _Checker:
         if isinstance(threshold, (int, float)) and not 0.5 <= threshold <= 1:
             self.add(place, "watch_threshold", f"{place.name('watch_threshold')}须在 0.5 到 1 之间（如 0.9 "
                                                f"即须看完 90%），现为 {shown(threshold)}")
+        if "order" in course:
+            order = self.need(course, "order", int, place)
+            if isinstance(order, int) and not 1 <= order <= 999:
+                self.add(place, "order", f"{place.name('order')}须在 1 到 999 之间（小的排在前面），现为 {order}")
         if "max_playback_rate" in course:
             rate = self.need(course, "max_playback_rate", (int, float), place)
             if isinstance(rate, (int, float)) and not 1 <= rate <= 3:
@@ -298,6 +302,7 @@ def load_catalog(session: Session, data: dict[str, Any], source: str) -> LoadRes
         max_playback_rate=float(info.get("max_playback_rate", MAX_PLAYBACK_RATE)),
         review_on_fail=info.get("review_on_fail", OPTIONAL_POLICIES["review_on_fail"][1]),
         review_answers=info.get("review_answers", OPTIONAL_POLICIES["review_answers"][1]),
+        display_order=int(info.get("order", 100)),
         source=source[:200],
     )
     session.add(version)
@@ -344,8 +349,8 @@ def current_version(session: Session, course_code: str) -> CourseVersion | None:
 
 
 def list_courses(session: Session) -> list[CourseVersion]:
-    """Every course's current version, in code order."""
+    """Every course's current version: the catalog's `order` first (the main course), then code."""
     return list(session.scalars(
         select(CourseVersion).join(Course, Course.id == CourseVersion.course_id)
-        .where(CourseVersion.number == Course.current_version).order_by(Course.code)
+        .where(CourseVersion.number == Course.current_version).order_by(CourseVersion.display_order, Course.code)
     ))

@@ -13,7 +13,7 @@ FIELD_NAMES: dict[str, dict[str, str]] = {
                "topic_pass_percent": "专题测试及格百分比", "on_topic_failed": "专题测试未通过时的做法",
                "on_course_failed": "总分不及格时的做法", "watch_threshold": "视频须看完的比例",
                "max_playback_rate": "最高播放倍速", "review_on_fail": "测试未通过时显示的内容",
-               "review_answers": "何时显示正确答案和解析"},
+               "review_answers": "何时显示正确答案和解析", "order": "课程排序"},
     "topic": {"code": "专题编号", "title": "专题标题", "summary": "专题简介", "video": "视频",
               "questions": "题目", "test_questions": "每次测试抽取的题数"},
     "video": {"url": "视频地址", "seconds": "视频时长"},

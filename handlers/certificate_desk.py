@@ -17,7 +17,7 @@ from models import Certificate, CertificateEvent, CorrectionRequest, School, Use
 
 PAGE_SIZE = 50
 SERIAL = re.compile(r"^XW-\d{4}-\d{1,6}$", re.IGNORECASE)
-NOTICE_JOB = "certificates.notice"
+NOTICE_JOB = certificates.NOTICE_JOB
 STATUS_NAMES = {"valid": "有效", "superseded": "已被新版本取代", "revoked": "已撤销"}
 
 
@@ -170,7 +170,7 @@ def _queue_notice(session: Session, certificate: Certificate, dedup_key: str | N
 
 
 def notice_message(session: Session, certificate_id: int, template_id: str, public_url: str,
-                   client_msg_id: str) -> dict[str, Any] | None:
+                   client_msg_id: str, reason: str | None = None) -> dict[str, Any] | None:
     """The template message body for a certificate's notice (None: nobody to tell)."""
     certificate = session.get(Certificate, certificate_id)
     if certificate is None:
@@ -180,6 +180,8 @@ def notice_message(session: Session, certificate_id: int, template_id: str, publ
         return None
     if certificate.status == "revoked":
         first = "你的证书已被撤销。如有疑问，请在公众号留言联系工作人员。"
+    elif reason == "paid":
+        first = "纸质证书费用已支付成功，我们会尽快打印并寄到你的学校。"
     elif certificate.version > 1:
         first = f"你的证书已更新为第 {certificate.version} 版，请查看最新证书。"
     else:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from handlers import certificates
 from handlers.learning import Refused
 from handlers.outbox import record_job
 from models import Certificate, CertificateEvent, CertificateFile, Course, School, StudentProfile, User
@@ -264,6 +265,7 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
         certificate.paper_status = "paid"
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_paid", actor=actor[:100],
                                      details={"order": order.out_trade_no, "total_fen": total}, at=now))
+        certificates.queue_notice(session, certificate.id, "paid")
         session.flush()
         return "paid"
     if order.transaction_id == transaction_id:
@@ -340,6 +342,11 @@ QUERY_EVERY = ((timedelta(hours=1), "%Y-%m-%dT%H:%M"), (timedelta(days=1), "%Y-%
 QUERY_DAILY = "%Y-%m-%d"
 
 
+def has_unsettled_orders(session: Session) -> bool:
+    """Whether any order still waits on WeChat Pay (what payments.reconcile looks at)."""
+    return session.scalar(select(CertificateOrder.id).where(CertificateOrder.status.in_(UNPAID)).limit(1)) is not None
+
+
 def schedule_queries(session: Session, now: datetime, query_after_seconds: int) -> int:
     """Record a query job for each order due for one (see `due_for_query`): every minute while it
     is open and for an hour after it expired, then hourly, then daily, each daily one also flagged
@@ -381,16 +388,17 @@ def refund_number(order: CertificateOrder) -> str:
 
 
 def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], actor: str, reason: str,
-                 now: datetime) -> CertificateOrder:
+                 now: datetime) -> bool:
     """WeChat Pay accepted the refund: the order is refunded and the certificate's paper copy
-    goes back to the state it had before the order (awaiting payment)."""
+    goes back to the state it had before the order (awaiting payment). False when it already was
+    (a double click, a second tab): the caller records nothing more."""
     plain = session.get(CertificateOrder, order_id)
     if plain is None:
         raise Refused("no_order", "订单不存在。")
     order, certificate = _locked_with_certificate(session, order_id, plain.certificate_id)
     assert order is not None
     if order.status == "refunded":
-        return order
+        return False
     refund = result.get("amount", {}).get("refund")
     if type(refund) is not int or refund != order.total_fen:
         raise Refused("refund_amount", "退款金额与订单金额不一致，请联系技术人员核对。")
@@ -407,7 +415,7 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_refunded", actor=actor[:100],
                                      reason=reason[:500], details={"order": order.out_trade_no}, at=now))
     session.flush()
-    return order
+    return True
 
 
 # -- paper shipments ----------------------------------------------------------------

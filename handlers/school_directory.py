@@ -114,6 +114,24 @@ def pending_invites(session: Session, now: datetime, *, school_id: int | None = 
     return list(session.scalars(query.order_by(ConsoleInvite.created_at.desc())))
 
 
+def cancel_invite(session: Session, actor: Actor, invite_id: int, now: datetime, *, school_id: int | None = None,
+                  staff: bool = False) -> ConsoleInvite:
+    """Withdraw a pending invite (a typo in the name, the wrong person): its link stops working
+    at once. Only an invite of this school (or a platform invite, for `staff`); audited."""
+    invite = session.scalar(select(ConsoleInvite).where(ConsoleInvite.id == invite_id).with_for_update())
+    mine = invite is not None and (invite.role in (PLATFORM_ADMIN, STAFF) if staff
+                                   else invite.role == SCHOOL_ADMIN and invite.school_id == school_id)
+    if invite is None or not mine:
+        raise Refused("not_found", "邀请不存在。")
+    if invite.used_at is not None or invite.expires_at <= now:
+        raise Refused("not_pending", "该邀请已被接受或已失效。")
+    invite.expires_at = now
+    session.flush()
+    record_audit(session, actor, "invite.cancel", "console_invite", invite.id, school_id=invite.school_id,
+                 before={"display_name": invite.display_name, "role": invite.role})
+    return invite
+
+
 def invite_school_admin(session: Session, actor: Actor, school_id: int, display_name: str,
                         now: datetime) -> tuple[ConsoleInvite, str]:
     if session.get(School, school_id) is None:

@@ -347,4 +347,4 @@ def courses(session: Session) -> list[tuple[int, str]]:
     return [(cid, title) for cid, title in session.execute(
         select(Course.id, CourseVersion.title).join(CourseVersion, (CourseVersion.course_id == Course.id)
                                                     & (CourseVersion.number == Course.current_version))
-        .order_by(Course.id))]
+        .order_by(CourseVersion.display_order, Course.code))]

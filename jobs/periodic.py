@@ -1,12 +1,14 @@
 """Periodic work: each period's run is one job row with a dedup key, so N schedulers make one run."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from huey import crontab
 from sqlalchemy.orm import Session
 
+from handlers import payments
 from handlers.outbox import record_job
 
 
@@ -15,6 +17,9 @@ class Periodic:
     kind: str  # the job kind recorded each period
     schedule: str  # crontab fields "minute hour day month day_of_week", UTC
     period: str  # "minute", "hour" or "day": what one run covers (the dedup key)
+    # A cheap check that there is anything to do: when it says no, no job row is written
+    # (a minutely job would otherwise add 1,440 rows a day to an idle system).
+    needed: Callable[[Session], bool] | None = None
 
     def crontab(self):  # type: ignore[no-untyped-def]
         minute, hour, day, month, dow = self.schedule.split()
@@ -29,7 +34,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("housekeeping.prune_inbound_events", "17 3 * * *", "day"),
     Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
     Periodic("housekeeping.prune_rate_events", "47 * * * *", "hour"),
-    Periodic("payments.reconcile", "* * * * *", "minute"),
+    Periodic("housekeeping.prune_exports", "27 4 * * *", "day"),
+    Periodic("payments.reconcile", "* * * * *", "minute", needed=payments.has_unsettled_orders),
     # Pass and approval notices every 10 minutes, a minute after each window closes (so changes
     # committed just after it still count); yesterday's digest at 09:05 China time.
     Periodic("pushes.notices", "1-59/10 * * * *", "minute"),
@@ -38,7 +44,10 @@ PERIODIC: tuple[Periodic, ...] = (
 
 
 def record_period(session: Session, periodic: Periodic, now: datetime) -> int | None:
-    """Record this period's job unless another scheduler already did; returns its id or None."""
+    """Record this period's job unless another scheduler already did, or there is nothing for it
+    to do; returns its id or None."""
+    if periodic.needed is not None and not periodic.needed(session):
+        return None
     job = record_job(session, periodic.kind, {"period": periodic.period_key(now)},
                      dedup_key=periodic.period_key(now), max_attempts=3)
     return job.id if job else None

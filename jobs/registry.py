@@ -12,7 +12,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes, ratelimit
 from jobs import pushes as push_jobs
-from models import CertificateExport, CertificateOrder
+from models import CertificateExport, CertificateOrder, Job
 from models.base import utcnow
 from wechat.client import WeChatTransportError
 
@@ -34,14 +34,24 @@ JobFunction = Callable[[JobContext, dict[str, Any]], None]
 class JobRegistry:
     def __init__(self) -> None:
         self._kinds: dict[str, JobFunction] = {}
+        self._abandoned: dict[str, Callable[[Session, dict[str, Any]], None]] = {}
 
-    def register(self, kind: str, fn: JobFunction) -> None:
+    def register(self, kind: str, fn: JobFunction,
+                 on_abandoned: Callable[[Session, dict[str, Any]], None] | None = None) -> None:
+        """`on_abandoned` records what a job's own state needs when its worker died on the last
+        attempt and it will not run again (the runner calls it in the transaction that marks the
+        job failed): a reply shown as "perhaps delivered" rather than "sending" for ever."""
         if kind in self._kinds:
             raise ValueError(f"job kind {kind!r} is already registered")
         self._kinds[kind] = fn
+        if on_abandoned is not None:
+            self._abandoned[kind] = on_abandoned
 
     def get(self, kind: str) -> JobFunction | None:
         return self._kinds.get(kind)
+
+    def abandoned(self, kind: str) -> Callable[[Session, dict[str, Any]], None] | None:
+        return self._abandoned.get(kind)
 
     def __contains__(self, kind: str) -> bool:
         return kind in self._kinds
@@ -53,6 +63,10 @@ def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 def _prune_done_jobs(ctx: JobContext, payload: dict[str, Any]) -> None:
     housekeeping.prune_done_jobs(ctx.session)
+
+
+def _prune_exports(ctx: JobContext, payload: dict[str, Any]) -> None:
+    housekeeping.prune_exports(ctx.session, Path(ctx.config["EXPORT_DIR"]), utcnow())
 
 
 def _prune_rate_events(ctx: JobContext, payload: dict[str, Any]) -> None:
@@ -155,11 +169,17 @@ def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
     notice = payments.shipped_notice(ctx.session, int(payload["order_id"]))
     if notice is None:
         return
+    # A retry whose previous attempt recorded no error: that worker died mid-way, perhaps after
+    # WeChat took the customer-service message (which has no dedup). Only the template, which
+    # WeChat dedups by client_msg_id, may go out now: the student never gets the text twice.
+    job = ctx.session.get(Job, ctx.job_id)
+    maybe_sent = ctx.attempt > 1 and job is not None and job.last_error is None
     ctx.session.rollback()
     client = ctx.services["wechat_client"]()
     try:
-        client.message.send_text(notice.openid, notice.text)
-        return
+        if not maybe_sent:
+            client.message.send_text(notice.openid, notice.text)
+            return
     except WeChatClientException as exc:
         if exc.errcode not in (45015, 45047):  # outside the window, or its 5 messages used
             raise
@@ -176,7 +196,8 @@ def _notify_shipped(ctx: JobContext, payload: dict[str, Any]) -> None:
 def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificate_id = int(payload["certificate_id"])
     body = certificate_desk.notice_message(ctx.session, certificate_id, ctx.config["WECHAT_TEMPLATE_CERT_NOTICE"],
-                                           ctx.config["PUBLIC_URL"], str(payload["client_msg_id"]))
+                                           ctx.config["PUBLIC_URL"], str(payload["client_msg_id"]),
+                                           payload.get("reason"))
     if body is None:
         return
     # Read, then call WeChat (no write lock held), then record; client_msg_id makes a repeat harmless.
@@ -244,6 +265,7 @@ def build_registry() -> JobRegistry:
     registry.register("housekeeping.prune_inbound_events", _prune_inbound_events)
     registry.register("housekeeping.prune_done_jobs", _prune_done_jobs)
     registry.register("housekeeping.prune_rate_events", _prune_rate_events)
+    registry.register("housekeeping.prune_exports", _prune_exports)
     registry.register(accounts.SYNC_SUBSCRIBER, _sync_subscriber)
     registry.register(certificates.EXPORT_JOB, _export_certificates)
     registry.register(payments.QUERY_JOB, _query_order)
@@ -255,7 +277,9 @@ def build_registry() -> JobRegistry:
     registry.register(pushes.DIGESTS_JOB, push_jobs.compose_digests)
     registry.register(payments.REFUND_CHECK_JOB, _check_refund)
     registry.register(certificate_desk.NOTICE_JOB, _certificate_notice)
-    registry.register(conversations.SEND_JOB, _send_staff_reply)
+    registry.register(conversations.SEND_JOB, _send_staff_reply,
+                      on_abandoned=lambda session, payload: conversations.record_interrupted(
+                          session, int(payload["reply_id"])))
     registry.register("schools.export_students", _export_students)
     registry.register("roster.process_upload", _process_roster_upload)
     return registry

@@ -68,6 +68,22 @@ def run_job(
     token = secrets.token_hex(16)
     now = clock()
     with sessions() as session:
+        # A dead worker's job that already had its last attempt is not run again: it fails for
+        # good (staff see it in /console/jobs and may retry it by hand). Otherwise a job that
+        # kills its worker (or a send that may have reached WeChat) would run without end.
+        exhausted = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running", Job.lease_until < now, Job.attempts >= Job.max_attempts)
+            .values(status="failed", finished_at=now, lease_until=None,
+                    last_error="the worker stopped during the last attempt (lease expired); not run again")
+            .returning(Job.kind, Job.payload)
+        ).first()
+        if exhausted is not None and registry.abandoned(exhausted[0]) is not None:
+            registry.abandoned(exhausted[0])(session, dict(exhausted[1]))  # type: ignore[misc]
+        session.commit()
+        if exhausted is not None:
+            log.error("job %s: its worker died on the last attempt; marked failed", job_id)
+            return Outcome("failed")
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id)

@@ -48,6 +48,8 @@ class CourseVersion(Base):
     review_on_fail: Mapped[str] = mapped_column(String(32), default="wrong_questions",
                                                 server_default="wrong_questions")
     review_answers: Mapped[str] = mapped_column(String(32), default="after_pass", server_default="after_pass")
+    # Where the course stands in every list (students' and consoles'): the main course first.
+    display_order: Mapped[int] = mapped_column(default=100, server_default="100")
     source: Mapped[str] = mapped_column(String(200))
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
 

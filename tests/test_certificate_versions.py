@@ -125,3 +125,13 @@ def test_the_serials_cannot_be_walked(app, graduates) -> None:  # type: ignore[n
     walker = app.test_client()
     answers = [walker.get(f"/verify?serial=XW-2026-{n:06d}&name=林小满").status_code for n in range(1, 25)]
     assert answers[:10] == [404] * 10 and set(answers[10:]) == {429}
+
+
+def test_staff_read_labels_not_codes(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
+    first = claim_as(app, graduates[4], channel="paper")
+    approve(app, client, graduates[4], first.id, {"holder_name": "林大满"})
+    audit = client.get("/console/audit/").get_data(as_text=True)
+    assert "批准证书更正" in audit and "<b>姓名</b>：林小满五 → 林大满" in audit
+    assert ">certificate.correction_approve<" not in audit and '{"holder_name"' not in audit
+    history = client.get(f"/console/certificates/serial/{first.serial}").get_data(as_text=True)
+    assert "工作人员" in history and ">staff:" not in history

@@ -159,3 +159,29 @@ def test_a_script_in_a_school_name_is_text(app, client) -> None:  # type: ignore
     for url in ("/console/schools/", f"/console/schools/{school.id}", "/console/audit/"):
         body = client.get(url).get_data(as_text=True)
         assert SCRIPT not in body and "&lt;script&gt;" in body, url
+
+
+def test_a_pending_invite_can_be_cancelled_and_its_link_stops_working(app, client) -> None:  # type: ignore[no-untyped-def]
+    from models import ConsoleInvite
+
+    token = sign_in(client, app, make_staff(app))
+    school, elsewhere = make_school(app, "邀请大学"), make_school(app, "别的大学")
+    body = client.post(f"/console/schools/{school}/invites",
+                       data={"csrf_token": token, "display_name": "李老师"}).get_data(as_text=True)
+    link = re.search(r'id="invite-link" value="([^"]+)"', body).group(1)
+    with get_database(app).sessions() as session:
+        invite_id = session.scalar(select(ConsoleInvite.id))
+    # Another school's URL, a missing CSRF token: nothing happens.
+    assert client.post(f"/console/schools/{elsewhere}/invites/{invite_id}/cancel",
+                       data={"csrf_token": token}).status_code == 404
+    assert client.post(f"/console/schools/{school}/invites/{invite_id}/cancel").status_code == 400
+    done = client.post(f"/console/schools/{school}/invites/{invite_id}/cancel", data={"csrf_token": token})
+    assert done.status_code == 302
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "邀请已取消" in page and "取消邀请" not in page
+    assert app.test_client().get(link).status_code in (404, 410, 400)
+    assert "无效" in app.test_client().get(link).get_data(as_text=True)
+    [entry] = audit(app, "invite.cancel")
+    assert entry.before == {"display_name": "李老师", "role": "school_admin"}
+    assert client.post(f"/console/schools/{school}/invites/{invite_id}/cancel",
+                       data={"csrf_token": token}).status_code == 409

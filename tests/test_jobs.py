@@ -311,3 +311,39 @@ def test_every_periodic_kind_is_registered(app: Flask) -> None:
     from jobs.periodic import PERIODIC
 
     assert all(p.kind in get_queue(app).registry for p in PERIODIC)
+
+
+def test_a_dead_workers_last_attempt_is_not_run_again(queue_app: Flask) -> None:
+    """max_attempts holds when a worker dies: its job's last attempt is marked failed, not re-run."""
+    queue = get_queue(queue_app)
+    make_user(queue_app)
+    sessions = get_database(queue_app).sessions
+    effects = Effects()
+    queue.registry.register("test.once", effects)
+    with sessions() as session:
+        job = record_job(session, "test.once", {"openid": "o_job"}, max_attempts=1)
+        session.info.clear()
+        session.commit()
+        job_id = job.id
+    # A worker claimed it (attempt 1 of 1) and died: the row says running, its lease long gone.
+    from sqlalchemy import update
+
+    with sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(
+            status="running", attempts=1, lease_until=utcnow() - timedelta(minutes=1)))
+        session.commit()
+    outcome = run_job(sessions, queue.registry, job_id, config=queue_app.config,
+                      policy=Policy(lease=timedelta(seconds=5)))
+    assert outcome.status == "failed" and effects.runs == 0
+    assert job_status(queue_app, job_id).status == "failed"
+    assert "not run again" in job_status(queue_app, job_id).last_error
+
+
+def test_an_idle_reconcile_minute_writes_no_job_row(app: Flask) -> None:
+    from jobs.periodic import PERIODIC
+
+    reconcile = next(p for p in PERIODIC if p.kind == "payments.reconcile")
+    with get_database(app).sessions() as session:
+        assert record_period(session, reconcile, utcnow()) is None  # no order waits on WeChat Pay
+        session.commit()
+    assert count(get_database(app).sessions(), Job) == 0

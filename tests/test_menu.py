@@ -110,3 +110,11 @@ def test_push_menu_lands_at_wechat(tmp_path):
     finally:
         store.close()
         engine.dispose()
+
+
+def test_push_menu_says_what_wechat_refused_in_one_line(runner, fake_wechat) -> None:  # type: ignore[no-untyped-def]
+    fake_wechat.fail("/cgi-bin/menu/create", errcode=48001)
+    result = runner.invoke(args=["wechat", "push-menu"])
+    assert result.exit_code != 0
+    assert "errcode=48001" in result.output and "verified service account" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -665,7 +665,7 @@ def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live
         phone.locator(".card a", has_text="领取证书").click()
     simulator, phone = phone, opened.value  # the H5 page opens as WeChat's in-app browser would
     phone.set_default_timeout(10_000)
-    phone.get_by_text("纸质版（20 元 + 邮费，寄到学校）").click()
+    phone.locator("label[data-channel=paper]").click()
     phone.get_by_role("button", name="领取证书").click()
     phone.get_by_role("button", name="微信支付 ¥30.00").click()
     # No WeixinJSBridge in this browser: in development the page goes to the fake WeChat Pay cashier.
@@ -874,3 +874,80 @@ def test_revoking_a_paid_certificate_flags_its_order_for_a_refund(shop) -> None:
         session.commit()
     assert the_order(app).status == "paid"  # the money is not touched without a person deciding
     assert flags(app) == {"revoked_paid": 1}
+
+
+def test_the_student_is_told_in_the_chat_when_issued_and_when_paid(shop) -> None:  # type: ignore[no-untyped-def]
+    """A claim and a payment each queue one certificate notice, sent once however often it runs."""
+    start_paying(shop)
+    order = the_order(shop["app"])
+    fake = shop["fake"].pay
+    fake.pay(fake.find(order.out_trade_no))
+    fake.deliver(fake.find(order.out_trade_no), copies=2)  # duplicates queue nothing more
+    assert run_jobs(shop["app"], "certificates.notice") == ["done", "done"]
+    assert run_jobs(shop["app"], "certificates.notice") == []
+    sent = [m for m in shop["fake"].sent_messages if m["kind"] == "template"]
+    firsts = sorted(m["data"]["first"]["value"] for m in sent)
+    assert len(sent) == 2 and all(m["touser"] == "o_cert_0" for m in sent)
+    assert any("已签发" in f for f in firsts) and any("已支付成功" in f for f in firsts)
+
+
+def test_a_double_click_on_refund_at_the_same_moment_writes_one_audit_entry(shop) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from models import AuditEntry
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+
+    order = paid_order(shop)
+    app = shop["app"]
+    staff_id = make_staff(app)
+    clicks = []
+    for _ in range(2):
+        client = app.test_client()
+        clicks.append((client, console_sign_in(client, app, staff_id)))
+    barrier = threading.Barrier(2)
+
+    def click(client, token) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        client.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "学生申请", "csrf_token": token})
+
+    threads = [threading.Thread(target=click, args=pair) for pair in clicks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert the_order(app).status == "refunded"
+    with get_database(app).sessions() as session:
+        refunds = session.scalars(select(AuditEntry).where(AuditEntry.action == "payments.refund")).all()
+    assert len(refunds) == 1
+
+
+def test_refreshing_the_payment_result_is_limited_per_order(shop) -> None:  # type: ignore[no-untyped-def]
+    start_paying(shop)
+    order = the_order(shop["app"])
+    query = f"/v3/pay/transactions/out-trade-no/{order.out_trade_no}"
+    before = len(shop["fake"].requests(query))
+    answers = [shop["client"].post(f"/h5/orders/{order.id}/refresh", headers={"X-CSRF-Token": CSRF}).get_json()
+               for _ in range(10)]
+    asked = len(shop["fake"].requests(query)) - before
+    assert asked == 6 and sum(bool(a.get("limited")) for a in answers) == 4
+    assert all(a["status"] == "paying" for a in answers)
+
+
+def test_a_shipping_notice_whose_worker_died_is_never_sent_as_text_twice(shop) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    app, fake = shop["app"], shop["fake"]
+    order = paid_order(shop)
+    app.config["WECHAT_TEMPLATE_SHIPPED"] = "tmpl_shipped_1"
+    with get_database(app).sessions() as session:
+        payments.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
+        session.commit()
+        # A worker took the job (attempt 1 of 5), sent the text, and died before recording it.
+        session.execute(update(Job).where(Job.kind == payments.NOTIFY_SHIPPED_JOB).values(
+            status="running", attempts=1, last_error=None, lease_until=utcnow() - timedelta(minutes=1)))
+        session.commit()
+        job_id = session.scalar(select(Job.id).where(Job.kind == payments.NOTIFY_SHIPPED_JOB))
+    assert get_queue(app).execute(job_id) == "done"
+    kinds = [m["kind"] for m in fake.sent_messages if m.get("touser") == "o_cert_0" and m["kind"] != "template"
+             or m.get("template_id") == "tmpl_shipped_1"]
+    assert kinds == ["template"]  # the deduplicated template, not a second text

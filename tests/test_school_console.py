@@ -356,3 +356,21 @@ def test_concurrent_enrollments_and_a_double_submit_count_once(app, world) -> No
         session.flush()
         assert _snapshot(session) == (counters, progress)
         session.rollback()
+
+
+def test_the_console_opens_on_the_main_course_and_keeps_the_choice(app, client, world) -> None:  # type: ignore[no-untyped-def]
+    # The main course is loaded *after* the other one (a higher id) but its catalog orders it first.
+    with get_database(app).sessions() as session:
+        main = course(code="main-course", title="主课程", order=1)
+        load_catalog(session, parse_catalog(to_toml(main), "main.toml"), "main.toml")
+        session.commit()
+        ids = {title: cid for cid, title in school_stats.courses(session)}
+    assert list(ids) == ["主课程", "示例课程"]
+    sign_in(client, app, make_school_admin(app, world["a"]))
+    html = client.get("/console/school/").get_data(as_text=True)
+    assert f'<option value="{ids["主课程"]}" selected' in html and "切换课程" in html
+    # Choosing the other course sticks across pages until changed.
+    client.get(f"/console/school/?course={ids['示例课程']}")
+    assert f'<option value="{ids["示例课程"]}" selected' in client.get("/console/school/students").get_data(as_text=True)
+    assert f'<option value="{ids["示例课程"]}" selected' in client.get("/console/school/").get_data(as_text=True)
+    assert "王一" in client.get("/console/school/students?state=certified").get_data(as_text=True)

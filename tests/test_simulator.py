@@ -50,4 +50,4 @@ def test_send_refuses_bad_input(client) -> None:
 
 def test_simulator_is_absent_in_production() -> None:
     app = create_app(dict(PROD_ENV))
-    assert app.test_client().get("/simulator").status_code == 404
+    assert app.test_client().get("/simulator", headers={"Host": "xinwei.example.cn"}).status_code == 404

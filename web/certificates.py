@@ -59,7 +59,21 @@ def claim(code: str) -> Any:
             return render_template("h5/refused.html", refusal=refusal), 403
         session.commit()
         return redirect(url_for("certificates.show", certificate_id=certificate.id))
-    return render_template("h5/certificate_claim.html", code=code, labels=CHANNEL_LABELS)
+    return render_template("h5/certificate_claim.html", code=code, choices=_claim_choices(code))
+
+
+def _claim_choices(course_code: str) -> list[tuple[str, str, str]]:
+    """(channel, name, what it costs the student), with the price written out for each choice
+    before anything is chosen: paper is the fee plus postage, mailed to the school."""
+    from config import paper_prices
+    from handlers import payments
+
+    fee, postage = payments.price_for(paper_prices(current_app.config), course_code)
+    paper = (f"证书费 ¥{payments.yuan(fee)} + 邮费 ¥{payments.yuan(postage)}，"
+             f"共 ¥{payments.yuan(fee + postage)}，寄到学校")
+    return [("electronic", "电子版", "学校已支付，本人免费"),
+            ("paper", "纸质版", paper),
+            ("both", "电子版 + 纸质版", f"电子版免费；纸质版{paper}")]
 
 
 @bp.get("/h5/certificates/<int:certificate_id>")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -9,7 +10,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, make_respons
 from sqlalchemy import select
 
 from config import paper_prices
-from handlers import china_time, payments
+from handlers import china_time, payments, ratelimit
 from handlers.learning import Refused
 from models import Certificate, CertificateOrder
 from web.auth import csrf_ok, current_user_id, login_required
@@ -105,6 +106,10 @@ def order_page(order_id: int) -> str:
                            unpaid=order.status in payments.UNPAID, china=CHINA)
 
 
+REFRESH_LIMIT = 6
+REFRESH_WINDOW = timedelta(minutes=1)
+
+
 @bp.post("/h5/orders/<int:order_id>/refresh")
 @login_required
 def refresh(order_id: int) -> Response:
@@ -115,6 +120,14 @@ def refresh(order_id: int) -> Response:
     order = _own_order(order_id)
     session = get_session()
     if order.status in payments.UNPAID and order.prepay_id:
+        # Each refresh is a call to WeChat Pay: a few a minute per order is plenty (the
+        # notification and the query job settle it anyway); past that the stored state answers.
+        if not ratelimit.allow(session, "pay_refresh", ratelimit.key_of(order.id), now(), REFRESH_LIMIT,
+                               REFRESH_WINDOW):
+            session.rollback()
+            return jsonify(status=order.status, label=payments.STATUS_LABELS[order.status], limited=True)
+        session.commit()
+        order = _own_order(order_id)
         out_trade_no = order.out_trade_no
         session.rollback()
         try:

@@ -49,7 +49,22 @@ def home() -> str:
         current = learning.progress(session, enrollment) if enrollment else None
         courses.append((version, current))
     session.commit()
-    return render_template("h5/home.html", profile=profile, courses=courses)
+    in_wechat = "MicroMessenger" in request.headers.get("User-Agent", "")
+    return render_template("h5/home.html", profile=profile, courses=courses, in_wechat=in_wechat)
+
+
+@bp.get("/progress")
+@login_required
+def my_progress() -> Any:
+    """我的 → 学习进度: the progress page of the course the student is taking (the main one
+    first); the home page when they have not started any."""
+    session = get_session()
+    taken = {code for (code,) in session.execute(select(Course.code).join(Enrollment).where(
+        Enrollment.user_id == current_user_id()))}
+    for version in list_courses(session):
+        if version.course.code in taken:
+            return redirect(url_for("training.course", code=version.course.code))
+    return redirect(url_for("training.home"))
 
 
 @bp.route("/profile", methods=["GET", "POST"])

@@ -1,4 +1,5 @@
-"""Rate-limit events shared by every host; a student's sign-out time, which ends older sign-ins.
+"""Rate-limit events shared by every host; a student's sign-out time, which ends older sign-ins;
+the courses' display order.
 
 Revision ID: b3f19d7a2c60
 Revises: e1a7c0c4b9d2
@@ -30,6 +31,8 @@ def upgrade() -> None:
     with op.batch_alter_table('rate_events', schema=None) as batch_op:
         batch_op.create_index('ix_rate_events_bucket_key_at', ['bucket', 'key', 'at'], unique=False)
         batch_op.create_index('ix_rate_events_at', ['at'], unique=False)
+    with op.batch_alter_table('course_versions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('display_order', sa.Integer(), nullable=False, server_default='100'))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('signed_out_at', models.base.UTCDateTime(timezone=True), nullable=True))
 
@@ -37,6 +40,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('signed_out_at')
+    with op.batch_alter_table('course_versions', schema=None) as batch_op:
+        batch_op.drop_column('display_order')
     with op.batch_alter_table('rate_events', schema=None) as batch_op:
         batch_op.drop_index('ix_rate_events_at')
         batch_op.drop_index('ix_rate_events_bucket_key_at')

@@ -20,7 +20,8 @@ register_nav("证书", "console_certificates.index", STAFF_ROLES, 30)
 
 FIELD_NAMES = {**certificates.CORRECTABLE, "version": "版本", "certificate_id": "证书记录"}
 EVENT_NAMES = {"issued": "签发", "superseded": "被新版本取代", "revoked": "撤销", "channel_changed": "更改证书类型",
-               "notice_sent": "已发送通知"}
+               "notice_sent": "已发送通知", "paper_paid": "纸质证书已付款", "paper_refunded": "纸质证书已退款",
+               "resigned": "重新签名"}
 DONE = {"approved": "已批准更正并签发新版本，证书通知已加入发送队列", "rejected": "已驳回更正申请", "revoked": "证书已撤销",
         "notice": "通知已加入发送队列"}
 CHANNEL_NAMES = {"electronic": "电子版", "paper": "纸质版", "both": "电子版 + 纸质版"}

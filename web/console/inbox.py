@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Flask, Response, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect, request, url_for
 
 from handlers import china_time, conversations
 from handlers.learning import Refused
@@ -128,6 +128,23 @@ def set_status(conversation_id: int) -> Response:
     status = request.form.get("status", "")
     return _act(conversation_id, lambda s: conversations.set_status(s, current_actor(), conversation_id, status),
                 "会话已关闭" if status == "closed" else "会话已重新打开")
+
+
+REPLY_STATES = {"queued": ("排队中", ""), "sending": ("发送中", ""), "sent": ("已发送", "ok"), "failed": ("发送失败", "bad")}
+
+
+@bp.get("/replies/<int:reply_id>/status")
+@console_required(*STAFF_ROLES)
+def reply_status(reply_id: int) -> Response:
+    """What the conversation page polls while a reply is on its way, so 排队中 turns into 已发送
+    (or 发送失败, then the page reloads to offer 重试) without a reload by hand."""
+    from models import StaffReply
+
+    staff_reply = get_session().get(StaffReply, reply_id)
+    if staff_reply is None:
+        abort(404)
+    label, badge = REPLY_STATES.get(staff_reply.status, (staff_reply.status, ""))
+    return jsonify(status=staff_reply.status, label=label, badge=badge)
 
 
 @bp.post("/replies/<int:reply_id>/retry")

@@ -148,10 +148,13 @@ def refund(order_id: int) -> Response:
     except PayError as exc:
         return _back(url_for(".order", order_id=order_id), f"微信支付未受理退款：{exc}"[:200])
     try:
-        payments.apply_refund(session, order_id, result, _staff(), reason, now())
+        applied = payments.apply_refund(session, order_id, result, _staff(), reason, now())
     except Refused as refusal:
         session.rollback()
         return _back(url_for(".order", order_id=order_id), refusal.message)
+    if not applied:  # the other click of a double click refunded it: one audit entry
+        session.commit()
+        return redirect(url_for(".order", order_id=order_id))
     record_audit(session, current_actor(), "payments.refund", "certificate_order", order_id, before={"status": status},
                  after={"status": "refunded", "refund_id": result.get("refund_id"), "total_fen": total}, note=reason)
     session.commit()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
+from flask import session as browser_session
 from sqlalchemy import select
 
 from handlers import school_console as console
@@ -50,8 +51,22 @@ def _int(name: str) -> int | None:
     return id_value(request.args.get(name))
 
 
+COURSE_CHOICE = "console_course"
+
+
+def _chosen_course() -> int | None:
+    """The course asked for in the URL (and remembered for the next page), else the last one
+    chosen; pick_course falls back to the main course."""
+    asked = _int("course")
+    if asked is not None:
+        browser_session[COURSE_CHOICE] = asked
+        return asked
+    remembered = browser_session.get(COURSE_CHOICE)
+    return remembered if isinstance(remembered, int) else None
+
+
 def _course() -> tuple[int | None, list[tuple[int, str]]]:
-    return console.pick_course(get_session(), _int("course"))
+    return console.pick_course(get_session(), _chosen_course())
 
 
 @bp.get("/")
@@ -62,7 +77,7 @@ def dashboard() -> Response:
         return _pick_school()
     school, scope = _school()
     days = max(1, min(365, _int("days") or console.STUCK_DAYS))
-    board = console.dashboard(get_session(), school.id, _int("course"), now(), days)
+    board = console.dashboard(get_session(), school.id, _chosen_course(), now(), days)
     return render_console("console/school/dashboard.html", school=school, scope=scope, board=board,
                           channel_names=console.CHANNEL_NAMES, paper_names=console.PAPER_NAMES)
 

@@ -19,7 +19,8 @@ staff_bp = Blueprint("console_staff", __name__, url_prefix="/console/accounts", 
 register_nav("学校", "console_schools.index", STAFF_ROLES, 40)
 register_nav("平台账号", "console_staff.index", (PLATFORM_ADMIN,), 41)
 
-DONE = {"created": "学校已创建", "saved": "已保存", "disabled": "账号已停用", "enabled": "账号已启用"}
+DONE = {"created": "学校已创建", "saved": "已保存", "disabled": "账号已停用", "enabled": "账号已启用",
+        "invite_cancelled": "邀请已取消，链接已失效"}
 
 
 def init_app(app: Flask) -> None:
@@ -107,6 +108,22 @@ def invite(school_id: int) -> Response:
     return _edit_page(school, invite_link=_invite_link(token))
 
 
+@bp.post("/<int:school_id>/invites/<int:invite_id>/cancel")
+@console_required(*STAFF_ROLES)
+def cancel_invite(school_id: int, invite_id: int) -> Response:
+    school = _school(school_id)
+    session = get_session()
+    try:
+        directory.cancel_invite(session, current_actor(), invite_id, now(), school_id=school.id)
+    except Refused as refused:
+        session.rollback()
+        if refused.code == "not_found":
+            abort(404)
+        return _edit_page(school, 409, error=refused.message)
+    session.commit()
+    return redirect(url_for("console_schools.edit", school_id=school.id, done="invite_cancelled"))
+
+
 @bp.post("/<int:school_id>/accounts/<int:account_id>/disabled")
 @console_required(*STAFF_ROLES)
 def disable(school_id: int, account_id: int) -> Response:
@@ -149,6 +166,21 @@ def invite_staff() -> Response:
         return _staff_page(422, error=refused.message)
     session.commit()
     return _staff_page(invite_link=_invite_link(token))
+
+
+@staff_bp.post("/invites/<int:invite_id>/cancel")
+@console_required(PLATFORM_ADMIN)
+def cancel_staff_invite(invite_id: int) -> Response:
+    session = get_session()
+    try:
+        directory.cancel_invite(session, current_actor(), invite_id, now(), staff=True)
+    except Refused as refused:
+        session.rollback()
+        if refused.code == "not_found":
+            abort(404)
+        return _staff_page(409, error=refused.message)
+    session.commit()
+    return redirect(url_for("console_staff.index", done="invite_cancelled"))
 
 
 @staff_bp.post("/<int:account_id>/disabled")
