@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
     "JOB_SWEEP_SECONDS": 15,  # how often each worker looks for such jobs
     # WeChat Pay: where payment notifications arrive (None: PUBLIC_URL + /pay/notify).
     "WECHAT_PAY_NOTIFY_URL": None,
+    # Where refund notifications arrive (None: PUBLIC_URL + /pay/refund-notify).
+    "WECHAT_PAY_REFUND_NOTIFY_URL": None,
     # Paper certificate prices in fen, per course code ("*": every other course). JSON.
     "PAPER_CERT_PRICES": '{"*": {"fee": 2000, "postage": 1000}}',
     # An unpaid order closes after this many seconds; a paying order without a notification
@@ -177,6 +179,8 @@ def load_config(
         config["QUEUE_SQLITE_PATH"] = os.path.join(instance_path, "huey.db")
     if not config.get("WECHAT_PAY_NOTIFY_URL") and config.get("PUBLIC_URL"):
         config["WECHAT_PAY_NOTIFY_URL"] = str(config["PUBLIC_URL"]).rstrip("/") + "/pay/notify"
+    if not config.get("WECHAT_PAY_REFUND_NOTIFY_URL") and config.get("PUBLIC_URL"):
+        config["WECHAT_PAY_REFUND_NOTIFY_URL"] = str(config["PUBLIC_URL"]).rstrip("/") + "/pay/refund-notify"
     if config["LOG_JSON"] is None:
         config["LOG_JSON"] = production
     if not config.get("WECHAT_TEMPLATE_STAFF_REPLY") and not production:

@@ -537,14 +537,21 @@ def refund_outcome(session: Session, order_id: int, result: Mapping[str, Any], n
     """What WeChat Pay finally said about a refund: SUCCESS is recorded on the order's history;
     ABNORMAL (e.g. the payer's card closed) or CLOSED is flagged for staff, who settle it by hand."""
     status = str(result.get("status", ""))
-    order = session.get(CertificateOrder, order_id)
+    order = session.scalar(select(CertificateOrder).where(CertificateOrder.id == order_id).with_for_update())
     if order is None:
         return status
+    # The job and the notification (and its retries) may both report it: recorded once.
+    told = any((e.detail or {}).get("refund_status") == status for e in events_of(session, order.id))
+    if told:
+        return status
     if status == "SUCCESS":
-        session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=order.status,
+        session.add(OrderEvent(order_id=order.id, from_status=None, to_status=order.status,
                                actor="wechatpay:refund", detail={"refund_status": status,
                                                                  "refund_id": result.get("refund_id")}, at=now))
     elif status in ("ABNORMAL", "CLOSED"):
+        session.add(OrderEvent(order_id=order.id, from_status=None, to_status=order.status,
+                               actor="wechatpay:refund", detail={"refund_status": status,
+                                                                 "refund_id": result.get("refund_id")}, at=now))
         _flag(session, f"refund_{status.lower()}", out_trade_no=order.out_trade_no,
               transaction_id=str(result.get("refund_id") or order.out_refund_no or ""), order_id=order.id,
               detail={"out_refund_no": order.out_refund_no, "status": status, "amount": result.get("amount")})

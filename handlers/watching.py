@@ -150,6 +150,10 @@ def _judge(read: PreparedStatement, write: PreparedStatement, dbapi: object, use
     if seq <= last_seq:
         return Beat(False, current, watched, completed, "stale or replayed")
     position = max(0.0, min(float(position), float(video_seconds)))
+    # The clock of a session never runs back: a beat whose time was taken before the last
+    # write's (two hosts, or two threads that raced to the database) earns nothing and leaves
+    # last_beat_at where it is, so no stretch of time is ever credited twice.
+    now = max(now, last_beat_at)
     credit = earned(credit, (now - last_beat_at).total_seconds(), rate, was_paused, resumed)
     accepted, reason = True, None
     gained = position - current

@@ -135,3 +135,37 @@ def test_staff_read_labels_not_codes(app, client, graduates) -> None:  # type: i
     assert ">certificate.correction_approve<" not in audit and '{"holder_name"' not in audit
     history = client.get(f"/console/certificates/serial/{first.serial}").get_data(as_text=True)
     assert "工作人员" in history and ">staff:" not in history
+
+
+def test_a_certificate_issued_at_2330_utc_is_dated_the_next_day_in_china(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    """23:30 UTC is 07:30 the next morning in China: the printed date, the verify page and the
+    console all say the China date."""
+    from datetime import datetime, timedelta, timezone
+
+    import pypdfium2 as pdfium
+
+    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from web import clock
+
+    real = datetime.now(timezone.utc)
+    target = real.replace(hour=23, minute=30, second=0, microsecond=0)
+    if target <= real:
+        target += timedelta(days=1)
+    clock.advance(app, (target - real).total_seconds())
+    china_day = (target + timedelta(hours=8)).date()
+    student = app.test_client()
+    sign_in(student, graduates[0], "o_cert_0")
+    claimed = student.post("/h5/courses/demo-course/certificate", data={"channel": "electronic", "csrf_token": CSRF})
+    cert_id = int(claimed.headers["Location"].rsplit("/", 1)[1])
+    with get_database(app).sessions() as session:
+        certificate = session.get(Certificate, cert_id)
+        assert certificate.issued_on == china_day != target.date()
+        token, serial = certificate.verify_token, certificate.serial
+    printed = f"{china_day.year}年{china_day.month}月{china_day.day}日"
+    pdf = pdfium.PdfDocument(student.get(f"/h5/certificates/{cert_id}.pdf").data)
+    text = pdf[0].get_textpage().get_text_range()
+    assert printed in text.replace(" ", "")
+    assert printed in app.test_client().get(f"/verify/{token}").get_data(as_text=True)
+    staff = app.test_client()
+    console_sign_in(staff, app, make_staff(app))
+    assert china_day.isoformat() in staff.get(f"/console/certificates/serial/{serial}").get_data(as_text=True)

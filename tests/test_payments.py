@@ -951,3 +951,37 @@ def test_a_shipping_notice_whose_worker_died_is_never_sent_as_text_twice(shop) -
     kinds = [m["kind"] for m in fake.sent_messages if m.get("touser") == "o_cert_0" and m["kind"] != "template"
              or m.get("template_id") == "tmpl_shipped_1"]
     assert kinds == ["template"]  # the deduplicated template, not a second text
+
+
+def test_a_refund_notification_settles_the_refund_once(shop) -> None:  # type: ignore[no-untyped-def]
+    """WeChat Pay tells us when a refund ends: recorded once on the order, however often it says so,
+    and the follow-up job then finds it told."""
+    app, fake = shop["app"], shop["fake"]
+    app.config["WECHAT_PAY_REFUND_NOTIFY_URL"] = shop["live"].url + "/pay/refund-notify"
+    fake.pay.refund_outcome = "PROCESSING"
+    order = paid_order(shop)
+    from wechat.pay import make_wechat_pay
+
+    with get_database(app).sessions() as session:
+        plan = payments.refund_plan(session, order.id)
+        number = payments.refund_number(plan)
+        session.rollback()
+        result = make_wechat_pay(app.config).refund_order(out_trade_no=plan.out_trade_no, out_refund_no=number,
+                                                          total_fen=plan.total_fen, refund_fen=plan.total_fen,
+                                                          reason="测试")
+        payments.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
+        session.commit()
+    fake.pay.refund_outcome = "SUCCESS"
+    assert fake.pay.deliver_refund(number, copies=3) == [204, 204, 204]
+    with get_database(app).sessions() as session:
+        told = [e for e in payments.events_of(session, order.id) if (e.detail or {}).get("refund_status")]
+        assert [(e.from_status, e.to_status, e.actor) for e in told] == [(None, "refunded", "wechatpay:refund")]
+    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["done"]
+    with get_database(app).sessions() as session:
+        assert len([e for e in payments.events_of(session, order.id) if (e.detail or {}).get("refund_status")]) == 1
+    # A forged one is refused and flagged, never applied.
+    headers, body = fake.pay.notification(None, resource={"out_trade_no": order.out_trade_no}, tamper=True,  # type: ignore[arg-type]
+                                          event_type="REFUND.SUCCESS", original_type="refund")
+    import requests
+
+    assert requests.post(shop["live"].url + "/pay/refund-notify", data=body, headers=headers, timeout=5).status_code == 401

@@ -284,3 +284,16 @@ def test_beats_lost_for_20_seconds_then_the_network_returns(db) -> None:  # type
 def test_progress_follows_the_verified_clock(db) -> None:  # type: ignore[no-untyped-def]
     play(db, 2.0, 15)
     assert [t.state for t in progress(db, db.info["enrollment"]).topics] == ["test"]
+
+
+def test_a_beat_timed_before_the_last_write_cannot_make_time_count_twice(db) -> None:  # type: ignore[no-untyped-def]
+    # Beat 2 took its time (1 s) before beat 1 (3 s) was written, but reached the database after it.
+    player = Player(db)
+    player.open()
+    player.t = 3
+    assert player.beat(6).position == 6  # 3 s earn 6 s of video at 2x
+    player.t = 1
+    late = player.beat(6 + 20)
+    assert not late.accepted and late.position == 6
+    player.t = 4  # one more second: 2 s of video, not the 2..3 s stretch again
+    assert player.beat(8 + 2.9).position == 8

@@ -142,10 +142,9 @@ def refresh(order_id: int) -> Response:
     return jsonify(status=order.status, label=payments.STATUS_LABELS[order.status])
 
 
-@bp.post("/pay/notify")
-def notify() -> Response:
-    """WeChat Pay's payment notification. Verified on the raw body, decrypted, checked, and
-    applied once; answered 204 (WeChat Pay's "received") or 4xx/5xx with code FAIL."""
+def _verified_notification() -> Any:
+    """The notification in this request, verified on the raw body and decrypted; or the 4xx
+    answer (a refused one is flagged for staff, never logged with its body)."""
     # Refused before reading: a declared length over the cap, or (chunked, no length) more
     # than the cap once read up to it plus one byte.
     if (request.content_length or 0) > NOTIFY_MAX_BODY:
@@ -155,7 +154,7 @@ def notify() -> Response:
         return _fail(413, "body too large")
     session = get_session()
     try:
-        notification = get_wechat_pay(current_app._get_current_object()).verify_notification(  # type: ignore[attr-defined]
+        return get_wechat_pay(current_app._get_current_object()).verify_notification(  # type: ignore[attr-defined]
             request.headers, body, now().timestamp())
     except BadNotification as exc:
         # Never the body: it may be a forgery, and is a payer's data if genuine.
@@ -165,6 +164,40 @@ def notify() -> Response:
             "remote": request.remote_addr}, now())
         session.commit()
         return _fail(401, exc.reason)
+
+
+@bp.post("/pay/refund-notify")
+def refund_notify() -> Response:
+    """WeChat Pay's refund notification (REFUND.SUCCESS, .ABNORMAL, .CLOSED): the refund's end,
+    recorded once on its order (the payments.check_refund job asks too, as a fallback)."""
+    notification = _verified_notification()
+    if isinstance(notification, Response):
+        return notification
+    if not notification.event_type.startswith("REFUND."):
+        return Response(status=204)
+    resource = notification.resource
+    session = get_session()
+    order = session.scalar(select(CertificateOrder).where(
+        CertificateOrder.out_trade_no == str(resource.get("out_trade_no", "")),
+        CertificateOrder.out_refund_no == str(resource.get("out_refund_no", ""))))
+    if order is None:
+        log.warning("refund notification for an unknown refund %s", resource.get("out_refund_no"))
+        return Response(status=204)  # nothing of ours: retrying would not help
+    payments.refund_outcome(session, order.id, {"status": resource.get("refund_status"),
+                                                "refund_id": resource.get("refund_id"),
+                                                "amount": resource.get("amount")}, now())
+    session.commit()
+    return Response(status=204)
+
+
+@bp.post("/pay/notify")
+def notify() -> Response:
+    """WeChat Pay's payment notification. Verified on the raw body, decrypted, checked, and
+    applied once; answered 204 (WeChat Pay's "received") or 4xx/5xx with code FAIL."""
+    notification = _verified_notification()
+    if isinstance(notification, Response):
+        return notification
+    session = get_session()
     if notification.event_type != "TRANSACTION.SUCCESS":
         log.info("payment notification %s ignored", notification.event_type)
         return Response(status=204)

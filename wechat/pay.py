@@ -57,13 +57,14 @@ class XinweiWeChatPay(WeChatPay):
 
     def __init__(self, *, appid: str, mchid: str, private_key: str, cert_serial_no: str, apiv3_key: str,
                  public_key: str, public_key_id: str, notify_url: str, api_base: str, timeout: float,
-                 notify_window: int = 300) -> None:
+                 notify_window: int = 300, refund_notify_url: str | None = None) -> None:
         super().__init__(wechatpay_type=WeChatPayType.JSAPI, mchid=mchid, private_key=private_key,
                          cert_serial_no=cert_serial_no, appid=appid, apiv3_key=apiv3_key, notify_url=notify_url,
                          timeout=(min(timeout, 3.0), timeout), public_key=public_key, public_key_id=public_key_id)
         self._core._gate_way = api_base.rstrip("/")
         self.appid, self.mchid, self.notify_window = appid, mchid, notify_window
         self.public_key_id = public_key_id
+        self.refund_notify_url = refund_notify_url
 
     # -- calls ---------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[int, Any]:
@@ -121,7 +122,7 @@ class XinweiWeChatPay(WeChatPay):
             raise TypeError("amounts are whole fen")
         code, body = self._call("refund", self.refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
                                 amount={"refund": refund_fen, "total": total_fen, "currency": "CNY"},
-                                reason=reason[:80] or None)
+                                reason=reason[:80] or None, notify_url=self.refund_notify_url)
         data = self._json(body)
         if code != 200:
             raise PayError(f"refund refused: {data.get('message', '')}", status=code, code=data.get("code"))
@@ -171,7 +172,9 @@ class XinweiWeChatPay(WeChatPay):
             # does not decrypt with our API v3 key: either way, not from WeChat Pay for us.
             raise BadNotification("bad_signature")
         resource = envelope["resource"]
-        if resource.get("mchid") != self.mchid or resource.get("appid") != self.appid:
+        # A refund's resource names the merchant only (WeChat Pay sends no appid with it).
+        refund = str(envelope.get("event_type", "")).startswith("REFUND.")
+        if resource.get("mchid") != self.mchid or (not refund and resource.get("appid") != self.appid):
             raise BadNotification("not_ours", f"appid/mchid {resource.get('appid')}/{resource.get('mchid')}")
         return Notification(id=str(envelope.get("id", "")), event_type=str(envelope.get("event_type", "")),
                             resource=resource)
@@ -193,7 +196,7 @@ def make_wechat_pay(config: Mapping[str, Any]) -> XinweiWeChatPay:
         apiv3_key=config["WECHAT_PAY_API_V3_KEY"], public_key=config["WECHAT_PAY_PUBLIC_KEY"],
         public_key_id=config["WECHAT_PAY_PUBLIC_KEY_ID"], notify_url=config["WECHAT_PAY_NOTIFY_URL"],
         api_base=config["WECHAT_PAY_API_BASE"], timeout=float(config["WECHAT_HTTP_TIMEOUT"]),
-        notify_window=int(config["PAY_NOTIFY_WINDOW"]),
+        notify_window=int(config["PAY_NOTIFY_WINDOW"]), refund_notify_url=config.get("WECHAT_PAY_REFUND_NOTIFY_URL"),
     )
 
 

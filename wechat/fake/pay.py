@@ -58,6 +58,7 @@ class FakePayState:
     platform_key_id: str = paykeys.PLATFORM_PUBLIC_KEY_ID
     orders: dict[str, FakePayOrder] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refund_notify_urls: dict[str, str] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)  # every notification delivery and its answer
     notify_delay: float = 0.0  # the cashier's notification waits this long (a slow WeChat)
     notify_duplicates: int = 1
@@ -68,6 +69,7 @@ class FakePayState:
         with self.lock:
             self.orders.clear()
             self.refunds.clear()
+            self.refund_notify_urls.clear()
             self.sent.clear()
             self.notify_delay, self.notify_duplicates = 0.0, 1
             self.refund_outcome = "SUCCESS"
@@ -190,6 +192,8 @@ class FakePayState:
                       "amount": {"total": order.total, "refund": refund, "payer_total": order.total,
                                  "payer_refund": refund, "currency": "CNY"}}
             self.refunds[str(body["out_refund_no"])] = result
+            if str(body.get("notify_url", "")).startswith(("http://", "https://")):
+                self.refund_notify_urls[str(body["out_refund_no"])] = str(body["notify_url"])
         return 200, dict(result)
 
     def refund_query(self, out_refund_no: str) -> tuple[int, dict[str, Any]]:
@@ -205,18 +209,20 @@ class FakePayState:
     # -- notifications -------------------------------------------------------------
     def notification(self, order: FakePayOrder, *, amount: int | None = None, timestamp: int | None = None,
                      apiv3_key: str | None = None, tamper: bool = False,
-                     resource: dict[str, Any] | None = None) -> tuple[dict[str, str], bytes]:
+                     resource: dict[str, Any] | None = None, event_type: str = "TRANSACTION.SUCCESS",
+                     original_type: str = "transaction") -> tuple[dict[str, str], bytes]:
         """A TRANSACTION.SUCCESS notification as WeChat Pay sends it: the resource AES-256-GCM
         encrypted with the API v3 key, the body signed with the platform key. The keyword
         arguments make the wrong ones tests need (another amount, an old timestamp, ...)."""
         plain = json.dumps(resource or self.transaction(order, amount=amount), ensure_ascii=False)
-        nonce, associated = secrets.token_hex(6), "transaction"
+        nonce, associated = secrets.token_hex(6), original_type
         ciphertext = AESGCM((apiv3_key or self.apiv3_key).encode()).encrypt(nonce.encode(), plain.encode(),
                                                                              associated.encode())
         envelope = {
             "id": secrets.token_hex(18), "create_time": datetime.now(CHINA).replace(microsecond=0).isoformat(),
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+            "resource_type": "encrypt-resource", "event_type": event_type,
+            "summary": "支付成功" if event_type == "TRANSACTION.SUCCESS" else "退款状态变更",
+            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
                          "ciphertext": base64.b64encode(ciphertext).decode(), "associated_data": associated,
                          "nonce": nonce},
         }
@@ -226,6 +232,27 @@ class FakePayState:
         if tamper:
             body = body.replace("支付成功", "支付成功!")  # signed bytes no longer match
         return headers, body.encode()
+
+    def deliver_refund(self, out_refund_no: str, *, copies: int = 1) -> list[int]:
+        """The refund settles (PROCESSING becomes the configured outcome) and WeChat Pay POSTs
+        REFUND.<status> to the refund's notify URL `copies` times; returns the status codes."""
+        _, result = self.refund_query(out_refund_no)
+        url = self.refund_notify_urls.get(out_refund_no)
+        if url is None:
+            raise LookupError(f"refund {out_refund_no} was asked without a notify_url")
+        resource = {"mchid": self.mchid, "out_trade_no": result["out_trade_no"],
+                    "transaction_id": result["transaction_id"], "out_refund_no": out_refund_no,
+                    "refund_id": result["refund_id"], "refund_status": result["status"],
+                    "success_time": result["create_time"], "user_received_account": "支付用户零钱",
+                    "amount": {"total": result["amount"]["total"], "refund": result["amount"]["refund"],
+                               "payer_total": result["amount"]["payer_total"],
+                               "payer_refund": result["amount"]["payer_refund"]}}
+        statuses = []
+        for _ in range(copies):
+            headers, body = self.notification(None, resource=resource,  # type: ignore[arg-type]
+                                              event_type=f"REFUND.{result['status']}", original_type="refund")
+            statuses.append(requests.post(url, data=body, headers=headers, timeout=10).status_code)
+        return statuses
 
     def deliver(self, order: FakePayOrder, *, copies: int = 1, concurrent: bool = False, delay: float = 0.0,
                 amount: int | None = None) -> list[int]:
