@@ -9,25 +9,39 @@ from typing import Any
 from flask import Flask
 
 import cli
+import database
 from config import load_config
 from jobs import queue
-from web import auth, certificates, console, database, media, ops, training
-from web import ids, labels, links, payments
-from web import fast_heartbeat
+from web import (
+    auth,
+    certificates,
+    console,
+    fast_heartbeat,
+    ids,
+    labels,
+    links,
+    media,
+    ops,
+    payments,
+    training,
+)
 from web.console import accounts as console_accounts
+from web.console import approvals as console_approvals
+from web.console import audit as console_audit
+from web.console import auto_replies as console_auto_replies
+from web.console import certificate_desk as console_certificates
+from web.console import content as console_content
+from web.console import inbox as console_inbox
+from web.console import jobs as console_jobs
 from web.console import payments as console_payments
 from web.console import pushes as console_pushes
-from web.console import approvals as console_approvals
 from web.console import roster as console_roster
-from web.console import audit as console_audit, certificate_desk as console_certificates
-from web.console import content as console_content, jobs as console_jobs, schools as console_schools
-from web.console import auto_replies as console_auto_replies
-from web.console import inbox as console_inbox
 from web.console import school as console_school
+from web.console import schools as console_schools
 from web.session_cookie import LazyCookieSessionInterface
 from wechat import simulator, webhook
-from wechat.routes import build_router
 from wechat.pay import get_wechat_pay
+from wechat.routes import build_router
 from wechat.services import get_wechat_client
 
 

@@ -10,7 +10,7 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from web.database import get_database
+from database import get_database
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

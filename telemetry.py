@@ -9,8 +9,7 @@ import os
 import sys
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 # Set per request (web) or per job (worker); every log record carries them.
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")

@@ -902,7 +902,7 @@ def profile_floor(item: RequestItem, count: int, log: Callable[[str], None], not
 @contextmanager
 def profiled_app(db: str, opts: BenchOptions, work: Path, make_app: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
     """A fresh database and `make_app(url)` on it; the app's engines disposed at the end."""
-    from web.database import get_database
+    from database import get_database
 
     with fresh_database(db, opts, work) as url:
         app = make_app(url)

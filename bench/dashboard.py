@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import DEFAULT_PG_URL, RESULTS_DIR, REPO
+from bench.common import DEFAULT_PG_URL, REPO, RESULTS_DIR
 
 DB_NAME = "xinwei_bench_dashboard"
 TARGET_MEDIAN_MS = 150.0
@@ -72,8 +72,8 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
     row's topic_scores (14 numbers), not 28 million attempt rows: the dashboard, the table and
     the export never read attempts. Attempt rows (14 per enrolled student) are generated for the
     two measured schools only, for the detail page."""
+    from database import get_database
     from handlers.catalog import load_catalog_file
-    from web.database import get_database
 
     timings: dict[str, float] = {}
     db = get_database(app)
@@ -165,10 +165,10 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
 
 
 def _admin_client(app: Any, school_id: int):  # type: ignore[no-untyped-def]
+    from database import get_database
     from handlers.console_accounts import hash_password
     from models import ConsoleAccount
     from tests.console_helpers import PASSWORD, sign_in
-    from web.database import get_database
 
     with get_database(app).sessions() as session:
         account = ConsoleAccount(username=f"bench_admin_{school_id}_{int(time.time())}", role="school_admin", display_name="校管理员",
@@ -197,8 +197,8 @@ def _time(client: Any, path: str, repeats: int, warmup: int) -> dict[str, float]
 
 def explain(app: Any, school_id: int) -> dict[str, str]:
     """EXPLAIN ANALYZE of the table's first page (all, a filter, a stage) for a school."""
+    from database import get_database
     from handlers import school_console
-    from web.database import get_database
 
     plans = {}
     with get_database(app).sessions() as session:
@@ -208,10 +208,10 @@ def explain(app: Any, school_id: int) -> dict[str, str]:
                  "not_started": school_console.Filters(state="not_started"),
                  "stuck": school_console.Filters(state="stuck"),
                  "learning_and_college": school_console.Filters(state="learning", college=COLLEGES[3])}
-        from models.base import utcnow
         from sqlalchemy import func, select
 
         from models import StudentProgress as sp
+        from models.base import utcnow
         for name, filters in cases.items():
             query, order = school_console.table_query(school_id, course_id, filters, utcnow())
             query = query.order_by(order).limit(51)
@@ -234,7 +234,7 @@ def explain(app: Any, school_id: int) -> dict[str, str]:
 
 
 def measure(app: Any, repeats: int, warmup: int) -> dict[str, Any]:
-    from web.database import get_database
+    from database import get_database
 
     results: dict[str, Any] = {}
     with get_database(app).engine.connect() as conn:
@@ -277,7 +277,7 @@ def run(students: int = 2_000_000, schools: int = 3_000, big: int = 40_000, smal
         warmup: int = 5, base_url: str = DEFAULT_PG_URL, keep: bool = False, plans: bool = True,
         database: str = DB_NAME, reuse: bool = False) -> dict[str, Any]:
     from app import create_app
-    from web.database import get_database
+    from database import get_database
 
     instance = tempfile.mkdtemp(prefix="bench-dashboard-")
     if reuse:  # measure again on a data set kept by an earlier --keep run

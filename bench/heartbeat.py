@@ -108,11 +108,11 @@ def sign_session(app, user_id: int, openid: str, csrf: str) -> str:  # type: ign
 def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyped-def]
     """In-process, not through HTTP: the catalog, a school with a roster, `count` students
     verified against it, enrolled, each with an open watch session; committed."""
+    from database import get_database
     from handlers import identity, learning, watching
     from handlers.catalog import load_catalog, parse_catalog
     from models import RosterEntry, School, User
     from models.base import utcnow
-    from web.database import get_database
 
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(COURSE_TOML, "bench.toml"), "bench.toml")
@@ -301,7 +301,7 @@ def _students_for(opts: Options) -> int:
 
 def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure the floor, then the heartbeat on each database; return every row and the verdicts."""
-    from web.database import get_database
+    from database import get_database
 
     secret_key = secrets.token_hex(32)
     n_students = _students_for(opts)
@@ -378,8 +378,8 @@ def _stages() -> list[tuple[object, str, str]]:
     import handlers.watching as watching_mod
     import telemetry
     import web.auth as auth_mod
-    import web.ops as ops_mod
     import web.fast_heartbeat as fast_mod
+    import web.ops as ops_mod
     import web.training as training_mod
     from models.prepared import PreparedStatement
     from web.session_cookie import LazyCookieSessionInterface
@@ -416,7 +416,7 @@ def _statement_counter(app, counts: dict[str, int], sample: list[str] | None = N
     their own (deferred BEGIN), PostgreSQL's share `main`."""
     from sqlalchemy import event
 
-    from web.database import get_database
+    from database import get_database
 
     database = get_database(app)
     engines = {"main": database.engine}

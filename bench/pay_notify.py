@@ -38,8 +38,8 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def _seed(app: Any, orders: int) -> list[str]:
     """`orders` paying orders, each on its own certificate (rows written directly: no rendering)."""
+    from database import get_database
     from models import Course, School
-    from web.database import get_database
 
     with get_database(app).sessions() as session:
         session.add_all([School(name="压测大学", address="压测路 1 号"), Course(code="bench", current_version=1)])
@@ -58,8 +58,8 @@ def run(orders: int = 300, db: str = "sqlite", concurrent_orders: int = 10) -> d
     from app import create_app
     from cli import alembic_config
     from config import DEV_SECRETS
+    from database import get_database
     from models import OrderEvent
-    from web.database import get_database
     from wechat.fake import FakeWeChatServer
     from wechat.fake.pay import FakePayOrder
 
@@ -154,10 +154,11 @@ def run(orders: int = 300, db: str = "sqlite", concurrent_orders: int = 10) -> d
 
 
 def _seed_more(app: Any, numbers: list[str], offset: int) -> None:
+    from sqlalchemy import select
+
+    from database import get_database
     from models import Certificate, CertificateOrder, Course, School, User
     from models.base import utcnow
-    from sqlalchemy import select
-    from web.database import get_database
 
     now = utcnow()
     with get_database(app).sessions() as session:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from handlers import certificates
+from handlers import certificate_notices, certificates
 from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
 from handlers.outbox import record_job
@@ -17,7 +17,7 @@ from models import Certificate, CertificateEvent, CorrectionRequest, School, Use
 
 PAGE_SIZE = 50
 SERIAL = re.compile(r"^XW-\d{4}-\d{1,6}$", re.IGNORECASE)
-NOTICE_JOB = certificates.NOTICE_JOB
+NOTICE_JOB = certificate_notices.NOTICE_JOB
 STATUS_NAMES = {"valid": "有效", "superseded": "已被新版本取代", "revoked": "已撤销"}
 
 

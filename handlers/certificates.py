@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,19 +15,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import certs
-from handlers import identity, learning
+from handlers import certificate_notices, identity, learning
 from handlers.identity import profile_of
 from handlers.learning import Refused
 from handlers.messages import Handler, Inbound, NewsReply, Reply, TextReply, read_only
 from handlers.outbox import record_job
-from models import (Certificate, CertificateEvent, CertificateExport, CertificateFile, CorrectionRequest, Course,
-                    CourseVersion, Enrollment, School, SerialCounter, StudentProfile, User)
+from models import (
+    Certificate,
+    CertificateEvent,
+    CertificateExport,
+    CertificateFile,
+    CorrectionRequest,
+    Course,
+    CourseVersion,
+    Enrollment,
+    School,
+    SerialCounter,
+    StudentProfile,
+    User,
+)
 from models.base import utcnow
 
 CHANNELS = ("electronic", "paper", "both")
-# The template message that tells a student about their certificate (jobs/registry.py sends it).
-NOTICE_JOB = "certificates.notice"
-NOTICE_REASONS = ("issued", "paid", "updated")
 ISSUERS = ("中国心理学会心理学标准与服务研究委员会", "高校心理委员研究协作组", "毫末高校心理委员工作平台")
 
 
@@ -181,7 +189,7 @@ def claim(session: Session, user_id: int, course_code: str, channel: str, issuer
             session.add(CertificateEvent(certificate_id=certificate.id, action="issued", actor=f"student:{user_id}",
                                          details={"serial": certificate.serial, "channel": channel}))
             store_rendering(session, certificate)
-            queue_notice(session, certificate.id, "issued")
+            certificate_notices.queue_notice(session, certificate.id, "issued")
     except IntegrityError:
         # Another claim of the same student and course won the race: it is the certificate.
         winner = live_certificate(session, user_id, course.id)
@@ -189,13 +197,6 @@ def claim(session: Session, user_id: int, course_code: str, channel: str, issuer
             raise
         return winner
     return certificate
-
-
-def queue_notice(session: Session, certificate_id: int, reason: str) -> None:
-    """Tell the student in the chat (a template message): issued, paper paid, or updated. Once per
-    certificate and reason; the client_msg_id rides in the payload, so a retry is one message."""
-    record_job(session, NOTICE_JOB, {"certificate_id": certificate_id, "client_msg_id": secrets.token_hex(12),
-                                     "reason": reason}, dedup_key=f"cert-notice:{certificate_id}:{reason}")
 
 
 def store_rendering(session: Session, certificate: Certificate) -> None:

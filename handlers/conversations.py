@@ -13,8 +13,19 @@ from handlers import china_time, learning
 from handlers.console_accounts import STAFF_ROLES, Actor, record_audit
 from handlers.learning import Refused
 from handlers.outbox import record_job
-from models import (Certificate, ConsoleAccount, Conversation, Enrollment, InboxMessage, Job, QuickReply, School,
-                    StaffReply, StudentProfile, User)
+from models import (
+    Certificate,
+    ConsoleAccount,
+    Conversation,
+    Enrollment,
+    InboxMessage,
+    Job,
+    QuickReply,
+    School,
+    StaffReply,
+    StudentProfile,
+    User,
+)
 
 SEND_JOB = "inbox.send_reply"
 WINDOW = timedelta(hours=48)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from handlers import certificates
+from handlers import certificate_notices
 from handlers.learning import Refused
 from handlers.outbox import record_job
 from models import Certificate, CertificateEvent, CertificateFile, Course, School, StudentProfile, User
@@ -265,7 +265,7 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
         certificate.paper_status = "paid"
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_paid", actor=actor[:100],
                                      details={"order": order.out_trade_no, "total_fen": total}, at=now))
-        certificates.queue_notice(session, certificate.id, "paid")
+        certificate_notices.queue_notice(session, certificate.id, "paid")
         session.flush()
         return "paid"
     if order.transaction_id == transaction_id:

@@ -21,10 +21,20 @@ from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
 from handlers.messages import Inbound
 from handlers.outbox import record_job
-from models import (Certificate, ConsoleAccount, Enrollment, PushBindToken, PushDelivery, PushWatermark, QuizAttempt,
-                    School, StudentProfile, User)
+from models import (
+    Certificate,
+    ConsoleAccount,
+    Enrollment,
+    PushBindToken,
+    PushDelivery,
+    PushWatermark,
+    QuizAttempt,
+    School,
+    StudentProfile,
+    User,
+)
 from models.console import SCHOOL_ADMIN
-from models.push import (APPROVAL_NOTICE, DELIVERED, DIGEST, FAILED, PASS_NOTICE, QUEUED, REJECTED, SENT)
+from models.push import APPROVAL_NOTICE, DELIVERED, DIGEST, FAILED, PASS_NOTICE, QUEUED, REJECTED, SENT
 
 log = logging.getLogger(__name__)
 

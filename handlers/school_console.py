@@ -16,8 +16,7 @@ from handlers import china_time, learning, school_stats
 from handlers.catalog import current_version
 from handlers.learning import Refused
 from handlers.outbox import record_job
-from models import (Certificate, Course, Enrollment, QuizAttempt, StudentExport, StudentProfile, StudentProgress,
-                    Topic)
+from models import Certificate, Course, Enrollment, QuizAttempt, StudentExport, StudentProfile, StudentProgress, Topic
 from models.base import utcnow
 
 PAGE_SIZE = 50

@@ -27,8 +27,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import (Certificate, Course, CourseVersion, Enrollment, QuizAttempt, SchoolStat, StudentProfile,
-                    StudentProgress, Topic, WatchSession)
+from models import (
+    Certificate,
+    Course,
+    CourseVersion,
+    Enrollment,
+    QuizAttempt,
+    SchoolStat,
+    StudentProfile,
+    StudentProgress,
+    Topic,
+    WatchSession,
+)
 
 SCHOOL_WIDE = 0  # course_id of counters that belong to no course
 

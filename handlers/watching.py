@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from functools import lru_cache
 
 from sqlalchemy import Engine, bindparam, func, select, update

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
 from handlers import pushes
+from jobs.context import JobContext
 from models.base import utcnow
-
-if TYPE_CHECKING:  # the registry imports this module
-    from jobs.registry import JobContext
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ class Queue:
                 log.exception("could not enqueue job %s; the sweep will", job_id)
 
     def _task(self):  # type: ignore[no-untyped-def]
-        self.huey  # builds the instance and registers the task
+        _ = self.huey  # builds the instance and registers the task
         return self._run
 
     def install(self, sessionmaker: Any) -> None:

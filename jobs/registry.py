@@ -1,60 +1,18 @@
 """Job kinds: the name a job is recorded under, and the function that does it."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
 from handlers import accounts, certificate_desk, certificates, conversations, housekeeping, payments, pushes, ratelimit
 from jobs import pushes as push_jobs
+from jobs.context import JobContext, JobRegistry
 from models import CertificateExport, CertificateOrder, Job
 from models.base import utcnow
 from wechat.client import WeChatTransportError
-
-
-@dataclass
-class JobContext:
-    """What a job function gets: the job's session (the runner commits it) and the config."""
-
-    session: Session
-    config: Mapping[str, Any]
-    job_id: int
-    attempt: int
-    services: dict[str, Any] = field(default_factory=dict)
-
-
-JobFunction = Callable[[JobContext, dict[str, Any]], None]
-
-
-class JobRegistry:
-    def __init__(self) -> None:
-        self._kinds: dict[str, JobFunction] = {}
-        self._abandoned: dict[str, Callable[[Session, dict[str, Any]], None]] = {}
-
-    def register(self, kind: str, fn: JobFunction,
-                 on_abandoned: Callable[[Session, dict[str, Any]], None] | None = None) -> None:
-        """`on_abandoned` records what a job's own state needs when its worker died on the last
-        attempt and it will not run again (the runner calls it in the transaction that marks the
-        job failed): a reply shown as "perhaps delivered" rather than "sending" for ever."""
-        if kind in self._kinds:
-            raise ValueError(f"job kind {kind!r} is already registered")
-        self._kinds[kind] = fn
-        if on_abandoned is not None:
-            self._abandoned[kind] = on_abandoned
-
-    def get(self, kind: str) -> JobFunction | None:
-        return self._kinds.get(kind)
-
-    def abandoned(self, kind: str) -> Callable[[Session, dict[str, Any]], None] | None:
-        return self._abandoned.get(kind)
-
-    def __contains__(self, kind: str) -> bool:
-        return kind in self._kinds
 
 
 def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:

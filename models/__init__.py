@@ -1,7 +1,13 @@
 """The data model: typed SQLAlchemy tables, one module per aggregate, all on one MetaData."""
 from models.base import Base
-from models.certificate import (Certificate, CertificateEvent, CertificateExport, CertificateFile, CorrectionRequest,
-                                SerialCounter)
+from models.certificate import (
+                                Certificate,
+                                CertificateEvent,
+                                CertificateExport,
+                                CertificateFile,
+                                CorrectionRequest,
+                                SerialCounter,
+)
 from models.console import AuditEntry, ConsoleAccount, ConsoleInvite, SignInAttempt
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent

@@ -9,6 +9,8 @@ bash scripts/services.sh
 export PYTHONDONTWRITEBYTECODE=1
 PG_URL=${TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
 
+echo "== lint (ruff.toml)"
+.venv/bin/ruff check .
 echo "== tests on SQLite"
 env -u TEST_DATABASE_URL .venv/bin/python -m pytest -q "$@"
 echo "== tests on PostgreSQL"

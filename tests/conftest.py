@@ -18,9 +18,9 @@ from werkzeug.serving import make_server
 from app import create_app
 from cli import alembic_config
 from config import DEV_SECRETS
+from database import get_database
 from models import Base
 from models.engine import make_engine, make_sessionmaker
-from web.database import get_database
 from wechat.fake import FakeWeChatServer
 from wechat.simulate import WeChatSide
 

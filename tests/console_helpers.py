@@ -7,10 +7,10 @@ from functools import lru_cache
 from flask import Flask
 from flask.testing import FlaskClient
 
+from database import get_database
 from handlers.console_accounts import hash_password
 from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
-from web.database import get_database
 
 PASSWORD = "correct horse battery"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from database import get_database
 from jobs.queue import get_queue
 from models import Job, User
-from web.database import get_database
 
 
 def subscribe(client, wechat, openid: str) -> None:  # type: ignore[no-untyped-def]

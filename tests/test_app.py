@@ -123,9 +123,10 @@ def test_every_module_opens_with_a_docstring() -> None:
 
 def test_no_unused_imports_or_undefined_names() -> None:
     """pyflakes over the project: dead imports and typos in names fail the build, not production."""
+    import io
+
     from pyflakes.api import checkPath
     from pyflakes.reporter import Reporter
-    import io
 
     out, err = io.StringIO(), io.StringIO()
     reporter = Reporter(out, err)

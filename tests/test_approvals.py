@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from database import get_database
 from handlers import approvals
 from handlers.console_accounts import Actor
 from handlers.identity import ProfileForm, submit_profile
@@ -15,8 +16,8 @@ from handlers.learning import Refused
 from models import AuditEntry, RosterEntry, StudentProfile, User
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from tests.test_training import CSRF, sign_in as student_sign_in
-from web.database import get_database
+from tests.test_training import CSRF
+from tests.test_training import sign_in as student_sign_in
 
 
 def pending(app, school_id: int, name: str, number: str, openid: str, college: str = "心理学院") -> int:  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ import pytest
 import requests
 from sqlalchemy import delete, select
 
+from database import get_database
 from models import User
 from tests.conftest import ARTIFACTS, count, make_test_app
 from web import auth
 from wechat import oauth
-from web.database import get_database
 
 STALE = "心委培训"  # the friendly page sends the student back to the menu entry
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from database import get_database
 from handlers.catalog import CatalogError, current_version, list_courses, load_catalog, parse_catalog
 from handlers.catalog_problems import Problem
 from models import Course, CourseVersion, Question
-from web.database import get_database
 
 COURSES = Path(__file__).resolve().parent.parent / "content" / "courses"
 

@@ -6,9 +6,9 @@ import time
 
 from sqlalchemy import select
 
+from database import get_database
 from models import Certificate, User
 from tests.conftest import ARTIFACTS
-from web.database import get_database
 
 CSRF = "cert-csrf"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 import certs
+from database import get_database
 from handlers.certificates import repair_signatures, revoke
 from models import Certificate, CertificateOrder, OrderEvent, StudentProfile
 from models.base import utcnow
 from tests.test_certificate_pages import CSRF, sign_in
 from tests.test_certificates import ISSUER, claim_as
 from tests.test_console_certificates import ask, staff_client
-from web.database import get_database
 
 
 def verdict(client, token: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -144,7 +144,8 @@ def test_a_certificate_issued_at_2330_utc_is_dated_the_next_day_in_china(app, gr
 
     import pypdfium2 as pdfium
 
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
     from web import clock
 
     real = datetime.now(timezone.utc)

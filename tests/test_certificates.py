@@ -10,10 +10,10 @@ from sqlalchemy import select, update
 
 import certs
 from config import DEV_SECRETS
+from database import get_database
 from handlers.certificates import Issuer, allocate_serial, claim, mask_name, mask_number, verify
 from handlers.learning import Refused
 from models import Certificate, CertificateEvent, Enrollment
-from web.database import get_database
 
 SEED = base64.b64decode(DEV_SECRETS["CERT_SIGNING_KEY"])
 ISSUER = Issuer(signing_key=SEED, public_url="https://xinwei.example.cn")

@@ -353,10 +353,10 @@ def test_long_names_shrink_and_stay_inside_the_frame() -> None:
     try:
         textpage = doc[0].get_textpage()
         for i in range(textpage.count_chars()):
-            l, b, r, t = textpage.get_charbox(i)
-            if (l, b, r, t) == (0, 0, 0, 0):  # generated line breaks have no box
+            left, b, r, t = textpage.get_charbox(i)
+            if (left, b, r, t) == (0, 0, 0, 0):  # generated line breaks have no box
                 continue
-            assert INNER_FRAME < l and r < PAGE_W - INNER_FRAME, (i, l, r)
+            assert INNER_FRAME < left and r < PAGE_W - INNER_FRAME, (i, left, r)
             assert INNER_FRAME < b and t < PAGE_H - INNER_FRAME, (i, b, t)
         text = textpage.get_text_range()
     finally:

@@ -17,8 +17,14 @@ from models.engine import make_engine
 from models.wechat_token import WeChatToken
 from wechat.client import WeChatTransportError, XinweiWeChatClient, make_wechat_client
 from wechat.fake import FakeWeChatServer
-from wechat.tokens import (DatabaseTokenStore, LocalCache, RedisTokenStore, StoredToken,
-                           TokenStoreError, make_token_store)
+from wechat.tokens import (
+    DatabaseTokenStore,
+    LocalCache,
+    RedisTokenStore,
+    StoredToken,
+    TokenStoreError,
+    make_token_store,
+)
 
 # Unique per run, so rows left in a shared PostgreSQL database or Redis never leak between runs.
 APP_ID = "wxt" + uuid.uuid4().hex[:13]
@@ -380,14 +386,14 @@ def test_dropped_token_fetch_does_not_leak_secret(fake, store):
     client = make_client(fake, store)
     fake.fail(TOKEN, drop=True)
     with pytest.raises(WeChatTransportError) as info:
-        client.access_token
+        _ = client.access_token
     assert SECRET not in str(info.value)
 
 
 def test_unreachable_server(store):
     client = XinweiWeChatClient(APP_ID, SECRET, api_base="http://127.0.0.1:9", token_store=store, timeout=1)
     with pytest.raises(WeChatTransportError) as info:
-        client.access_token
+        _ = client.access_token
     assert SECRET not in str(info.value)
 
 

@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 from flask import Flask
 from sqlalchemy import select
 
+from database import get_database
 from handlers.audit_log import PAGE_SIZE, safe_cell
 from handlers.console_accounts import Actor, record_audit
 from models import AuditEntry
-from tests.console_helpers import make_school, make_staff, make_school_admin, sign_in
-from web.database import get_database
+from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 
 
 def add(app: Flask, actor: str, action: str, subject: tuple[str, str] | None = None, *, school_id: int | None = None,

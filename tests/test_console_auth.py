@@ -5,16 +5,24 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
+from database import get_database
 from handlers.console_accounts import Actor, create_invite
 from models import AuditEntry, ConsoleAccount, SignInAttempt
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN, STAFF
 from tests.conftest import count
-from tests.console_helpers import (PASSWORD, csrf, csrf_of, make_account, make_school, make_school_admin, make_staff,
-                                   sign_in)
+from tests.console_helpers import (
+    PASSWORD,
+    csrf,
+    csrf_of,
+    make_account,
+    make_school,
+    make_school_admin,
+    make_staff,
+    sign_in,
+)
 from web import clock
 from web.console import console_required
-from web.database import get_database
 
 
 def _form(client, path="/console/sign-in"):  # type: ignore[no-untyped-def]

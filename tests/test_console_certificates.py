@@ -6,12 +6,12 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from database import get_database
 from handlers.certificates import request_correction
 from jobs.queue import get_queue
 from models import AuditEntry, Certificate, CertificateEvent, CorrectionRequest, Job
 from tests.console_helpers import make_staff, sign_in
 from tests.test_certificates import claim_as
-from web.database import get_database
 
 SCRIPT = '<script>alert("x")</script>'
 
@@ -237,6 +237,7 @@ def test_the_queue_lists_pending_requests_first(app, client, graduates) -> None:
 def test_every_search_is_served_by_an_index(app) -> None:  # type: ignore[no-untyped-def]
     """The search stays fast at any size: each kind of query is an index lookup, never a table scan."""
     from sqlalchemy import text
+
     from handlers.certificate_desk import search_statement
 
     engine = get_database(app).engine

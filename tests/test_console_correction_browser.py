@@ -4,12 +4,12 @@ from __future__ import annotations
 from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
+from database import get_database
 from models import Certificate, ConsoleAccount
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_staff
 from tests.test_certificates import claim_as
 from tests.test_console_certificates import ask, audit
-from web.database import get_database
 
 
 def test_staff_approve_a_correction_in_the_browser(app, live_server, browser: Browser, graduates) -> None:  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from database import get_database
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin, make_staff
-from web.database import get_database
 
 STAFF_PAGES = ["/console/", "/console/inbox", "/console/certificates/", "/console/certificates/corrections",
                "/console/payments/", "/console/schools/", "/console/audit/", "/console/auto-replies"]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from database import get_database
 from models import ConsoleAccount, StudentProfile
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
 from tests.test_approvals import pending
 from tests.test_roster import run_upload_jobs
-from web.database import get_database
 
 DEMO_ROSTER = Path(__file__).resolve().parent.parent / "content" / "demo-roster-gbk.csv"
 

@@ -6,9 +6,9 @@ import re
 from flask import Flask
 from sqlalchemy import select
 
+from database import get_database
 from models import AuditEntry, ConsoleAccount, School
-from tests.console_helpers import (make_platform_admin, make_school, make_school_admin, make_staff, sign_in)
-from web.database import get_database
+from tests.console_helpers import make_platform_admin, make_school, make_school_admin, make_staff, sign_in
 
 SCRIPT = "<script>alert(1)</script>"
 

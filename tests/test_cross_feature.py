@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from database import get_database
 from handlers import payments, school_stats
 from handlers.approvals import decide
 from handlers.console_accounts import Actor
@@ -12,9 +13,7 @@ from handlers.roster import merge_roster, parse_roster
 from models import SchoolStat, StudentProfile, User
 from models.base import utcnow
 from tests.test_payments import shop, start_paying, the_order
-from web.database import get_database
 from wechat.pay import get_wechat_pay
-
 
 # The payments tests' fixture, used here by name (a paper certificate claimed, the app over HTTP).
 FIXTURES = (shop,)

@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from database import get_database
 from handlers.inbox import receive_text
 from handlers.messages import TextReply
-from tests.conftest import LiveServer, count, make_test_app
 from models import InboundEvent, InboxMessage
-from wechat.routes import build_router
+from tests.conftest import LiveServer, count, make_test_app
 from wechat.router import Router
-from web.database import get_database
+from wechat.routes import build_router
 from wechat.webhook import ROUTER_EXTENSION
 
 

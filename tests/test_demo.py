@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from database import get_database
 from handlers.demo import DEMO_ACCOUNTS, DEMO_ROSTER, DEMO_SCHOOLS
 from models import RosterEntry, School
-from web.database import get_database
 
 
 def test_demo_load_is_idempotent(app, runner) -> None:  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, update
 
+from database import get_database
 from models import User, WatchSession
 from tests import test_training
 from tests.test_training import CSRF, sign_in, verify
 from web import clock, fast_heartbeat
-from web.database import get_database
 
 BEAT = "/h5/api/heartbeat"
 site = test_training.site  # the fixture: a course, a school with a roster, two students

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import RosterEntry, School, User
 from tests.test_catalog import course, to_toml
 from tests.test_training import CSRF, sign_in, verify
 from web import clock
-from web.database import get_database
 
 
 @pytest.fixture

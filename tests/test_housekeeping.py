@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from database import get_database
 from handlers.housekeeping import prune_exports
 from models import Course, School, StudentExport
 from models.base import utcnow
-from web.database import get_database
 
 
 def test_old_export_files_are_deleted_and_marked_expired(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

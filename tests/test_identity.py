@@ -6,10 +6,18 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from handlers.identity import (NumberTaken, ProfileForm, ProfileInvalid, ProfileLocked, printed_fields, profile_of,
-                               review, submit_profile)
+from database import get_database
+from handlers.identity import (
+    NumberTaken,
+    ProfileForm,
+    ProfileInvalid,
+    ProfileLocked,
+    printed_fields,
+    profile_of,
+    review,
+    submit_profile,
+)
 from models import RosterEntry, School, StudentProfile, User
-from web.database import get_database
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from handlers import conversations
 from jobs.queue import get_queue
 from models import AuditEntry, AutoReplyRule, Conversation, InboxMessage, Job, QuickReply, StaffReply, User
-from tests.console_helpers import csrf, make_school, make_school_admin, make_staff, sign_in
 from tests.conftest import count
+from tests.console_helpers import csrf, make_school, make_school_admin, make_staff, sign_in
 from web import clock
 
 CUSTOM = "/cgi-bin/message/custom/send"

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from handlers import conversations
 from jobs.queue import get_queue
 from models import ConsoleAccount, Job, StaffReply
-from tests.console_helpers import PASSWORD, make_staff
 from tests.conftest import ARTIFACTS
+from tests.console_helpers import PASSWORD, make_staff
 
 
 def test_a_student_message_is_answered_from_the_console_and_appears_on_the_phone(

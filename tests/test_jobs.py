@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from database import get_database
 from handlers.outbox import list_failed_jobs, record_job
 from jobs.periodic import Periodic, record_period
 from jobs.queue import Queue, get_queue
@@ -22,7 +23,6 @@ from models import InboxMessage, Job, User
 from models.base import utcnow
 from models.engine import make_engine, make_sessionmaker
 from tests.conftest import count, make_test_app
-from web.database import get_database
 
 REDIS = "redis://127.0.0.1:6379/14"
 FAST = {"JOB_RETRY_BASE_SECONDS": 0.05, "JOB_RETRY_MAX_SECONDS": 0.2, "JOB_REQUEUE_SECONDS": 0.0}
@@ -248,8 +248,9 @@ def test_a_periodic_run_happens_once_across_two_hosts(queue_app: Flask, database
 
 
 def test_prune_inbound_events_job(app: Flask, client, wechat) -> None:  # type: ignore[no-untyped-def]
-    from models import InboundEvent
     from sqlalchemy import update
+
+    from models import InboundEvent
 
     client.post("/wechat?" + (d := wechat.deliver(wechat.event("o_p", "subscribe"))).query, data=d.body)
     client.post("/wechat?" + (d := wechat.deliver(wechat.event("o_p", "CLICK", "FAQ"))).query, data=d.body)

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused, enroll, progress, start_next_round
@@ -14,7 +15,6 @@ from handlers.watching import heartbeat, start_watch
 from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User, WatchSession
 from models.base import utcnow
 from tests.test_catalog import course, to_toml
-from web.database import get_database
 
 T0 = utcnow()
 

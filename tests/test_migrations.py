@@ -36,3 +36,15 @@ def test_upgrade_downgrade_upgrade_on_an_empty_sqlite(tmp_path) -> None:  # type
     command.upgrade(cfg, "head")
     assert {"users", "schools", "inbound_events", "wechat_tokens"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_migration_files_list_in_the_order_they_run(database_url: str) -> None:
+    """YYYYMMDD_HHMM_<rev>_<slug>.py: `ls` shows the chain from the first revision to the head."""
+    import re
+    from pathlib import Path
+
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    chain = [r.revision for r in reversed(list(script.walk_revisions()))]
+    files = sorted(p.name for p in (Path(script.dir) / "versions").glob("*.py"))
+    assert all(re.fullmatch(r"\d{8}_\d{4}_[0-9a-f]{12}_[a-z0-9_]+\.py", f) for f in files), files
+    assert [f.split("_")[2] for f in files] == chain

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from database import get_database
 from handlers.console_accounts import SYSTEM, create_invite
 from handlers.learning import Refused
 from models.base import utcnow
 from models.console import STAFF
-from web.database import get_database
 
 HOSTILE = ["林\x00小满", "林\u202e满小", "林\u200b小满", "林\ufeff小满", "a\x1bb"]
 

@@ -77,9 +77,10 @@ def test_metrics_are_not_public(app, client) -> None:  # type: ignore[no-untyped
 
 
 def test_wechat_api_errors_are_counted_by_errcode(app, client, fake_wechat) -> None:  # type: ignore[no-untyped-def]
-    from wechat.services import get_wechat_client
-    from wechatpy.exceptions import WeChatClientException
     import pytest
+    from wechatpy.exceptions import WeChatClientException
+
+    from wechat.services import get_wechat_client
 
     fake_wechat.fail("/cgi-bin/menu/get", errcode=45009)
     with pytest.raises(WeChatClientException):

@@ -10,6 +10,7 @@ import requests
 from sqlalchemy import func, select, update
 
 from config import ConfigError, load_config
+from database import get_database
 from handlers import payments
 from handlers.certificates import change_channel, claim
 from jobs.queue import get_queue
@@ -17,7 +18,6 @@ from models import Certificate, CertificateEvent, CertificateOrder, Job, OrderEv
 from models.base import utcnow
 from tests.test_certificate_pages import CSRF, sign_in
 from tests.test_certificates import ISSUER
-from web.database import get_database
 from wechat.pay import get_wechat_pay
 from wechat.services import get_wechat_client
 
@@ -284,7 +284,8 @@ def test_unpaid_orders_close_after_the_timeout_here_and_at_wechat_pay(shop) -> N
     with get_database(shop["app"]).sessions() as session:
         assert session.get(CertificateOrder, order.id).status == "closed"
     # Staff give that money back from the flags page: once, however often clicked.
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     staff = shop["app"].test_client()
     token = console_sign_in(staff, shop["app"], make_staff(shop["app"]))
@@ -376,7 +377,8 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
 
 
 def test_a_refund_that_ends_abnormal_is_flagged_for_staff(shop) -> None:  # type: ignore[no-untyped-def]
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     order = paid_order(shop)
     app, fake = shop["app"], shop["fake"].pay
@@ -552,7 +554,8 @@ def paid_order(shop) -> CertificateOrder:  # type: ignore[no-untyped-def]
 
 
 def test_console_pages_are_for_staff_only(shop) -> None:  # type: ignore[no-untyped-def]
-    from tests.console_helpers import make_school, make_school_admin, sign_in as console_sign_in
+    from tests.console_helpers import make_school, make_school_admin
+    from tests.console_helpers import sign_in as console_sign_in
 
     order = paid_order(shop)
     app = shop["app"]
@@ -571,7 +574,8 @@ def test_staff_print_ship_and_refund_in_the_console(shop) -> None:  # type: igno
     import pypdfium2 as pdfium
 
     from models import AuditEntry
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     order = paid_order(shop)
     app = shop["app"]
@@ -604,7 +608,8 @@ def test_staff_print_ship_and_refund_in_the_console(shop) -> None:  # type: igno
 
 
 def test_billing_page_and_csv_export(shop, graduates) -> None:  # type: ignore[no-untyped-def]
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     app = shop["app"]
     with get_database(app).sessions() as session:
@@ -621,7 +626,8 @@ def test_billing_page_and_csv_export(shop, graduates) -> None:  # type: ignore[n
 
 
 def test_flags_are_listed_and_resolved(shop) -> None:  # type: ignore[no-untyped-def]
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     start_paying(shop)
     fake = shop["fake"].pay
@@ -641,10 +647,9 @@ def test_flags_are_listed_and_resolved(shop) -> None:  # type: ignore[no-untyped
 
 def test_choose_paper_pay_and_follow_the_order_to_shipped_in_a_browser(app, live_server, fake_wechat, phone,  # type: ignore[no-untyped-def]
                                                                         browser, graduates) -> None:
+    from models import ConsoleAccount
     from tests.conftest import ARTIFACTS
     from tests.console_helpers import PASSWORD, make_staff
-    from models import ConsoleAccount
-
     from wechat import webhook
     from wechat.routes import build_router
 
@@ -895,7 +900,8 @@ def test_a_double_click_on_refund_at_the_same_moment_writes_one_audit_entry(shop
     import threading
 
     from models import AuditEntry
-    from tests.console_helpers import make_staff, sign_in as console_sign_in
+    from tests.console_helpers import make_staff
+    from tests.console_helpers import sign_in as console_sign_in
 
     order = paid_order(shop)
     app = shop["app"]

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from content.videos import make_demo_clip
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.identity import ProfileForm, submit_profile
 from models import RosterEntry, School, User, WatchSession
 from tests.conftest import ARTIFACTS
 from tests.test_catalog import course, q, to_toml
-from web.database import get_database
 
 BEAT_MS = 500
 

@@ -9,20 +9,32 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from database import get_database
 from handlers import pushes
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.learning import Refused
 from handlers.outbox import record_job
 from jobs.periodic import PERIODIC, record_period
 from jobs.queue import get_queue
-from models import (AuditEntry, Certificate, ConsoleAccount, Course, CourseVersion, Enrollment, Job, PushBindToken,
-                    PushDelivery, QuizAttempt, StudentProfile, User)
+from models import (
+    AuditEntry,
+    Certificate,
+    ConsoleAccount,
+    Course,
+    CourseVersion,
+    Enrollment,
+    Job,
+    PushBindToken,
+    PushDelivery,
+    QuizAttempt,
+    StudentProfile,
+    User,
+)
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.test_auth import authorize
 from tests.test_catalog import course, to_toml
 from web import clock
-from web.database import get_database
 from wechat.services import get_wechat_client
 
 SEND = "/cgi-bin/message/template/send"

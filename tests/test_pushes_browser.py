@@ -5,12 +5,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from database import get_database
 from models import ConsoleAccount, PushDelivery, User
 from models.base import utcnow
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
 from tests.test_certs_render import decode_qr
-from web.database import get_database
 
 
 def test_bind_and_history_in_a_browser(app, live_server, browser, phone, fake_wechat) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog, topic_test_points
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import enroll, progress
@@ -13,7 +14,6 @@ from handlers.watching import heartbeat, start_watch
 from models import Question, RosterEntry, School, User
 from models.base import utcnow
 from tests.test_catalog import course, problems_of, q, to_toml
-from web.database import get_database
 
 T0 = utcnow()
 

@@ -10,6 +10,7 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
+from database import get_database
 from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.identity import ProfileForm, submit_profile
@@ -17,7 +18,6 @@ from handlers.learning import Refused
 from jobs.queue import get_queue
 from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from web.database import get_database
 
 HEADER = "姓名,学号,学院,年级,手机\n"
 

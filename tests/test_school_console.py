@@ -11,20 +11,30 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from database import get_database
 from handlers import school_console, school_stats
+from handlers.catalog import load_catalog, parse_catalog
 from handlers.certificates import change_channel, claim, decide_correction, request_correction, revoke
 from handlers.identity import ProfileForm, review, submit_profile
 from handlers.learning import enroll
 from handlers.quiz import start_attempt, submit_attempt
 from jobs.queue import get_queue
-from models import AuditEntry, Job, RosterEntry, School, SchoolStat, StudentExport, StudentProfile, StudentProgress, User
+from models import (
+    AuditEntry,
+    Job,
+    RosterEntry,
+    School,
+    SchoolStat,
+    StudentExport,
+    StudentProfile,
+    StudentProgress,
+    User,
+)
 from models.base import utcnow
 from tests.console_helpers import make_school_admin, make_staff, sign_in
 from tests.test_catalog import course, to_toml
 from tests.test_certificates import ISSUER
 from tests.test_learning import answer_all, at, watch_fully
-from handlers.catalog import load_catalog, parse_catalog
-from web.database import get_database
 
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = "=HYPERLINK(\"http://evil\")"

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from database import get_database
 from handlers import school_console, school_stats
 from handlers.catalog import load_catalog_file
 from jobs.queue import get_queue
@@ -16,7 +17,6 @@ from models import Certificate, Enrollment, Job, School, StudentProfile, Student
 from models.base import utcnow
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school_admin
-from web.database import get_database
 
 COURSE = "content/courses/xinwei-mooc.toml"
 COLLEGES = ["心理学院", "教育学院", "文学院", "理学院", "医学院"]

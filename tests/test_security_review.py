@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from database import get_database
 from handlers import payments, roster
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.console_accounts import Actor
@@ -22,7 +23,6 @@ from models import ConsoleAccount, Course, PaymentFlag, StudentExport, StudentPr
 from models.console import SCHOOL_ADMIN
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.test_catalog import course, to_toml
-from web.database import get_database
 
 # The id each `<int:name>` parameter of a school-admin route takes, here always school A's object.
 # A new route with a new parameter must be added here (the walk fails on an unknown one).

@@ -8,11 +8,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
-from models import QuizAttempt, Question, RosterEntry, School, User, WatchSession
+from models import Question, QuizAttempt, RosterEntry, School, User, WatchSession
 from tests.test_catalog import course, to_toml
 from web import clock
-from web.database import get_database
 
 CSRF = "test-csrf-token"
 
@@ -101,7 +101,7 @@ def test_the_whole_topic_loop_over_http(app, client, site) -> None:  # type: ign
         attempt = session.scalars(select(QuizAttempt)).one()
         keys = {str(q.id): q.answer for q in session.scalars(select(Question).where(
             Question.id.in_([d["question_id"] for d in attempt.draw])))}
-    for answer in keys.values():  # the page never carries the key (option values are keys, no marking)
+    for _answer in keys.values():  # the page never carries the key (option values are keys, no marking)
         assert "explanation" not in paper and "解析" not in paper.split("提交后可查看得分和解析")[1]
     form = {"csrf_token": CSRF}
     for qid, answer in keys.items():

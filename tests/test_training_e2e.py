@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select
 
 from content.videos import make_demo_clip
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, WatchSession
 from tests.conftest import ARTIFACTS
 from tests.test_catalog import course, to_toml
 from web import clock
-from web.database import get_database
 from wechat.routes import build_router
 from wechat.webhook import ROUTER_EXTENSION
 

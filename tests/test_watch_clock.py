@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused, enroll, progress
@@ -21,7 +22,6 @@ from handlers.watching import OPEN_LIMIT, Beat, heartbeat, start_watch
 from models import RosterEntry, School, User, WatchSession
 from models.base import utcnow
 from tests.test_catalog import course, q, to_toml
-from web.database import get_database
 
 T0 = utcnow()
 VIDEO = 60  # seconds

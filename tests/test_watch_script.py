@@ -15,11 +15,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, User
 from tests.test_catalog import course, to_toml
 from tests.test_training import CSRF, sign_in, verify
-from web.database import get_database
 
 VIDEO, THRESHOLD, RATE = 10, 0.9, 2.0
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from handlers.accounts import WELCOME
 from handlers.inbox import ACKNOWLEDGEMENT
-from tests.conftest import count
 from models import InboundEvent, InboxMessage, User
+from tests.conftest import count
 from wechat.crypto import sign
 from wechat.simulate import WeChatSide
 
@@ -106,7 +106,7 @@ def test_unhandled_input_answers_success_and_is_logged(client, wechat: WeChatSid
     assert count(db_session, InboundEvent) == 1
 
 
-@pytest.mark.parametrize("key,path", [("TRAINING", "/h5/"), ("MY_PROGRESS", "/h5/"), ("MY_PROFILE", "/h5/profile")])
+@pytest.mark.parametrize("key,path", [("TRAINING", "/h5/"), ("MY_PROGRESS", "/h5/progress"), ("MY_PROFILE", "/h5/profile")])
 def test_h5_menu_keys_answer_with_one_article(app, client, wechat: WeChatSide, key: str, path: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key), mode="safe"))
     reply = wechat.open_reply(resp.get_data())
@@ -115,9 +115,10 @@ def test_h5_menu_keys_answer_with_one_article(app, client, wechat: WeChatSide, k
 
 
 def test_reply_content_cannot_break_out_of_cdata(app, wechat: WeChatSide) -> None:
+    from datetime import datetime, timezone
+
     from handlers.messages import Inbound, TextReply
     from wechat.replies import render
-    from datetime import datetime, timezone
 
     inbound = Inbound("o", "gh", datetime.now(timezone.utc), "text")
     xml = render(TextReply("a]]><MsgType>image</MsgType>b"), inbound)

@@ -5,7 +5,7 @@ import json
 
 from flask import Flask
 
-from wechat.menu import menu_keys, load_menu
+from wechat.menu import load_menu, menu_keys
 from wechat.routes import build_router
 from wechat.services import get_wechat_client
 
@@ -41,7 +41,7 @@ def test_the_client_is_built_once_and_shares_its_token(app: Flask, fake_wechat) 
 
 def test_an_api_call_inside_an_open_write_transaction_can_refresh_the_token(app: Flask, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     """On SQLite the token store has its own file, so this does not wait on itself."""
-    from web.database import get_database
+    from database import get_database
     from models import School
 
     with get_database(app).sessions() as session:

@@ -12,14 +12,26 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from flask import (Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect,
-                   render_template, request, session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select, update
 
 import telemetry
+from database import get_database, get_session
 from handlers.accounts import ensure_user
 from models import User
-from web.database import get_database, get_session
 from wechat.oauth import OAuthCodeRejected, OAuthUnavailable, authorize_url, exchange_code
 
 logger = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 
 import certs
+from database import get_database, get_session
 from handlers import certificates, china_time, learning, ratelimit
 from models import Certificate, CorrectionRequest, Course
 from web.auth import csrf_ok, current_user_id, login_required
 from web.clock import now
-from web.database import get_database, get_session
 
 bp = Blueprint("certificates", __name__, template_folder="templates")
 

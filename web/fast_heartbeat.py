@@ -31,12 +31,12 @@ from flask import Flask
 from sqlalchemy import select
 
 import telemetry
+from database import get_database
 from handlers import watching
 from handlers.learning import Refused
 from models import User
 from models.base import DB_INT_MAX
 from web import clock
-from web.database import get_database
 from web.ops import ENDPOINT_KEY, RequestTelemetry
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, text
 from werkzeug.routing import Rule
 
 import telemetry
+from database import get_database
 from models import Job
-from web.database import get_database
 
 log = logging.getLogger("xinwei.access")
 bp = Blueprint("ops", __name__)

@@ -10,13 +10,13 @@ from flask import Blueprint, Response, abort, current_app, jsonify, make_respons
 from sqlalchemy import select
 
 from config import paper_prices
+from database import get_session
 from handlers import china_time, payments, ratelimit
 from handlers.learning import Refused
 from models import Certificate, CertificateOrder
-from web.auth import csrf_ok, current_user_id, login_required
 from web import links
+from web.auth import csrf_ok, current_user_id, login_required
 from web.clock import now
-from web.database import get_session
 from wechat.pay import BadNotification, PayError, get_wechat_pay, jssdk_config
 from wechat.services import get_wechat_client
 

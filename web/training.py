@@ -7,6 +7,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask import session as cookie
 from sqlalchemy import select
 
+from database import get_database, get_session
 from handlers import identity, learning, quiz, watching
 from handlers.catalog import list_courses
 from models import Course, Enrollment, QuizAttempt, School
@@ -14,7 +15,6 @@ from models.base import DB_INT_MAX
 from web import fast_heartbeat
 from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
 from web.clock import now
-from web.database import get_database, get_session
 from web.ids import id_value
 from web.media import video_url
 

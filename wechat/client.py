@@ -90,7 +90,7 @@ class XinweiWeChatClient(WeChatClient):
             token = self.access_token
             try:
                 return self.tokens.get(self.jsapi_ticket_name,
-                                       lambda: self._fetch_jsapi_ticket_from_wechat(token))
+                                       lambda token=token: self._fetch_jsapi_ticket_from_wechat(token))
             except WeChatClientException as exc:
                 if attempt == 2 or exc.errcode not in TOKEN_ERRCODES:
                     raise

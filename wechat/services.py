@@ -8,7 +8,6 @@ from typing import Any
 from flask import Flask
 
 import telemetry
-
 from models.engine import make_engine
 from models.wechat_token import WeChatToken
 from wechat.client import XinweiWeChatClient, make_wechat_client
@@ -54,7 +53,7 @@ def _build(app: Flask) -> XinweiWeChatClient:
             # rather than by migrations, which own the main database only.
             WeChatToken.__table__.create(engine, checkfirst=True)
         else:
-            from web.database import get_database
+            from database import get_database
 
             engine = get_database(app).engine
     store = make_token_store(engine, app.config.get("REDIS_URL"))

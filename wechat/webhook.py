@@ -7,13 +7,12 @@ import time
 from flask import Blueprint, Response, current_app, request
 
 import telemetry
-
+from database import get_database, get_session, open_session
 from wechat.crypto import CryptoError, MessageCrypto, sign, signature_holds
 from wechat.dedup import deliver
 from wechat.inbound import BadMessage, parse_xml, to_inbound
 from wechat.replies import seal
 from wechat.router import Router
-from web.database import get_database, get_session, open_session
 
 log = logging.getLogger(__name__)
 

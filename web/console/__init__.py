@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 from flask import Flask, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
+from database import get_session
 from handlers.console_accounts import Actor
 from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
 from web.clock import now
-from web.database import get_session
 from web.ids import id_value
 
 F = TypeVar("F", bound=Callable[..., Any])

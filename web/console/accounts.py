@@ -4,14 +4,21 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from database import get_session
 from handlers import console_accounts as accounts
 from handlers.learning import Refused
 from models import School
 from web.auth import csrf_ok, safe_next
 from web.clock import now
-from web.console import (ALL_ROLES, CONSOLE_HOME, console_required, current_account, end_console_session,
-                         render_console, start_console_session)
-from web.database import get_session
+from web.console import (
+    ALL_ROLES,
+    CONSOLE_HOME,
+    console_required,
+    current_account,
+    end_console_session,
+    render_console,
+    start_console_session,
+)
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="../templates")
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
 
+from database import get_session
 from handlers import approvals
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models.console import SCHOOL_ADMIN
 from web.console import console_required, current_account, register_nav, render_console, school_of
-from web.database import get_session
 from web.ids import id_value
 
 bp = Blueprint("console_approvals", __name__, url_prefix="/console/school", template_folder="../templates")

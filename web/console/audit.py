@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, request, stream_with_context
-
 from sqlalchemy import select
 
+from database import get_database, get_session
 from handlers import audit_log
 from handlers.console_accounts import Actor, record_audit
 from models import School
 from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
-from web.database import get_database, get_session
 
 bp = Blueprint("console_audit", __name__, url_prefix="/console/audit", template_folder="../templates")
 

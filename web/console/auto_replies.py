@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
 
+from database import get_session
 from handlers import auto_replies
 from handlers.console_accounts import record_audit
 from handlers.learning import Refused
 from web.console import STAFF_ROLES, console_required, current_actor, id_value, register_nav, render_console
-from web.database import get_session
 
 bp = Blueprint("console_auto_replies", __name__, url_prefix="/console/auto-replies", template_folder="../templates")
 

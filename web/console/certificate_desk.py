@@ -6,13 +6,13 @@ from datetime import datetime
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 from sqlalchemy import select
 
-from handlers import certificate_desk as desk, china_time
-from handlers import certificates
+from database import get_database, get_session
+from handlers import certificate_desk as desk
+from handlers import certificates, china_time
 from handlers.learning import Refused
 from models import Certificate, CorrectionRequest
 from web.certificates import issuer
 from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
-from web.database import get_database, get_session
 
 bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
 

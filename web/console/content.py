@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, request
 
+from database import get_database, get_session
 from handlers import catalog, catalog_upload
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
-from web.database import get_database, get_session
 
 bp = Blueprint("console_content", __name__, url_prefix="/console/content", template_folder="../templates")
 

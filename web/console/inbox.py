@@ -5,12 +5,20 @@ from datetime import datetime
 
 from flask import Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect, request, url_for
 
+from database import get_session
 from handlers import china_time, conversations
 from handlers.learning import Refused
 from web.clock import now
-from web.console import (STAFF_ROLES, console_required, current_account, current_actor, id_value, page_arg,
-                         register_nav, render_console)
-from web.database import get_session
+from web.console import (
+    STAFF_ROLES,
+    console_required,
+    current_account,
+    current_actor,
+    id_value,
+    page_arg,
+    register_nav,
+    render_console,
+)
 
 bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_folder="../templates")
 

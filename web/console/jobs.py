@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
+from database import get_database, get_session
 from handlers.console_accounts import Actor, record_audit
 from handlers.outbox import list_failed_jobs, retry_failed_job
 from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
 from web.console.certificate_desk import local_time
-from web.database import get_database, get_session
 
 bp = Blueprint("console_jobs", __name__, url_prefix="/console/jobs", template_folder="../templates")
 

@@ -4,10 +4,21 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import (Blueprint, Flask, Response, abort, current_app, flash, get_flashed_messages, redirect, request,
-                   url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    get_flashed_messages,
+    redirect,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 
+from database import get_session
 from handlers import china_time, payments
 from handlers.console_accounts import record_audit
 from handlers.learning import Refused
@@ -15,7 +26,6 @@ from models import Certificate, CertificateOrder, PaymentFlag, School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.clock import now
 from web.console import console_required, current_actor, id_value, register_nav, render_console
-from web.database import get_session
 from wechat.pay import PayError, get_wechat_pay
 
 bp = Blueprint("console_payments", __name__, url_prefix="/console/payments", template_folder="../templates")

@@ -8,13 +8,13 @@ from markupsafe import Markup
 from reportlab.graphics.barcode import qrencoder
 from sqlalchemy import select
 
+from database import get_session
 from handlers import pushes
 from handlers.learning import Refused
 from models import ConsoleAccount, School, User
 from web.auth import csrf_ok, current_user, login_required
 from web.clock import now
 from web.console import console_required, current_account, page_arg, register_nav, render_console, school_of
-from web.database import get_session
 
 bp = Blueprint("console_pushes", __name__, url_prefix="/console/school", template_folder="../templates")
 # The bind link is opened in WeChat, where the admin signs in as a student would (OAuth).

@@ -6,13 +6,13 @@ from datetime import datetime
 
 from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
 
+from database import get_session
 from handlers import china_time, roster
 from handlers.console_accounts import Actor
 from handlers.learning import Refused
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from web.console import console_required, current_account, register_nav, render_console, school_of
-from web.database import get_session
 
 bp = Blueprint("console_roster", __name__, url_prefix="/console/school", template_folder="../templates")
 register_nav("学生名单", "console_roster.roster_page", (SCHOOL_ADMIN,), 12)

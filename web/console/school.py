@@ -11,14 +11,22 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redir
 from flask import session as browser_session
 from sqlalchemy import select
 
+from database import get_session
 from handlers import school_console as console
 from handlers.console_accounts import Actor, record_audit
 from handlers.learning import Refused
 from models import School
 from models.console import SCHOOL_ADMIN
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_account, id_value, register_nav, render_console, school_of
-from web.database import get_session
+from web.console import (
+    STAFF_ROLES,
+    console_required,
+    current_account,
+    id_value,
+    register_nav,
+    render_console,
+    school_of,
+)
 
 bp = Blueprint("console_school", __name__, url_prefix="/console/school", template_folder="../templates")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
+from database import get_session
 from handlers import school_directory as directory
 from handlers.learning import Refused
 from models import School
@@ -11,7 +12,6 @@ from web import links
 from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 from web.console.certificate_desk import local_time
-from web.database import get_session
 
 bp = Blueprint("console_schools", __name__, url_prefix="/console/schools", template_folder="../templates")
 staff_bp = Blueprint("console_staff", __name__, url_prefix="/console/accounts", template_folder="../templates")

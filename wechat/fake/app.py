@@ -16,7 +16,6 @@ from flask import Flask, Response, jsonify, make_response, redirect, request
 from wechat.fake.pay import FakePayState, register_pay
 from wechat.fake.state import FakeState, OAuthCode, error
 
-
 OPENID_COOKIE = "fake_wechat_openid"
 OPENID_PARAM = "fake_openid"
 

@@ -1,4 +1,4 @@
-"""The database at the request boundary: one session per request, committed once by the view."""
+"""The database of a running app: its engines, and the one session per request or job step that the boundary commits (neutral: web/ and wechat/ both use it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

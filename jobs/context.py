@@ -1,0 +1,49 @@
+"""What a job function gets (JobContext) and the table of job kinds (JobRegistry): the contract
+between the runner and every job module, imported by both, so job modules never import the registry."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class JobContext:
+    """What a job function gets: the job's session (the runner commits it) and the config."""
+
+    session: Session
+    config: Mapping[str, Any]
+    job_id: int
+    attempt: int
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunction = Callable[[JobContext, dict[str, Any]], None]
+
+
+class JobRegistry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, JobFunction] = {}
+        self._abandoned: dict[str, Callable[[Session, dict[str, Any]], None]] = {}
+
+    def register(self, kind: str, fn: JobFunction,
+                 on_abandoned: Callable[[Session, dict[str, Any]], None] | None = None) -> None:
+        """`on_abandoned` records what a job's own state needs when its worker died on the last
+        attempt and it will not run again (the runner calls it in the transaction that marks the
+        job failed): a reply shown as "perhaps delivered" rather than "sending" for ever."""
+        if kind in self._kinds:
+            raise ValueError(f"job kind {kind!r} is already registered")
+        self._kinds[kind] = fn
+        if on_abandoned is not None:
+            self._abandoned[kind] = on_abandoned
+
+    def get(self, kind: str) -> JobFunction | None:
+        return self._kinds.get(kind)
+
+    def abandoned(self, kind: str) -> Callable[[Session, dict[str, Any]], None] | None:
+        return self._abandoned.get(kind)
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self._kinds
