@@ -17,6 +17,7 @@ from web import (
     certificates,
     console,
     fast_heartbeat,
+    headers,
     ids,
     labels,
     links,
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_config(overrides=config, instance_path=app.instance_path))
     app.session_interface = LazyCookieSessionInterface()
     ids.init_app(app)  # before any route is added
+    headers.init_app(app)
     database.init_app(app)
     ops.init_app(app)
     auth.init_app(app)

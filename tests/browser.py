@@ -28,5 +28,10 @@ def phone(browser: Browser) -> Iterator[Page]:
                                   user_agent=WECHAT_UA, locale="zh-CN", is_mobile=True, has_touch=True)
     page = context.new_page()
     page.set_default_timeout(10_000)
+    refused: list[str] = []
+    # Every page runs under a Content-Security-Policy with no inline script or style: anything
+    # the browser refuses is a page that silently lost a script or a style.
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield page
     context.close()
+    assert refused == [], refused

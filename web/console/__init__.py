@@ -16,14 +16,12 @@ from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
 from web.clock import now
+from web.headers import PAGE_CSP
 from web.ids import id_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONSOLE_HOME = "/console/"
-CONSOLE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-               "script-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; "
-               "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 # Session keys, beside the student's own in the same signed cookie: the console sign-in is a
 # separate identity (a school admin may also be a student), so signing out of one keeps the other.
@@ -192,7 +190,5 @@ def render_console(template: str, status: int = 200, **context: Any) -> Response
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    # Pages carry their own inline styles and small scripts, nothing from elsewhere: a script
-    # that slipped past escaping still could not load more code, post forms off-site or be framed.
-    response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    response.headers["Content-Security-Policy"] = PAGE_CSP
     return response
