@@ -53,7 +53,7 @@ class Issuer:
 
 
 def _paper_status(channel: str) -> str | None:
-    # Paper costs the student 20 yuan plus postage; until payments exist (#7) it waits here.
+    # Paper costs the student the fee plus postage: it waits for that payment (handlers/payments.py).
     return "awaiting_payment" if channel in ("paper", "both") else None
 
 

@@ -1,4 +1,4 @@
-"""What the account says about itself: the platform, the how-to guide, the FAQ, and what is not built yet."""
+"""What the account says about itself: the platform, the how-to guide, the FAQ, and the links into the H5 pages."""
 from __future__ import annotations
 
 from sqlalchemy.orm import Session

@@ -39,7 +39,7 @@ class Certificate(Base):
     verify_token: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="valid")  # valid, superseded, revoked
     channel: Mapped[str] = mapped_column(String(16), default="electronic")  # electronic, paper, both
-    # The paper copy's payment: None (electronic only), "awaiting_payment", later "paid" (#7).
+    # The paper copy's payment: None (electronic only), "awaiting_payment", then "paid".
     # The channel may change only while nothing has been paid.
     paper_status: Mapped[str | None] = mapped_column(String(24))
     # The snapshot taken at issue: exactly what is printed and signed.

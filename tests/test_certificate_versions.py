@@ -40,7 +40,7 @@ def test_every_state_of_a_verify_page(app, client, graduates) -> None:  # type: 
     status, seen = verdict(anyone, first.verify_token)
     page = anyone.get(f"/verify/{first.verify_token}").get_data(as_text=True)
     assert (status, seen) == (200, "corrected")
-    assert "已更正，以最新版本为准" in page and "签名</dt><dd>有效" in page and "无效" not in page
+    assert "已更正，以最新版本为准" in page and 'data-field="签名">有效' in page and "无效" not in page
     assert f"/verify/{second.verify_token}" in page
     assert verdict(anyone, second.verify_token) == (200, "valid")
     # Revoked after the correction: both links say revoked, and no staff-typed reason is public.

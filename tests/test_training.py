@@ -58,7 +58,7 @@ def test_profile_preview_shows_what_is_printed_then_locks(client, site) -> None:
     fields = dict(school_id=str(site["school"]), real_name="钱七", college="心理学院", student_number="h5001",
                   grade="2024级", phone="13700000000", csrf_token=CSRF, step="preview")
     page = client.post("/h5/profile", data=fields).get_data(as_text=True)
-    assert "<dt>学号</dt><dd>H5001</dd>" in page and "测试大学" in page
+    assert re.search(r'学号</label>\s*<span class="weui-form-preview__value">H5001</span>', page) and "测试大学" in page
     verify(client, site["school"])
     assert "已认证：钱七" in client.get("/h5/").get_data(as_text=True)
     locked = client.post("/h5/profile", data={**fields, "real_name": "钱八"}).get_data(as_text=True)
@@ -102,7 +102,7 @@ def test_the_whole_topic_loop_over_http(app, client, site) -> None:  # type: ign
         keys = {str(q.id): q.answer for q in session.scalars(select(Question).where(
             Question.id.in_([d["question_id"] for d in attempt.draw])))}
     for _answer in keys.values():  # the page never carries the key (option values are keys, no marking)
-        assert "explanation" not in paper and "解析" not in paper.split("提交后可查看得分和解析")[1]
+        assert "explanation" not in paper and "解析" not in paper.split("提交后可查看得分和逐题结果")[1]
     form = {"csrf_token": CSRF}
     for qid, answer in keys.items():
         form[f"q{qid}"] = answer

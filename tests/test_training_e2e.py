@@ -110,7 +110,8 @@ def test_a_new_student_goes_from_the_menu_to_topic_two(app, site, phone, db_sess
     for item in attempt.draw:
         question = db_session.get(Question, item["question_id"])
         for key in question.answer:
-            h5.locator(f"input[name='q{question.id}'][value='{key}']").check()
+            # WeUI's check hides the input and draws its own mark: a student taps the option's row.
+            h5.locator(f"label:has(input[name='q{question.id}'][value='{key}'])").click()
     h5.get_by_role("button", name="提交答案").click()
     h5.get_by_text("本专题测试通过").wait_for()
     shot(h5, "5-result")
