@@ -181,7 +181,7 @@ def graduates(app):  # type: ignore[no-untyped-def]
     from handlers.learning import enroll
     from models import RosterEntry, School, User
     from models.base import utcnow
-    from tests.test_catalog import course, to_toml
+    from tests.factories import course, to_toml
 
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
@@ -202,3 +202,29 @@ def graduates(app):  # type: ignore[no-untyped-def]
             ids.append(user.id)
         session.commit()
     return ids
+
+
+@pytest.fixture
+def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-def]
+    """A paper-certificate shop (tests/test_payments.py and the cross-feature test): the app over real HTTP (WeChat Pay's notifications come in through it), a paper
+    certificate claimed by the first graduate, and their signed-in client."""
+    from datetime import date
+
+    from sqlalchemy import update
+
+    from handlers.certificates import claim
+    from jobs.queue import get_queue
+    from models import School
+    from tests.factories import ISSUER, sign_in
+
+    app.config["WECHAT_PAY_NOTIFY_URL"] = live_server.url + "/pay/notify"
+    get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]  # jobs run by hand
+    with get_database(app).sessions() as session:
+        session.execute(update(School).values(address="北京市海淀区学院路 1 号 心理中心"))
+        certificate = claim(session, graduates[0], "demo-course", "paper", ISSUER, date(2026, 11, 29))
+        session.commit()
+        cert_id = certificate.id
+    client = app.test_client()
+    sign_in(client, graduates[0], "o_cert_0")
+    return {"app": app, "client": client, "cert_id": cert_id, "fake": fake_wechat, "user_id": graduates[0],
+            "live": live_server}

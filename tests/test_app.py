@@ -9,26 +9,9 @@ import pytest
 
 from app import create_app
 from config import ConfigError, load_config
+from tests.factories import PROD_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-
-PROD_ENV = {
-    "XINWEI_ENV": "production",
-    "SECRET_KEY": "s" * 32,
-    "DATABASE_URL": "postgresql+psycopg://xinwei@db.invalid/xinwei",
-    "PUBLIC_URL": "https://xinwei.example.cn",
-    "WECHAT_APP_ID": "wx1234567890abcdef",
-    "WECHAT_APP_SECRET": "0123456789abcdef0123456789abcdef",
-    "WECHAT_TOKEN": "tok",
-    "WECHAT_ENCODING_AES_KEY": "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut",
-    "CERT_SIGNING_KEY": "cHJvZHVjdGlvbi1rZXktaW4tYS12YXVsdC0zMmJ5dGU=",
-    "WECHAT_PAY_MCHID": "1230000109",
-    "WECHAT_PAY_API_V3_KEY": "k" * 32,
-    "WECHAT_PAY_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nfrom-a-vault\n-----END PRIVATE KEY-----",
-    "WECHAT_PAY_CERT_SERIAL": "444F4864EA9B34415",
-    "WECHAT_PAY_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nfrom-wechat-pay\n-----END PUBLIC KEY-----",
-    "WECHAT_PAY_PUBLIC_KEY_ID": "PUB_KEY_ID_0114232134912410000000000000",
-}
 
 
 def test_production_without_secrets_names_every_missing_one(tmp_path: Path) -> None:

@@ -11,25 +11,12 @@ from sqlalchemy import select
 from database import get_database
 from handlers import approvals
 from handlers.console_accounts import Actor
-from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused
 from models import AuditEntry, RosterEntry, StudentProfile, User
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from tests.test_training import CSRF
-from tests.test_training import sign_in as student_sign_in
-
-
-def pending(app, school_id: int, name: str, number: str, openid: str, college: str = "心理学院") -> int:  # type: ignore[no-untyped-def]
-    with get_database(app).sessions() as session:
-        user = User(openid=openid)
-        session.add(user)
-        session.flush()
-        profile = submit_profile(session, user.id, ProfileForm(school_id, name, college, number, "2024级",
-                                                               "13800138000"))
-        session.commit()
-        assert profile.status == "pending"
-        return profile.id
+from tests.factories import CSRF, pending, run_upload_jobs
+from tests.factories import sign_in as student_sign_in
 
 
 def status_of(app, profile_id: int) -> tuple:  # type: ignore[no-untyped-def]
@@ -164,7 +151,6 @@ def test_an_upload_and_an_admin_deciding_the_same_student_do_not_collide(app, cl
     # The roster now lists 王五 under his number: the upload verifies him; the admin's late rejection is refused.
     import io
 
-    from tests.test_roster import run_upload_jobs
     upload = client.post("/console/school/roster/upload", data={
         "csrf_token": world["token"], "file": (io.BytesIO("姓名,学号\n王五,2024003\n".encode("gbk")), "a.csv")},
         content_type="multipart/form-data")

@@ -6,12 +6,12 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 from sqlalchemy import delete, select
 
 from database import get_database
 from models import User
 from tests.conftest import ARTIFACTS, count, make_test_app
+from tests.factories import authorize, log_in, start_login
 from web import auth
 from wechat import oauth
 
@@ -25,25 +25,6 @@ def home() -> str:
 
 
 # -- helpers: the three hops of the loop ---------------------------------------------------
-
-def start_login(client, next_path: str | None = None) -> str:  # type: ignore[no-untyped-def]
-    """GET /h5/login; the authorize URL it redirects to."""
-    resp = client.get("/h5/login", query_string={"next": next_path} if next_path is not None else None)
-    assert resp.status_code == 302
-    return resp.headers["Location"]
-
-
-def authorize(authorize_location: str, openid: str) -> str:
-    """WeChat's side: the fake authorize page, acting as `openid`; the callback path+query."""
-    resp = requests.get(authorize_location, params={"fake_openid": openid}, allow_redirects=False, timeout=5)
-    assert resp.status_code == 302, resp.text
-    target = urlsplit(resp.headers["Location"])
-    return f"{target.path}?{target.query}"
-
-
-def log_in(client, openid: str, next_path: str | None = None):  # type: ignore[no-untyped-def]
-    """The whole loop with the test client; the callback's response."""
-    return client.get(authorize(start_login(client, next_path), openid))
 
 
 def logged_in_as(client) -> str | None:  # type: ignore[no-untyped-def]

@@ -13,69 +13,13 @@ from database import get_database
 from handlers.catalog import CatalogError, current_version, list_courses, load_catalog, parse_catalog
 from handlers.catalog_problems import Problem
 from models import Course, CourseVersion, Question
+from tests.factories import course, line_of, problems_of, to_toml
 
 COURSES = Path(__file__).resolve().parent.parent / "content" / "courses"
 
 
-def q(code: str, points: int, kind: str = "single", answer: list[str] | None = None,
-      options: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    return {"code": code, "kind": kind, "points": points, "text": f"题目 {code}",
-            "options": options or [{"key": k, "text": f"选项{k}"} for k in "ABCD"],
-            "answer": answer or ["C"], "explanation": "解析"}
-
-
-def course(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "course": {"code": "demo-course", "title": "示例课程", "description": "说明", "pass_mark": 85,
-                   "topic_pass_percent": 60, "on_topic_failed": "rewatch", "on_course_failed": "redo_all",
-                   "watch_threshold": 0.9},
-        "topics": [
-            {"code": "t01", "title": "专题一", "summary": "概要", "video": {"url": "demo:demo-t01", "seconds": 10},
-             "questions": [q("t01-q1", 30), q("t01-q2", 20, "multiple", ["A", "B"])]},
-            {"code": "t02", "title": "专题二", "summary": "概要", "video": {"url": "https://cdn.example.cn/t02.mp4", "seconds": 60},
-             "questions": [q("t02-q1", 40), q("t02-q2", 10, "judge", ["错"], [{"key": "对", "text": "对"}, {"key": "错", "text": "错"}])]},
-        ],
-    }
-    data["course"].update(overrides)
-    return data
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """A tiny TOML writer for these fixtures (the catalog itself is hand-written)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        raise TypeError(v)
-
-    lines = ["[course]"] + [f"{k} = {value(v)}" for k, v in data["course"].items()]
-    for topic in data.get("topics", []):
-        lines.append("\n[[topics]]")
-        lines += [f"{k} = {value(v)}" for k, v in topic.items() if k not in ("video", "questions")]
-        if "video" in topic:
-            lines.append("[topics.video]")
-            lines += [f"{k} = {value(v)}" for k, v in topic["video"].items()]
-        for question in topic.get("questions", []):
-            lines.append("[[topics.questions]]")
-            lines += [f"{k} = {value(v)}" for k, v in question.items()]
-    return "\n".join(lines) + "\n"
-
-
 def test_fixture_round_trips() -> None:
     assert tomllib.loads(to_toml(course())) == course()
-
-
-def problems_of(data: dict[str, Any]) -> list[Problem]:
-    with pytest.raises(CatalogError) as err:
-        parse_catalog(to_toml(data), "demo.toml")
-    return err.value.problems
 
 
 def broken(change) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -115,12 +59,6 @@ def test_every_problem_is_reported_at_once() -> None:
         d["topics"][1].pop("video")
         d["topics"][1]["questions"][0]["points"] = 41
     assert len(problems_of(broken(many))) == 3  # the answer, the video, the points
-
-
-def line_of(text: str, fragment: str, after: str = "") -> int:
-    """The 1-based line of `fragment` (its first occurrence after `after`)."""
-    start = text.index(after) if after else 0
-    return text[:text.index(fragment, start)].count("\n") + 1
 
 
 def test_representative_problems_in_chinese_on_their_lines() -> None:

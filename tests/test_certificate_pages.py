@@ -9,13 +9,7 @@ from sqlalchemy import select
 from database import get_database
 from models import Certificate, User
 from tests.conftest import ARTIFACTS
-
-CSRF = "cert-csrf"
-
-
-def sign_in(client, user_id: int, openid: str) -> None:  # type: ignore[no-untyped-def]
-    with client.session_transaction() as s:
-        s.update(user_id=user_id, openid=openid, login_at=time.time(), csrf=CSRF)
+from tests.factories import CSRF, sign_in
 
 
 def test_claim_view_download(app, client, graduates) -> None:  # type: ignore[no-untyped-def]

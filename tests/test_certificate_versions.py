@@ -9,9 +9,7 @@ from database import get_database
 from handlers.certificates import repair_signatures, revoke
 from models import Certificate, CertificateOrder, OrderEvent, StudentProfile
 from models.base import utcnow
-from tests.test_certificate_pages import CSRF, sign_in
-from tests.test_certificates import ISSUER, claim_as
-from tests.test_console_certificates import ask, staff_client
+from tests.factories import CSRF, ISSUER, ask, claim_as, sign_in, staff_client
 
 
 def verdict(client, token: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]

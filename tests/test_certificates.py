@@ -1,7 +1,6 @@
 """Certificates: claimed once, gapless serials under concurrency, signed snapshots, verified publicly."""
 from __future__ import annotations
 
-import base64
 import threading
 from datetime import date
 
@@ -9,23 +8,11 @@ import pytest
 from sqlalchemy import select, update
 
 import certs
-from config import DEV_SECRETS
 from database import get_database
-from handlers.certificates import Issuer, allocate_serial, claim, mask_name, mask_number, verify
+from handlers.certificates import allocate_serial, claim, mask_name, mask_number, verify
 from handlers.learning import Refused
 from models import Certificate, CertificateEvent, Enrollment
-
-SEED = base64.b64decode(DEV_SECRETS["CERT_SIGNING_KEY"])
-ISSUER = Issuer(signing_key=SEED, public_url="https://xinwei.example.cn")
-KEYS = {certs.key_id(certs.public_key(SEED)): certs.public_key(SEED)}
-TODAY = date(2026, 11, 29)
-
-
-def claim_as(app, user_id: int, today: date = TODAY, channel: str = "electronic") -> Certificate:  # type: ignore[no-untyped-def]
-    with get_database(app).sessions() as session:
-        certificate = claim(session, user_id, "demo-course", channel, ISSUER, today)
-        session.commit()
-        return certificate
+from tests.factories import ISSUER, KEYS, TODAY, claim_as
 
 
 def test_claiming_issues_a_signed_snapshot_once(app, graduates) -> None:  # type: ignore[no-untyped-def]

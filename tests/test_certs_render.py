@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from certs import (
     verify,
 )
 from certs.render import PAGE_H, PAGE_W
+from tests.factories import decode_qr
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -124,15 +124,6 @@ def rasterise(pdf: bytes, dpi: int, path: Path) -> Path:
     finally:
         doc.close()
     return path
-
-
-def decode_qr(path: Path) -> list[str]:
-    """Every QR symbol zbar finds in an image (Debian zbar-tools)."""
-    zbarimg = shutil.which("zbarimg")
-    assert zbarimg, "zbarimg is missing: apt-get install zbar-tools"
-    result = subprocess.run([zbarimg, "--raw", "-q", "-Sdisable", "-Sqrcode.enable", str(path)],
-                            capture_output=True, text=True, timeout=30)
-    return [line for line in result.stdout.splitlines() if line]
 
 
 # --- payload and signature ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.console_helpers import (
     make_staff,
     sign_in,
 )
+from tests.factories import PROD_ENV
 from web import clock
 from web.console import console_required
 
@@ -328,7 +329,6 @@ def test_absolute_links_come_from_public_url_not_the_host_header(app, client):  
 
 def test_production_refuses_unknown_hosts(database_url):  # type: ignore[no-untyped-def]
     from tests.conftest import make_test_app
-    from tests.test_app import PROD_ENV
 
     app = make_test_app(database_url, **{**PROD_ENV, "DATABASE_URL": database_url})
     client = app.test_client()

@@ -1,31 +1,16 @@
 """The staff certificate desk: search, versions and history, corrections, revocation, notices — and their audit entries."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
 from sqlalchemy import select
 
 from database import get_database
-from handlers.certificates import request_correction
 from jobs.queue import get_queue
-from models import AuditEntry, Certificate, CertificateEvent, CorrectionRequest, Job
+from models import Certificate, CertificateEvent, CorrectionRequest, Job
 from tests.console_helpers import make_staff, sign_in
-from tests.test_certificates import claim_as
+from tests.factories import ask, audit, claim_as, staff_client
 
 SCRIPT = '<script>alert("x")</script>'
-
-
-def ask(app: Flask, user_id: int, certificate_id: int, changes: dict[str, str], reason: str = "姓名写错了") -> int:
-    with get_database(app).sessions() as session:
-        request = request_correction(session, user_id, certificate_id, changes, reason)
-        session.commit()
-        return request.id
-
-
-def audit(app: Flask, action: str) -> list[AuditEntry]:
-    with get_database(app).sessions() as session:
-        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
 
 
 def jobs(app: Flask, kind: str) -> list[Job]:
@@ -33,11 +18,6 @@ def jobs(app: Flask, kind: str) -> list[Job]:
     with get_database(app).sessions() as session:
         return [job for job in session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id))
                 if (job.payload or {}).get("reason") != "issued"]
-
-
-def staff_client(app: Flask, client) -> tuple[Any, str, int]:  # type: ignore[no-untyped-def]
-    staff = make_staff(app)
-    return client, sign_in(client, app, staff), staff
 
 
 def test_search_by_name_prefix_student_number_and_serial(app, client, graduates) -> None:  # type: ignore[no-untyped-def]

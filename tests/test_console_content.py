@@ -9,7 +9,7 @@ from sqlalchemy import select
 from database import get_database
 from models import AuditEntry, Course
 from tests.console_helpers import make_staff, sign_in
-from tests.test_catalog import course, line_of, q, to_toml
+from tests.factories import course, line_of, q, to_toml
 
 
 def upload(client, token: str, text: str | bytes, name: str = "demo.toml"):  # type: ignore[no-untyped-def]

@@ -8,8 +8,7 @@ from database import get_database
 from models import Certificate, ConsoleAccount
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_staff
-from tests.test_certificates import claim_as
-from tests.test_console_certificates import ask, audit
+from tests.factories import ask, audit, claim_as, course, to_toml
 
 
 def test_staff_approve_a_correction_in_the_browser(app, live_server, browser: Browser, graduates) -> None:  # type: ignore[no-untyped-def]
@@ -55,7 +54,6 @@ def test_staff_approve_a_correction_in_the_browser(app, live_server, browser: Br
 
 
 def test_staff_load_a_catalog_in_the_browser(app, live_server, browser: Browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_catalog import course, to_toml
 
     staff = make_staff(app)
     with get_database(app).sessions() as session:

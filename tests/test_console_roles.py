@@ -7,6 +7,7 @@ from flask import Flask
 
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from tests.console_helpers import make_platform_admin, make_school, make_school_admin, make_staff, sign_in
+from tests.factories import sign_in as student_sign_in
 
 # Routes every visitor may reach (they carry their own checks, tested in test_console_auth.py).
 OPEN = {"console.sign_in", "console.sign_out", "console.invite"}
@@ -111,7 +112,6 @@ HUGE = ("2147483648", "9223372036854775808", "18446744073709551616", "9999999999
 def test_out_of_range_ids_are_404_on_every_route_with_an_id(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
     """Every `<int:…>` route of the app (H5 and consoles), signed in as a platform admin and as a
     student: an id that cannot exist matches no route; never a 500 (OverflowError on SQLite)."""
-    from tests.test_training import sign_in as student_sign_in
 
     token = sign_in(client, app, make_platform_admin(app))
     student = app.test_client()

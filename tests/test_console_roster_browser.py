@@ -10,8 +10,7 @@ from database import get_database
 from models import ConsoleAccount, StudentProfile
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
-from tests.test_approvals import pending
-from tests.test_roster import run_upload_jobs
+from tests.factories import pending, run_upload_jobs
 
 DEMO_ROSTER = Path(__file__).resolve().parent.parent / "content" / "demo-roster-gbk.csv"
 

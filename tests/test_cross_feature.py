@@ -12,11 +12,10 @@ from handlers.identity import ProfileForm, submit_profile
 from handlers.roster import merge_roster, parse_roster
 from models import SchoolStat, StudentProfile, User
 from models.base import utcnow
-from tests.test_payments import shop, start_paying, the_order
+from tests.factories import start_paying, the_order
 from wechat.pay import get_wechat_pay
 
 # The payments tests' fixture, used here by name (a paper certificate claimed, the app over HTTP).
-FIXTURES = (shop,)
 
 
 def _counters(session, school_id):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from database import get_database
 from models import User, WatchSession
 from tests import test_training
-from tests.test_training import CSRF, sign_in, verify
+from tests.factories import CSRF, sign_in, verify
 from web import clock, fast_heartbeat
 
 BEAT = "/h5/api/heartbeat"

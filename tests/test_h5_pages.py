@@ -6,8 +6,8 @@ import pytest
 from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import RosterEntry, School, User
-from tests.test_catalog import course, to_toml
-from tests.test_training import CSRF, sign_in, verify
+from tests.factories import CSRF, course, sign_in, to_toml, verify
+from tests.factories import sign_in as cert_sign_in
 from web import clock
 
 
@@ -59,7 +59,6 @@ def test_inside_wechat_there_is_no_sign_out_button(client, site) -> None:  # typ
 
 
 def test_the_claim_page_prices_every_choice_before_it_is_chosen(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_certificate_pages import sign_in as cert_sign_in
 
     cert_sign_in(client, graduates[0], "o_cert_0")
     page = client.get("/h5/courses/demo-course/certificate").get_data(as_text=True)

@@ -12,7 +12,7 @@ from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, User
 from tests.conftest import ARTIFACTS
-from tests.test_catalog import course, to_toml
+from tests.factories import course, to_toml
 from web import clock
 
 

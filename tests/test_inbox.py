@@ -13,6 +13,7 @@ from jobs.queue import get_queue
 from models import AuditEntry, AutoReplyRule, Conversation, InboxMessage, Job, QuickReply, StaffReply, User
 from tests.conftest import count
 from tests.console_helpers import csrf, make_school, make_school_admin, make_staff, sign_in
+from tests.factories import PROD_ENV, log_in
 from web import clock
 
 CUSTOM = "/cgi-bin/message/custom/send"
@@ -444,7 +445,6 @@ def routes(conversation_id: int, reply_id: int) -> list[tuple[str, str]]:
 
 
 def test_every_route_is_for_staff_only(app, wechat, fake_wechat, db_session) -> None:
-    from tests.test_auth import log_in
 
     client = app.test_client()
     staff_id = make_staff(app)
@@ -519,7 +519,6 @@ def test_two_staff_members_racing_for_the_fifth_reply_cannot_both_send(app, clie
 
 def test_without_a_template_id_no_notice_is_offered(app, client, wechat, fake_wechat, db_session, staff) -> None:
     from app import create_app
-    from tests.test_app import PROD_ENV
 
     assert create_app(dict(PROD_ENV)).config["WECHAT_TEMPLATE_STAFF_REPLY"] is None  # production sets its own
     account_id, _ = staff

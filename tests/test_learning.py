@@ -1,8 +1,6 @@
 """Learning flows: enrollment, ordered topics, server-judged watching, tests graded from the stored draw."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import select, update
 
@@ -13,14 +11,7 @@ from handlers.learning import Refused, enroll, progress, start_next_round
 from handlers.quiz import paper, review_sheet, start_attempt, submit_attempt
 from handlers.watching import heartbeat, start_watch
 from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User, WatchSession
-from models.base import utcnow
-from tests.test_catalog import course, to_toml
-
-T0 = utcnow()
-
-
-def at(seconds: float):  # type: ignore[no-untyped-def]
-    return T0 + timedelta(seconds=seconds)
+from tests.factories import answer_all, at, course, to_toml, watch_fully
 
 
 @pytest.fixture
@@ -43,28 +34,6 @@ def db(app):  # type: ignore[no-untyped-def]
 
 def states(db, enrollment) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.state for t in progress(db, enrollment).topics]
-
-
-def watch_fully(db, enrollment, topic: str, start: float, seconds: int) -> float:  # type: ignore[no-untyped-def]
-    """Play the video at 1× with a heartbeat every 5 s; returns the clock afterwards."""
-    watch = start_watch(db, enrollment, topic, at(start))
-    db.commit()  # heartbeats run outside any session, as in the app
-    t, seq = start, 0
-    while True:
-        t += 5
-        seq += 1
-        beat = heartbeat(db.get_bind(), enrollment.user_id, watch.id, seq, min(t - start, seconds), at(t))
-        assert beat.accepted, beat
-        if beat.completed:
-            return t
-
-
-def answer_all(db, attempt, right: bool = True) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
-    answers = {}
-    for item in attempt.draw:
-        q = db.get(Question, item["question_id"])
-        answers[str(q.id)] = list(q.answer) if right else [k for k in item["options"] if k not in q.answer][:1]
-    return answers
 
 
 def test_only_verified_students_enroll(app, db) -> None:  # type: ignore[no-untyped-def]

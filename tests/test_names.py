@@ -8,6 +8,7 @@ from handlers.console_accounts import SYSTEM, create_invite
 from handlers.learning import Refused
 from models.base import utcnow
 from models.console import STAFF
+from tests.factories import claim_as
 
 HOSTILE = ["林\x00小满", "林\u202e满小", "林\u200b小满", "林\ufeff小满", "a\x1bb"]
 
@@ -29,7 +30,6 @@ def test_an_ordinary_name_is_cleaned_and_kept(app) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize("name", [*HOSTILE, "<script>alert(1)</script>", "x" * 40])
 def test_a_correction_refuses_what_the_profile_would(app, graduates, name) -> None:  # type: ignore[no-untyped-def]
     from handlers.certificates import request_correction
-    from tests.test_certificates import claim_as
 
     first = claim_as(app, graduates[0])
     with get_database(app).sessions() as session:

@@ -16,40 +16,11 @@ from handlers.certificates import change_channel, claim
 from jobs.queue import get_queue
 from models import Certificate, CertificateEvent, CertificateOrder, Job, OrderEvent, PaymentFlag, School
 from models.base import utcnow
-from tests.test_certificate_pages import CSRF, sign_in
-from tests.test_certificates import ISSUER
+from tests.factories import CSRF, ISSUER, paid_order, sign_in, start_paying, the_order
 from wechat.pay import get_wechat_pay
 from wechat.services import get_wechat_client
 
 STAFF_PATH = "请在公众号留言联系工作人员"
-
-
-@pytest.fixture
-def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-def]
-    """The app over real HTTP (WeChat Pay's notifications come in through it), a paper
-    certificate claimed by the first graduate, and their signed-in client."""
-    app.config["WECHAT_PAY_NOTIFY_URL"] = live_server.url + "/pay/notify"
-    get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]  # jobs run by hand
-    with get_database(app).sessions() as session:
-        session.execute(update(School).values(address="北京市海淀区学院路 1 号 心理中心"))
-        certificate = claim(session, graduates[0], "demo-course", "paper", ISSUER, date(2026, 11, 29))
-        session.commit()
-        cert_id = certificate.id
-    client = app.test_client()
-    sign_in(client, graduates[0], "o_cert_0")
-    return {"app": app, "client": client, "cert_id": cert_id, "fake": fake_wechat, "user_id": graduates[0],
-            "live": live_server}
-
-
-def start_paying(shop) -> dict:  # type: ignore[no-untyped-def]
-    resp = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF})
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return resp.get_json()
-
-
-def the_order(app) -> CertificateOrder:  # type: ignore[no-untyped-def]
-    with get_database(app).sessions() as session:
-        return session.scalars(select(CertificateOrder).order_by(CertificateOrder.id.desc())).first()
 
 
 def paid_events(app) -> int:  # type: ignore[no-untyped-def]
@@ -543,14 +514,6 @@ def test_school_billing_counts_electronic_certificates_per_school(app, graduates
         assert text.startswith("\ufeff学校,电子证书数量") and "'=HYPERLINK" in text
         with pytest.raises(payments.Refused):
             payments.school_billing(session, date(2026, 12, 1), date(2026, 11, 1))
-
-
-# -- the staff console --------------------------------------------------------------
-def paid_order(shop) -> CertificateOrder:  # type: ignore[no-untyped-def]
-    start_paying(shop)
-    fake = shop["fake"].pay
-    fake.pay(fake.find(the_order(shop["app"]).out_trade_no))
-    return the_order(shop["app"])
 
 
 def test_console_pages_are_for_staff_only(shop) -> None:  # type: ignore[no-untyped-def]

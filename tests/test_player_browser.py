@@ -20,7 +20,7 @@ from handlers.catalog import load_catalog, parse_catalog
 from handlers.identity import ProfileForm, submit_profile
 from models import RosterEntry, School, User, WatchSession
 from tests.conftest import ARTIFACTS
-from tests.test_catalog import course, q, to_toml
+from tests.factories import course, q, to_toml
 
 BEAT_MS = 500
 

@@ -32,8 +32,7 @@ from models import (
 )
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from tests.test_auth import authorize
-from tests.test_catalog import course, to_toml
+from tests.factories import authorize, course, to_toml
 from web import clock
 from wechat.services import get_wechat_client
 

@@ -10,7 +10,7 @@ from models import ConsoleAccount, PushDelivery, User
 from models.base import utcnow
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import PASSWORD, make_school, make_school_admin
-from tests.test_certs_render import decode_qr
+from tests.factories import decode_qr
 
 
 def test_bind_and_history_in_a_browser(app, live_server, browser, phone, fake_wechat) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from handlers.quiz import review_sheet, start_attempt, submit_attempt
 from handlers.watching import heartbeat, start_watch
 from models import Question, RosterEntry, School, User
 from models.base import utcnow
-from tests.test_catalog import course, problems_of, q, to_toml
+from tests.factories import course, problems_of, q, to_toml
 
 T0 = utcnow()
 

@@ -15,9 +15,9 @@ from handlers import roster
 from handlers.console_accounts import Actor
 from handlers.identity import ProfileForm, submit_profile
 from handlers.learning import Refused
-from jobs.queue import get_queue
 from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
+from tests.factories import run_upload_jobs
 
 HEADER = "姓名,学号,学院,年级,手机\n"
 
@@ -322,14 +322,6 @@ def upload_file(client, token: str, data: bytes, name: str = "名单.csv", mode:
     return client.post("/console/school/roster/upload", data={"csrf_token": token, "mode": mode,
                                                              "file": (io.BytesIO(data), name)},
                        content_type="multipart/form-data")
-
-
-def run_upload_jobs(app) -> list[str]:  # type: ignore[no-untyped-def]
-    """What a worker does: run the roster jobs that are waiting (as tests/test_school_console.py runs exports)."""
-    with get_database(app).sessions() as session:
-        jobs = list(session.scalars(select(Job.id).where(Job.kind == roster.UPLOAD_JOB, Job.status == "pending")
-                                    .order_by(Job.id)))
-    return [get_queue(app).execute(job_id) for job_id in jobs]
 
 
 def upload_and_run(app, client, token: str, data: bytes, name: str = "名单.csv", mode: str = "merge"):  # type: ignore[no-untyped-def]

@@ -32,9 +32,7 @@ from models import (
 )
 from models.base import utcnow
 from tests.console_helpers import make_school_admin, make_staff, sign_in
-from tests.test_catalog import course, to_toml
-from tests.test_certificates import ISSUER
-from tests.test_learning import answer_all, at, watch_fully
+from tests.factories import ISSUER, answer_all, at, course, to_toml, watch_fully
 
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = "=HYPERLINK(\"http://evil\")"

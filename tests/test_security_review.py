@@ -22,7 +22,7 @@ from handlers.identity import ProfileForm, submit_profile
 from models import ConsoleAccount, Course, PaymentFlag, StudentExport, StudentProfile, User
 from models.console import SCHOOL_ADMIN
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from tests.test_catalog import course, to_toml
+from tests.factories import course, to_toml
 
 # The id each `<int:name>` parameter of a school-admin route takes, here always school A's object.
 # A new route with a new parameter must be added here (the walk fails on an unknown one).

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from app import create_app
 from models import InboxMessage, User
 from tests.conftest import ARTIFACTS, count
-from tests.test_app import PROD_ENV
+from tests.factories import PROD_ENV
 
 
 def test_menu_taps_and_messages_round_trip(live_server, phone, db_session) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from flask import Flask
@@ -11,16 +10,8 @@ from sqlalchemy import select
 from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, User, WatchSession
-from tests.test_catalog import course, to_toml
+from tests.factories import CSRF, course, sign_in, to_toml, verify
 from web import clock
-
-CSRF = "test-csrf-token"
-
-
-def sign_in(client, user_id: int, openid: str) -> None:  # type: ignore[no-untyped-def]
-    """What a finished WeChat OAuth leaves in the session (tests/test_auth.py covers OAuth itself)."""
-    with client.session_transaction() as s:
-        s.update(user_id=user_id, openid=openid, login_at=time.time(), csrf=CSRF)
 
 
 @pytest.fixture
@@ -36,15 +27,6 @@ def site(app: Flask, client):  # type: ignore[no-untyped-def]
         ids = {"school": school.id, "student": student.id, "other": other.id}
     sign_in(client, ids["student"], "o_h5")
     return ids
-
-
-def verify(client, school_id: int) -> None:  # type: ignore[no-untyped-def]
-    fields = dict(school_id=str(school_id), real_name="钱七", college="心理学院", student_number="H5001",
-                  grade="2024级", phone="13700000000", csrf_token=CSRF)
-    preview = client.post("/h5/profile", data={**fields, "step": "preview"})
-    assert "请核对证书信息" in preview.get_data(as_text=True)
-    done = client.post("/h5/profile", data={**fields, "step": "confirm"})
-    assert done.status_code == 302
 
 
 def test_anonymous_visitors_go_through_wechat_login(client) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from handlers.learning import Refused, enroll, progress
 from handlers.watching import OPEN_LIMIT, Beat, heartbeat, start_watch
 from models import RosterEntry, School, User, WatchSession
 from models.base import utcnow
-from tests.test_catalog import course, q, to_toml
+from tests.factories import course, q, to_toml
 
 T0 = utcnow()
 VIDEO = 60  # seconds

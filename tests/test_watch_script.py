@@ -18,8 +18,7 @@ from sqlalchemy import select
 from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, User
-from tests.test_catalog import course, to_toml
-from tests.test_training import CSRF, sign_in, verify
+from tests.factories import CSRF, course, sign_in, to_toml, verify
 
 VIDEO, THRESHOLD, RATE = 10, 0.9, 2.0
 
