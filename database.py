@@ -1,4 +1,5 @@
-"""The database of a running app: its engines, and the one session per request or job step that the boundary commits (neutral: web/ and wechat/ both use it)."""
+"""The engines and the session of one request or job, committed once at the boundary (used by web/ and wechat/)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

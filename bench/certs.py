@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     bulk_result = result["bulk"]
     assert isinstance(bulk_result, dict)
     print(f"floor (empty page, font registered): {result['floor_ms']} ms")
-    print(f"certificate PDF: {result['pdf_ms']} ms median (p95 {result['pdf_p95_ms']} ms) = {result['pdf_x_floor']}x floor"
-          f" (target 3x)")
+    print(
+        f"certificate PDF: {result['pdf_ms']} ms median (p95 {result['pdf_p95_ms']} ms) = {result['pdf_x_floor']}x floor"
+        f" (target 3x)"
+    )
     print(f"certificate PNG: {result['png_ms']} ms median (target < 100 ms)")
     print(f"bulk zip: {bulk_result['count']} in {bulk_result['seconds']} s with {bulk_result['processes']} processes"
           f" ({bulk_result['per_second']}/s, target < 60 s); parent max RSS {bulk_result['parent_max_rss_mb_before']}"

@@ -1,4 +1,5 @@
 """Shared bench harness: gunicorn, wrk over pre-built requests, fresh databases, the run loop, report, flags, profile scaffolding."""
+
 from __future__ import annotations
 
 import argparse
@@ -805,17 +806,30 @@ def parse_options(
     p = argparse.ArgumentParser(prog=prog, description=doc)
     p.add_argument("--duration", type=int, default=defaults.duration, help=helps["duration"])
     p.add_argument("--warmup", type=int, default=defaults.warmup, help=helps["warmup"])
-    p.add_argument("--connections", type=int, default=defaults.connections, help="wrk connections (default %(default)s)")
+    p.add_argument(
+        "--connections", type=int, default=defaults.connections, help="wrk connections (default %(default)s)"
+    )
     p.add_argument("--wrk-threads", type=int, default=defaults.wrk_threads, help="wrk threads (default %(default)s)")
-    p.add_argument("--worker-class", default=defaults.settings.worker_class, help="gunicorn worker class (default %(default)s)")
-    p.add_argument("--workers", type=int, default=defaults.settings.workers, help="gunicorn workers (default 2 x cores + 1 = %(default)s)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker for --worker-class gthread (default %(default)s)")
+    p.add_argument(
+        "--worker-class", default=defaults.settings.worker_class, help="gunicorn worker class (default %(default)s)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.settings.workers,
+        help="gunicorn workers (default 2 x cores + 1 = %(default)s)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=4, help="threads per worker for --worker-class gthread (default %(default)s)"
+    )
     p.add_argument("--db", default=",".join(DATABASES), help="databases, comma-separated (default %(default)s)")
     for flag, kwargs in after_db:
         p.add_argument(flag, **kwargs)
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
                    help="PostgreSQL server to create the bench database on (env BENCH_PG_URL)")
-    p.add_argument("--pg-database", default=defaults.pg_database, help="dropped and recreated each run (default %(default)s)")
+    p.add_argument(
+        "--pg-database", default=defaults.pg_database, help="dropped and recreated each run (default %(default)s)"
+    )
     for flag, kwargs in after_pg:
         p.add_argument(flag, **kwargs)
     p.add_argument("--requests", type=int, default=None, help=helps["requests"])

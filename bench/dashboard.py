@@ -26,8 +26,20 @@ from bench.common import DEFAULT_PG_URL, REPO, RESULTS_DIR
 DB_NAME = "xinwei_bench_dashboard"
 TARGET_MEDIAN_MS = 150.0
 TARGET_RATIO = 3.0
-COLLEGES = ["心理学院", "教育学院", "文学院", "理学院", "工学院", "医学院", "法学院", "经济学院", "外国语学院", "艺术学院",
-            "计算机学院", "马克思主义学院"]
+COLLEGES = [
+    "心理学院",
+    "教育学院",
+    "文学院",
+    "理学院",
+    "工学院",
+    "医学院",
+    "法学院",
+    "经济学院",
+    "外国语学院",
+    "艺术学院",
+    "计算机学院",
+    "马克思主义学院",
+]
 GRADES = ["2022级", "2023级", "2024级", "2025级"]
 
 
@@ -95,36 +107,53 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
     school_of = (f"CASE WHEN i % {big_every} = 0 THEN 1 WHEN i % {small_every} = 1 THEN 2 "
                  f"ELSE 3 + (i % {max(1, schools - 2)}) END")
     steps = [
-        ("schools", f"""INSERT INTO schools (id, name, address, created_at)
+        (
+            "schools",
+            f"""INSERT INTO schools (id, name, address, created_at)
             SELECT s, CASE s WHEN 1 THEN '大型示范大学' WHEN 2 THEN '小型示范学院' ELSE '学校' || s END, '地址', now()
-            FROM generate_series(1, {schools}) s"""),
-        ("users", f"""INSERT INTO users (id, openid, subscribed, created_at)
-            SELECT i, 'o_bench_' || i, true, now() FROM generate_series(1, {students}) i"""),
+            FROM generate_series(1, {schools}) s""",
+        ),
+        (
+            "users",
+            f"""INSERT INTO users (id, openid, subscribed, created_at)
+            SELECT i, 'o_bench_' || i, true, now() FROM generate_series(1, {students}) i""",
+        ),
         # 90 % verified, 6 % pending, 4 % rejected
-        ("student_profiles", f"""INSERT INTO student_profiles (id, user_id, school_id, real_name, college, student_number,
+        (
+            "student_profiles",
+            f"""INSERT INTO student_profiles (id, user_id, school_id, real_name, college, student_number,
                 grade, phone, status, confirmed_at, verified_at, verified_via, created_at)
-            SELECT i, i, {school_of}, '学生' || i, ({colleges})[1 + {h('i', 7919)} % {len(COLLEGES)}], 'S' || lpad(i::text, 9, '0'),
-                ({grades})[1 + {h('i', 104729)} % {len(GRADES)}], '13800000000',
-                CASE WHEN {h('i', 1299709)} % 100 < 90 THEN 'verified' WHEN {h('i', 1299709)} % 100 < 96 THEN 'pending' ELSE 'rejected' END,
+            SELECT i, i, {school_of}, '学生' || i, ({colleges})[1 + {h("i", 7919)} % {len(COLLEGES)}], 'S' || lpad(i::text, 9, '0'),
+                ({grades})[1 + {h("i", 104729)} % {len(GRADES)}], '13800000000',
+                CASE WHEN {h("i", 1299709)} % 100 < 90 THEN 'verified' WHEN {h("i", 1299709)} % 100 < 96 THEN 'pending' ELSE 'rejected' END,
                 now() - ((i % 200) || ' days')::interval, now(), 'roster', now()
-            FROM generate_series(1, {students}) i"""),
+            FROM generate_series(1, {students}) i""",
+        ),
         # 85 % of the verified started the main course
-        ("enrollments", f"""INSERT INTO enrollments (id, user_id, course_id, round, passed_at, total_score, created_at)
+        (
+            "enrollments",
+            f"""INSERT INTO enrollments (id, user_id, course_id, round, passed_at, total_score, created_at)
             SELECT p.id, p.id, c.id, 1,
-                CASE WHEN {h('p.id', 15485863)} % 100 < 40 THEN now() - ((p.id % 60) || ' days')::interval END,
-                CASE WHEN {h('p.id', 15485863)} % 100 < 40 THEN 85 + (p.id % 16) END, now() - ((p.id % 90) || ' days')::interval
+                CASE WHEN {h("p.id", 15485863)} % 100 < 40 THEN now() - ((p.id % 60) || ' days')::interval END,
+                CASE WHEN {h("p.id", 15485863)} % 100 < 40 THEN 85 + (p.id % 16) END, now() - ((p.id % 90) || ' days')::interval
             FROM student_profiles p CROSS JOIN (SELECT id FROM courses WHERE code = 'xinwei-mooc') c
-            WHERE p.status = 'verified' AND {h('p.id', 32452843)} % 100 < 85"""),
+            WHERE p.status = 'verified' AND {h("p.id", 32452843)} % 100 < 85""",
+        ),
         # 40 % passed (all 14 topics), the rest spread over 0..13 topics; 70 % of the passed hold a certificate
-        ("student_progress", f"""INSERT INTO student_progress (id, user_id, course_id, school_id, profile_id, stage,
+        (
+            "student_progress",
+            f"""INSERT INTO student_progress (id, user_id, course_id, school_id, profile_id, stage,
                 topics_done, topic_scores, attempts, total_score, passed_at, last_progress_at)
             SELECT e.id, e.user_id, e.course_id, p.school_id, p.id,
-                CASE WHEN e.passed_at IS NULL THEN 'learning' WHEN {h('e.id', 49979687)} % 100 < 70 THEN 'certified' ELSE 'passed' END,
+                CASE WHEN e.passed_at IS NULL THEN 'learning' WHEN {h("e.id", 49979687)} % 100 < 70 THEN 'certified' ELSE 'passed' END,
                 d.done, coalesce((SELECT json_agg(80 + (e.id + k) % 21) FROM generate_series(1, d.done) k), '[]'::json),
                 d.done + (e.id % 4), e.total_score, e.passed_at, now() - ((e.id % 30) || ' days')::interval
             FROM enrollments e JOIN student_profiles p ON p.user_id = e.user_id
-            CROSS JOIN LATERAL (SELECT CASE WHEN e.passed_at IS NOT NULL THEN 14 ELSE {h('e.id', 86028121)} % 14 END AS done) d"""),
-        ("certificates", """INSERT INTO certificates (id, user_id, course_id, serial, version, verify_token, status, channel,
+            CROSS JOIN LATERAL (SELECT CASE WHEN e.passed_at IS NOT NULL THEN 14 ELSE {h("e.id", 86028121)} % 14 END AS done) d""",
+        ),
+        (
+            "certificates",
+            """INSERT INTO certificates (id, user_id, course_id, serial, version, verify_token, status, channel,
                 paper_status, holder_name, school_name, student_number, course_title, score, issued_on, issuers,
                 verify_url, signature, issued_at)
             SELECT sp.id, sp.user_id, sp.course_id, 'XW2026' || lpad(sp.id::text, 8, '0'), 1, md5(sp.id::text) || sp.id,
@@ -132,8 +161,11 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
                 CASE WHEN sp.id % 3 = 0 THEN NULL WHEN (sp.id * 23) % 100 < 60 THEN 'paid' ELSE 'awaiting_payment' END,
                 '学生' || sp.id, '学校', 'S' || sp.id, '心理委员MOOC', sp.total_score, current_date, '["毫末"]'::json,
                 'https://example.cn/verify/' || sp.id, 'sig', now()
-            FROM student_progress sp WHERE sp.stage = 'certified'"""),
-        ("quiz_attempts", """INSERT INTO quiz_attempts (enrollment_id, user_id, round, topic_code, version_id, draw,
+            FROM student_progress sp WHERE sp.stage = 'certified'""",
+        ),
+        (
+            "quiz_attempts",
+            """INSERT INTO quiz_attempts (enrollment_id, user_id, round, topic_code, version_id, draw,
                 started_at, submitted_at, answers, score, max_score, passed)
             SELECT sp.id, sp.user_id, 1, t.code, t.version_id, '[]'::json, sp.last_progress_at - interval '10 minutes',
                 sp.last_progress_at, '{}'::json, 80 + (sp.id + t.position) % 21, 100, true
@@ -141,7 +173,8 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
             JOIN courses c ON c.id = sp.course_id
             JOIN course_versions v ON v.course_id = c.id AND v.number = c.current_version
             JOIN topics t ON t.version_id = v.id AND t.position <= sp.topics_done
-            WHERE sp.school_id IN (1, 2)"""),
+            WHERE sp.school_id IN (1, 2)""",
+        ),
     ]
     with db.engine.begin() as conn:
         for name, sql in steps:
@@ -171,8 +204,13 @@ def _admin_client(app: Any, school_id: int):  # type: ignore[no-untyped-def]
     from tests.console_helpers import PASSWORD, sign_in
 
     with get_database(app).sessions() as session:
-        account = ConsoleAccount(username=f"bench_admin_{school_id}_{int(time.time())}", role="school_admin", display_name="校管理员",
-                                 password_hash=hash_password(PASSWORD), school_id=school_id)
+        account = ConsoleAccount(
+            username=f"bench_admin_{school_id}_{int(time.time())}",
+            role="school_admin",
+            display_name="校管理员",
+            password_hash=hash_password(PASSWORD),
+            school_id=school_id,
+        )
         session.add(account)
         session.commit()
         account_id = account.id
@@ -268,8 +306,10 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         target = page in ("dashboard", "table_first", "table_deep")
         ok = big["median_ms"] < TARGET_MEDIAN_MS and small["median_ms"] < TARGET_MEDIAN_MS and ratio <= TARGET_RATIO
         verdict = ("ok" if ok else "MISS") if target else "info"
-        lines.append(f"{page:15} big {big['median_ms']:7.1f} ms (p95 {big['p95_ms']:6.1f})   "
-                     f"small {small['median_ms']:7.1f} ms (p95 {small['p95_ms']:6.1f})   big/small {ratio:4.2f}   {verdict}")
+        lines.append(
+            f"{page:15} big {big['median_ms']:7.1f} ms (p95 {big['p95_ms']:6.1f})   "
+            f"small {small['median_ms']:7.1f} ms (p95 {small['p95_ms']:6.1f})   big/small {ratio:4.2f}   {verdict}"
+        )
     return lines
 
 

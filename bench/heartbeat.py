@@ -282,13 +282,23 @@ def measure_heartbeat(ctx: Run, server: Server, db: str, url: str, students: Seq
         problems.append(f"last_seq rose by {recorded} for {result.requests} requests: the heartbeat path did not run")
     if after.completed or after.inactive:
         problems.append(f"{after.completed} sessions completed, {after.inactive} inactive: not the steady path")
-    return common.result_row(db, "heartbeat", result, built=built, resent=result.reused, accepted=accepted,
-                             refused=result.requests - accepted, acceptance=acceptance,
-                             accepted_pct=f"{acceptance * 100:.2f}%", first_refusal=result.first_unmarked,
-                             db_beats_recorded=recorded,
-                             db_beats_progressed=round((after.watched_sum - before.watched_sum) / STEP),
-                             warmup_acceptance=round(warm.marked / warm.requests, 4) if warm and warm.requests else None,
-                             valid=not problems, problems=problems)
+    return common.result_row(
+        db,
+        "heartbeat",
+        result,
+        built=built,
+        resent=result.reused,
+        accepted=accepted,
+        refused=result.requests - accepted,
+        acceptance=acceptance,
+        accepted_pct=f"{acceptance * 100:.2f}%",
+        first_refusal=result.first_unmarked,
+        db_beats_recorded=recorded,
+        db_beats_progressed=round((after.watched_sum - before.watched_sum) / STEP),
+        warmup_acceptance=round(warm.marked / warm.requests, 4) if warm and warm.requests else None,
+        valid=not problems,
+        problems=problems,
+    )
 
 
 def _students_for(opts: Options) -> int:

@@ -1,4 +1,5 @@
-"""The staff certificate desk: search, one serial's versions and history, corrections, revocation, notices — each audited."""
+"""The staff certificate desk: search, a serial's versions and history, corrections, revocation, notices; audited."""
+
 from __future__ import annotations
 
 import re

@@ -434,7 +434,9 @@ def export_query(export: CertificateExport):  # type: ignore[no-untyped-def]
     return query.order_by(Certificate.serial, Certificate.version)
 
 
-def build_export(session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None]) -> CertificateExport:
+def build_export(
+    session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None]
+) -> CertificateExport:
     """Write the export's zip: each stored PDF, one at a time (memory stays flat however many),
     into a temporary file renamed into place when complete. `progress(done, total)` is called
     every few certificates so a page can show how far it got.

@@ -419,7 +419,9 @@ def record_interrupted(session: Session, reply_id: int) -> bool:
 
 
 def template_body(item: Outgoing, template_id: str) -> dict[str, Any]:
-    summary = item.content if len(item.content) <= TEMPLATE_FIELD_CHARS else item.content[:TEMPLATE_FIELD_CHARS - 1] + "…"
+    summary = (
+        item.content if len(item.content) <= TEMPLATE_FIELD_CHARS else item.content[: TEMPLATE_FIELD_CHARS - 1] + "…"
+    )
     return {
         "touser": item.openid,
         "template_id": template_id,

@@ -33,7 +33,11 @@ CONTACT_STAFF = "请直接在对话框里留言（写明姓名、学校、学号
 
 # Menu keys that open an H5 page: (path under the public URL, article title, description).
 H5_ENTRIES = {
-    "TRAINING": ("/h5/", "心委培训", "心理委员MOOC · 心理疗法MOOC：完善个人信息后按顺序学习每门课的专题，总分 85 分即可领取证书。"),
+    "TRAINING": (
+        "/h5/",
+        "心委培训",
+        "心理委员MOOC · 心理疗法MOOC：完善个人信息后按顺序学习每门课的专题，总分 85 分即可领取证书。",
+    ),
     "MY_PROGRESS": ("/h5/progress", "我的学习进度", "查看每个专题的完成情况和当前得分。"),
     "MY_PROFILE": ("/h5/profile", "个人信息", "查看或完善你的身份认证信息（将印在证书上）。"),
 }

@@ -75,7 +75,9 @@ def new_out_trade_no(now: datetime) -> str:
 def _move(session: Session, order: CertificateOrder, to: str, actor: str, now: datetime,
           detail: dict[str, Any] | None = None) -> None:
     if to not in TRANSITIONS[order.status]:
-        raise Refused("bad_transition", f"订单状态为「{STATUS_LABELS[order.status]}」，不能变为「{STATUS_LABELS[to]}」。")
+        raise Refused(
+            "bad_transition", f"订单状态为「{STATUS_LABELS[order.status]}」，不能变为「{STATUS_LABELS[to]}」。"
+        )
     session.add(OrderEvent(order_id=order.id, from_status=order.status, to_status=to, actor=actor[:100],
                            detail=detail, at=now))
     order.status, order.updated_at = to, now
@@ -330,10 +332,21 @@ def close_for_revocation(session: Session, certificate_id: int, actor: str, now:
 def due_for_query(session: Session, now: datetime, query_after_seconds: int) -> list[int]:
     """Unpaid orders that should have heard from WeChat Pay by now, or have expired."""
     # A created order never reached WeChat Pay (nothing to ask) until it expires and closes.
-    return list(session.scalars(select(CertificateOrder.id).where(
-        CertificateOrder.status.in_(UNPAID),
-        ((CertificateOrder.status == "paying") & (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds)))
-        | (CertificateOrder.expires_at <= now)).order_by(CertificateOrder.id).limit(500)))
+    return list(
+        session.scalars(
+            select(CertificateOrder.id)
+            .where(
+                CertificateOrder.status.in_(UNPAID),
+                (
+                    (CertificateOrder.status == "paying")
+                    & (CertificateOrder.updated_at <= now - timedelta(seconds=query_after_seconds))
+                )
+                | (CertificateOrder.expires_at <= now),
+            )
+            .order_by(CertificateOrder.id)
+            .limit(500)
+        )
+    )
 
 
 # How often an unsettled order is asked about, by how long ago it expired: WeChat Pay being down, or
@@ -365,8 +378,14 @@ def schedule_queries(session: Session, now: datetime, query_after_seconds: int) 
                          dedup_key=f"pay-query:{order_id}:{now.strftime(stamp)}", max_attempts=3)
         recorded += job is not None
         if job is not None and stamp == QUERY_DAILY:
-            _flag(session, "unsettled", out_trade_no=out_trade_no, transaction_id=None, order_id=order_id,
-                  detail={"status": status, "expired_at": expires_at.isoformat(), "note": "微信支付超过一天未能确认结果"})
+            _flag(
+                session,
+                "unsettled",
+                out_trade_no=out_trade_no,
+                transaction_id=None,
+                order_id=order_id,
+                detail={"status": status, "expired_at": expires_at.isoformat(), "note": "微信支付超过一天未能确认结果"},
+            )
     session.flush()
     return recorded
 

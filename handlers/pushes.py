@@ -1,4 +1,5 @@
-"""Progress pushes to school admins: binding their WeChat, composing digests and batched notices, recording deliveries."""
+"""Progress pushes to school admins: binding their WeChat, composing digests and notices, recording deliveries."""
+
 from __future__ import annotations
 
 import hashlib

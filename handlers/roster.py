@@ -43,13 +43,34 @@ OPTIONAL_LIMITS = {"college": 100, "grade": 20}
 
 # Header names as people write them, after _header_key (NFKC, lower-case, no spaces or marks).
 HEADER_ALIASES = {
-    "student_number": ("学号", "学生学号", "学籍号", "学号工号", "studentid", "studentnumber", "studentno", "id", "number",
-                       "no"),
+    "student_number": (
+        "学号",
+        "学生学号",
+        "学籍号",
+        "学号工号",
+        "studentid",
+        "studentnumber",
+        "studentno",
+        "id",
+        "number",
+        "no",
+    ),
     "real_name": ("姓名", "学生姓名", "名字", "真实姓名", "name", "realname", "studentname", "fullname"),
     "college": ("学院", "院系", "所在学院", "所属学院", "系", "院部", "college", "department", "faculty", "school"),
     "grade": ("年级", "所在年级", "入学年级", "grade", "year", "classyear"),
-    "phone": ("手机", "手机号", "手机号码", "电话", "联系电话", "联系方式", "phone", "mobile", "phonenumber", "tel",
-              "cellphone"),
+    "phone": (
+        "手机",
+        "手机号",
+        "手机号码",
+        "电话",
+        "联系电话",
+        "联系方式",
+        "phone",
+        "mobile",
+        "phonenumber",
+        "tel",
+        "cellphone",
+    ),
 }
 _ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
 

@@ -1,4 +1,5 @@
-"""What a school admin reads: the dashboard, the student table (filters, keyset pages), one student's detail, table exports."""
+"""What a school admin reads: the dashboard, the student table, one student's detail, table exports."""
+
 from __future__ import annotations
 
 import csv

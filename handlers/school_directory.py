@@ -1,4 +1,5 @@
-"""Staff keep the schools: create and edit them (name, mailing address, billing), see and invite their admins — audited."""
+"""Staff keep the schools: create and edit them (address, billing), see and invite their admins; audited."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ class SchoolForm:
         return cls(**clean, pays_electronic=values.get("pays_electronic") in ("1", "on", "true"))
 
     def snapshot(self) -> dict[str, Any]:
-        return {field: getattr(self, field) or None for field, _, _ in FIELDS} | {"pays_electronic": self.pays_electronic}
+        return {field: getattr(self, field) or None for field, _, _ in FIELDS} | {
+            "pays_electronic": self.pays_electronic
+        }
 
 
 def snapshot(school: School) -> dict[str, Any]:

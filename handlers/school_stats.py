@@ -51,7 +51,9 @@ def bump(session: Session, deltas: dict[tuple[int, int, str], int]) -> None:
     """Add each delta to its counter (school_id, course_id, name), creating it at 0 first."""
     # In one global order (school, course, name): two transactions bumping the same counters take
     # their row locks in the same sequence and cannot deadlock each other.
-    rows = [{"school_id": s, "course_id": c, "name": n[:160], "value": v} for (s, c, n), v in sorted(deltas.items()) if v]
+    rows = [
+        {"school_id": s, "course_id": c, "name": n[:160], "value": v} for (s, c, n), v in sorted(deltas.items()) if v
+    ]
     if not rows:
         return
     insert = _insert(session)
@@ -123,7 +125,9 @@ def test_submitted(session: Session, attempt: QuizAttempt) -> None:
     scores[position - 1] = attempt.score
     row.topic_scores = scores
     if position > row.topics_done:
-        bump(session, {(row.school_id, row.course_id, f"topic.{k}"): 1 for k in range(row.topics_done + 1, position + 1)})
+        bump(
+            session, {(row.school_id, row.course_id, f"topic.{k}"): 1 for k in range(row.topics_done + 1, position + 1)}
+        )
         row.topics_done = position
 
 
@@ -309,11 +313,18 @@ def recount(session: Session, school_id: int | None = None) -> int:
     for field in ("status", "college", "grade"):
         prefix = "profiles." if field == "status" else f"{field}."
         column = getattr(p, field)
-        for school, name, n in session.execute(scoped(
-                select(p.school_id, literal(prefix) + column, func.count()).group_by(p.school_id, column), p.school_id)):
+        for school, name, n in session.execute(
+            scoped(
+                select(p.school_id, literal(prefix) + column, func.count()).group_by(p.school_id, column), p.school_id
+            )
+        ):
             rows.append({"school_id": school, "course_id": SCHOOL_WIDE, "name": name, "value": n})
-    by_stage = scoped(select(sp.school_id, sp.course_id, sp.stage, func.count(), func.coalesce(func.sum(sp.total_score), 0))
-                      .group_by(sp.school_id, sp.course_id, sp.stage), sp.school_id)
+    by_stage = scoped(
+        select(sp.school_id, sp.course_id, sp.stage, func.count(), func.coalesce(func.sum(sp.total_score), 0)).group_by(
+            sp.school_id, sp.course_id, sp.stage
+        ),
+        sp.school_id,
+    )
     totals: dict[tuple[int, int, str], int] = defaultdict(int)
     for school, course, stage, n, score_sum in session.execute(by_stage):
         totals[(school, course, "enrolled")] += n

@@ -1,4 +1,5 @@
-"""The inbox: what students write to the account, one conversation per student, staff replies, canned answers and keyword auto-replies."""
+"""The inbox: students' messages, one conversation per student, staff replies, canned answers, auto-replies."""
+
 from __future__ import annotations
 
 from datetime import datetime

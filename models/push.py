@@ -1,4 +1,5 @@
-"""Progress pushes to school admins: their WeChat bindings, each template message's delivery record, the notice watermark."""
+"""Progress pushes to school admins: WeChat bindings, each template message's delivery, the notice watermark."""
+
 from __future__ import annotations
 
 from datetime import datetime

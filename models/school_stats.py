@@ -1,4 +1,5 @@
-"""The school console's read model: one progress row per student and course, the school's counters, student-table exports."""
+"""The school console's read model: a progress row per student and course, school counters, table exports."""
+
 from __future__ import annotations
 
 from datetime import datetime

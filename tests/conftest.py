@@ -193,7 +193,9 @@ def graduates(app):  # type: ignore[no-untyped-def]
             user = User(openid=f"o_cert_{i}")
             session.add(user)
             session.flush()
-            session.add(RosterEntry(school_id=school.id, student_number=f"C00{i}", real_name=f"林小满{'一二三四五'[i]}"))
+            session.add(
+                RosterEntry(school_id=school.id, student_number=f"C00{i}", real_name=f"林小满{'一二三四五'[i]}")
+            )
             session.flush()
             submit_profile(session, user.id, ProfileForm(school.id, f"林小满{'一二三四五'[i]}", "心理学院", f"C00{i}",
                                                          "2024级", "13800000000"))
@@ -206,8 +208,9 @@ def graduates(app):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-def]
-    """A paper-certificate shop (tests/test_payments.py and the cross-feature test): the app over real HTTP (WeChat Pay's notifications come in through it), a paper
-    certificate claimed by the first graduate, and their signed-in client."""
+    """A paper-certificate shop (tests/test_payments.py, the cross-feature test): the app over real
+    HTTP (WeChat Pay's notifications come in through it), a paper certificate claimed by the first
+    graduate, and their signed-in client."""
     from datetime import date
 
     from sqlalchemy import update

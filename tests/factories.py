@@ -43,14 +43,34 @@ def q(code: str, points: int, kind: str = "single", answer: list[str] | None = N
 
 def course(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "course": {"code": "demo-course", "title": "示例课程", "description": "说明", "pass_mark": 85,
-                   "topic_pass_percent": 60, "on_topic_failed": "rewatch", "on_course_failed": "redo_all",
-                   "watch_threshold": 0.9},
+        "course": {
+            "code": "demo-course",
+            "title": "示例课程",
+            "description": "说明",
+            "pass_mark": 85,
+            "topic_pass_percent": 60,
+            "on_topic_failed": "rewatch",
+            "on_course_failed": "redo_all",
+            "watch_threshold": 0.9,
+        },
         "topics": [
-            {"code": "t01", "title": "专题一", "summary": "概要", "video": {"url": "demo:demo-t01", "seconds": 10},
-             "questions": [q("t01-q1", 30), q("t01-q2", 20, "multiple", ["A", "B"])]},
-            {"code": "t02", "title": "专题二", "summary": "概要", "video": {"url": "https://cdn.example.cn/t02.mp4", "seconds": 60},
-             "questions": [q("t02-q1", 40), q("t02-q2", 10, "judge", ["错"], [{"key": "对", "text": "对"}, {"key": "错", "text": "错"}])]},
+            {
+                "code": "t01",
+                "title": "专题一",
+                "summary": "概要",
+                "video": {"url": "demo:demo-t01", "seconds": 10},
+                "questions": [q("t01-q1", 30), q("t01-q2", 20, "multiple", ["A", "B"])],
+            },
+            {
+                "code": "t02",
+                "title": "专题二",
+                "summary": "概要",
+                "video": {"url": "https://cdn.example.cn/t02.mp4", "seconds": 60},
+                "questions": [
+                    q("t02-q1", 40),
+                    q("t02-q2", 10, "judge", ["错"], [{"key": "对", "text": "对"}, {"key": "错", "text": "错"}]),
+                ],
+            },
         ],
     }
     data["course"].update(overrides)

@@ -171,7 +171,9 @@ def test_another_schools_student_is_a_404_on_every_route(app, client, world) -> 
         response = client.post(f"/console/school/approvals/{theirs}/{action}",
                                data={"csrf_token": world["token"], "reason": "越权"})
         assert response.status_code == 404, action
-    assert client.post("/console/school/approvals/999999/approve", data={"csrf_token": world["token"]}).status_code == 404
+    assert (
+        client.post("/console/school/approvals/999999/approve", data={"csrf_token": world["token"]}).status_code == 404
+    )
     bulk = client.post("/console/school/approvals/bulk-approve",
                        data={"csrf_token": world["token"], "profile_id": [str(world["wrong_name"]), str(theirs)]})
     assert bulk.status_code == 404

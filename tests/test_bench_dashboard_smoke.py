@@ -1,4 +1,5 @@
-"""bench/dashboard still runs: a tiny national data set on PostgreSQL, every page answered (figures are for the note, not asserted)."""
+"""bench/dashboard still runs: a tiny national data set on PostgreSQL, every page answered (figures not asserted)."""
+
 from __future__ import annotations
 
 import os

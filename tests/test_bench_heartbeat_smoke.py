@@ -1,4 +1,5 @@
-"""Smoke test of the heartbeat bench: it still runs end to end and its beats are accepted and recorded (no timing asserts)."""
+"""The heartbeat bench still runs end to end, and its beats are accepted and recorded (no timing asserts)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
-"""bench/roster still runs: a small roster parsed both ways and merged twice (figures are for the note, not asserted)."""
+"""bench/roster still runs: a small roster parsed both ways and merged twice (figures not asserted)."""
+
 from __future__ import annotations
 
 from bench.roster import run

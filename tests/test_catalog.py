@@ -28,27 +28,62 @@ def broken(change) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return data
 
 
-@pytest.mark.parametrize("change,expected", [
-    (lambda d: d["topics"][0]["questions"][0].update(points=31), "全部题目的分值合计 101 分，应为 100 分"),
-    (lambda d: d["topics"][1].update(code="t01"), "专题 2（code=t01）：专题编号（code）与专题 1 重复，都是 \"t01\""),
-    (lambda d: d["topics"][1]["questions"][0].update(code="t01-q1"), "专题 2（code=t02）的第 1 题（code=t01-q1）：题目编号（code）与专题 1 的第 1 题重复"),
-    (lambda d: d["topics"][0]["questions"][0].update(answer=["E"]), "专题 1（code=t01）的第 1 题（code=t01-q1）：答案（answer）中的 \"E\" 不是本题的选项"),
-    (lambda d: d["topics"][0]["questions"][0].update(answer=["A", "B"]), "单选题的答案（answer）只能有一个，现有 2 个"),
-    (lambda d: d["topics"][0]["questions"][1].update(answer=["A"]), "专题 1（code=t01）的第 2 题（code=t01-q2）：多选题的答案（answer）至少要有两个"),
-    (lambda d: d["topics"][1]["questions"][1].update(options=[{"key": "是", "text": "是"}, {"key": "错", "text": "错"}]),
-     "专题 2（code=t02）的第 2 题（code=t02-q2）：判断题的选项只能是「对」和「错」两个"),
-    (lambda d: d["topics"][0]["questions"][0].update(options=[{"key": "A", "text": "x"}, {"key": "A", "text": "y"}], answer=["A"]),
-     "选项的 key \"A\" 重复"),
-    (lambda d: d["topics"][0].pop("video"), "专题 1（code=t01）：缺少视频"),
-    (lambda d: d["topics"][0]["video"].update(url="javascript:alert(1)"), "专题 1（code=t01）的视频（[topics.video]）：视频地址（url）须以 https:// 开头，或写成 demo:名称"),
-    (lambda d: d["topics"][0]["video"].update(url="http://cdn.example.cn/x.mp4"), "视频地址（url）须以 https:// 开头，或写成 demo:名称（小写字母、数字和 -），现为 \"http://cdn.example.cn/x.mp4\""),
-    (lambda d: d["topics"][0]["video"].update(seconds=0), "视频时长（seconds）须为大于 0 的秒数，现为 0"),
-    (lambda d: d["topics"][0].update(questions=[]), "专题 1（code=t01）：没有题目"),
-    (lambda d: d["course"].update(code="Bad Code"), "课程设置（[course]）：课程编号（code）只能用小写英文字母"),
-    (lambda d: d["course"].update(pass_mark=True), "及格分（pass_mark）应为整数，现为 true"),
-    (lambda d: d["course"].update(on_course_failed="shrug"), "总分不及格时的做法（on_course_failed）只能是 redo_all（全部专题重来），现为 \"shrug\""),
-    (lambda d: d["topics"][0]["questions"][0].update(text="   "), "专题 1（code=t01）的第 1 题（code=t01-q1）：题干（text）不能为空"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (lambda d: d["topics"][0]["questions"][0].update(points=31), "全部题目的分值合计 101 分，应为 100 分"),
+        (lambda d: d["topics"][1].update(code="t01"), '专题 2（code=t01）：专题编号（code）与专题 1 重复，都是 "t01"'),
+        (
+            lambda d: d["topics"][1]["questions"][0].update(code="t01-q1"),
+            "专题 2（code=t02）的第 1 题（code=t01-q1）：题目编号（code）与专题 1 的第 1 题重复",
+        ),
+        (
+            lambda d: d["topics"][0]["questions"][0].update(answer=["E"]),
+            '专题 1（code=t01）的第 1 题（code=t01-q1）：答案（answer）中的 "E" 不是本题的选项',
+        ),
+        (
+            lambda d: d["topics"][0]["questions"][0].update(answer=["A", "B"]),
+            "单选题的答案（answer）只能有一个，现有 2 个",
+        ),
+        (
+            lambda d: d["topics"][0]["questions"][1].update(answer=["A"]),
+            "专题 1（code=t01）的第 2 题（code=t01-q2）：多选题的答案（answer）至少要有两个",
+        ),
+        (
+            lambda d: d["topics"][1]["questions"][1].update(
+                options=[{"key": "是", "text": "是"}, {"key": "错", "text": "错"}]
+            ),
+            "专题 2（code=t02）的第 2 题（code=t02-q2）：判断题的选项只能是「对」和「错」两个",
+        ),
+        (
+            lambda d: d["topics"][0]["questions"][0].update(
+                options=[{"key": "A", "text": "x"}, {"key": "A", "text": "y"}], answer=["A"]
+            ),
+            '选项的 key "A" 重复',
+        ),
+        (lambda d: d["topics"][0].pop("video"), "专题 1（code=t01）：缺少视频"),
+        (
+            lambda d: d["topics"][0]["video"].update(url="javascript:alert(1)"),
+            "专题 1（code=t01）的视频（[topics.video]）：视频地址（url）须以 https:// 开头，或写成 demo:名称",
+        ),
+        (
+            lambda d: d["topics"][0]["video"].update(url="http://cdn.example.cn/x.mp4"),
+            '视频地址（url）须以 https:// 开头，或写成 demo:名称（小写字母、数字和 -），现为 "http://cdn.example.cn/x.mp4"',
+        ),
+        (lambda d: d["topics"][0]["video"].update(seconds=0), "视频时长（seconds）须为大于 0 的秒数，现为 0"),
+        (lambda d: d["topics"][0].update(questions=[]), "专题 1（code=t01）：没有题目"),
+        (lambda d: d["course"].update(code="Bad Code"), "课程设置（[course]）：课程编号（code）只能用小写英文字母"),
+        (lambda d: d["course"].update(pass_mark=True), "及格分（pass_mark）应为整数，现为 true"),
+        (
+            lambda d: d["course"].update(on_course_failed="shrug"),
+            '总分不及格时的做法（on_course_failed）只能是 redo_all（全部专题重来），现为 "shrug"',
+        ),
+        (
+            lambda d: d["topics"][0]["questions"][0].update(text="   "),
+            "专题 1（code=t01）的第 1 题（code=t01-q1）：题干（text）不能为空",
+        ),
+    ],
+)
 def test_each_rule_names_its_place(change, expected: str) -> None:  # type: ignore[no-untyped-def]
     assert any(expected in p.message for p in problems_of(broken(change))), problems_of(broken(change))
 
@@ -113,15 +148,26 @@ def test_questions_without_codes_are_named_by_number() -> None:
                                           "专题 1（code=t01）的第 2 题：缺少题目编号（code）")]
 
 
-@pytest.mark.parametrize("text,line,message", [
-    ('[course\ncode = "x"\n', 1, "TOML 格式错误，第 1 行第 8 列：表头缺少结尾的 ]"),
-    ('[course]\ncode = "demo\ntitle = "示例"\n', 2, "TOML 格式错误，第 2 行第 13 列：字符串缺少结尾的英文双引号 \"（一行内的文字须在本行结束）"),
-    ('[course]\ntitle = “示例”\n', 2,
-     "TOML 格式错误，第 2 行第 9 列：值不合法：文字须用英文双引号 \" 括起（不能用中文引号“ ”），数字和 true/false 不加引号"),
-    ('[course]\ncode = "a"\ncode = "b"\n', 3, "TOML 格式错误，第 3 行第 11 列：同一个键重复赋值"),
-    ('[course]\n[course]\n', 2, "TOML 格式错误，第 2 行第 8 列：表 [course] 重复声明"),
-    ('[course]\nanswer = ["A", "B"\n', 2, "TOML 格式错误，文件末尾：数组缺少结尾的 ]，或数组元素之间缺少逗号"),
-])
+@pytest.mark.parametrize(
+    "text,line,message",
+    [
+        ('[course\ncode = "x"\n', 1, "TOML 格式错误，第 1 行第 8 列：表头缺少结尾的 ]"),
+        (
+            '[course]\ncode = "demo\ntitle = "示例"\n',
+            2,
+            'TOML 格式错误，第 2 行第 13 列：字符串缺少结尾的英文双引号 "（一行内的文字须在本行结束）',
+        ),
+        (
+            "[course]\ntitle = “示例”\n",
+            2,
+            'TOML 格式错误，第 2 行第 9 列：值不合法：文字须用英文双引号 " 括起'
+            "（不能用中文引号“ ”），数字和 true/false 不加引号",
+        ),
+        ('[course]\ncode = "a"\ncode = "b"\n', 3, "TOML 格式错误，第 3 行第 11 列：同一个键重复赋值"),
+        ("[course]\n[course]\n", 2, "TOML 格式错误，第 2 行第 8 列：表 [course] 重复声明"),
+        ('[course]\nanswer = ["A", "B"\n', 2, "TOML 格式错误，文件末尾：数组缺少结尾的 ]，或数组元素之间缺少逗号"),
+    ],
+)
 def test_toml_syntax_errors_in_chinese_with_line_and_column(text: str, line: int, message: str) -> None:
     with pytest.raises(CatalogError) as err:
         parse_catalog(text, "broken.toml")
@@ -181,7 +227,10 @@ def test_cli_check_lists_problems_line_by_line(runner, tmp_path) -> None:  # typ
     broken_toml.write_text('[course]\ncode = "demo\n', "utf-8")
     result = runner.invoke(args=["content", "check", str(broken_toml)])
     assert result.exit_code == 1
-    assert "  broken.toml:2: TOML 格式错误，第 2 行第 13 列：字符串缺少结尾的英文双引号 \"（一行内的文字须在本行结束）" in result.output
+    assert (
+        '  broken.toml:2: TOML 格式错误，第 2 行第 13 列：字符串缺少结尾的英文双引号 "（一行内的文字须在本行结束）'
+        in result.output
+    )
 
 
 def test_cli_load_is_all_or_nothing(app, runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -191,7 +240,10 @@ def test_cli_load_is_all_or_nothing(app, runner, tmp_path) -> None:  # type: ign
     bad.write_text(to_toml(broken(lambda d: d["course"].update(code="other", pass_mark=0))), "utf-8")
     failed = runner.invoke(args=["content", "load", str(good), str(bad)])
     assert failed.exit_code == 1 and "bad.toml: not loaded" in failed.output
-    assert f"  bad.toml:{line_of(bad.read_text('utf-8'), 'pass_mark = 0')}: 课程设置（[course]）：及格分（pass_mark）" in failed.output
+    assert (
+        f"  bad.toml:{line_of(bad.read_text('utf-8'), 'pass_mark = 0')}: 课程设置（[course]）：及格分（pass_mark）"
+        in failed.output
+    )
     with get_database(app).sessions() as session:
         assert session.scalars(select(Course)).all() == []
     result = runner.invoke(args=["content", "load", str(good)])

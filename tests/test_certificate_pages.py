@@ -25,7 +25,11 @@ def test_claim_view_download(app, client, graduates) -> None:  # type: ignore[no
     png = client.get(f"/h5/certificates/{cert_id}.png")
     pdf = client.get(f"/h5/certificates/{cert_id}.pdf")
     assert png.mimetype == "image/png" and png.data.startswith(b"\x89PNG")
-    assert pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF") and "attachment" in pdf.headers["Content-Disposition"]
+    assert (
+        pdf.mimetype == "application/pdf"
+        and pdf.data.startswith(b"%PDF")
+        and "attachment" in pdf.headers["Content-Disposition"]
+    )
     assert client.get(f"/h5/certificates/{cert_id}.exe").status_code == 404
     # Claiming again goes to the same certificate.
     again = client.get("/h5/courses/demo-course/certificate")
@@ -77,7 +81,9 @@ def test_my_certificate_answers_by_state(app, client, graduates, wechat) -> None
         session.commit()
     assert "还没有开始学习" in post_click(client, wechat, "o_fresh")["Content"]
     claim_page = post_click(client, wechat, "o_cert_3")
-    assert claim_page["MsgType"] == "news" and claim_page["Articles"]["item"]["Url"].endswith("/h5/courses/demo-course/certificate")
+    assert claim_page["MsgType"] == "news" and claim_page["Articles"]["item"]["Url"].endswith(
+        "/h5/courses/demo-course/certificate"
+    )
     sign_in(client, graduates[3], "o_cert_3")
     client.post("/h5/courses/demo-course/certificate", data={"channel": "electronic", "csrf_token": CSRF})
     # A new event (a later CreateTime): the answer now links to the certificate itself.
@@ -110,7 +116,9 @@ def test_a_student_files_a_correction_from_the_certificate_page(app, client, gra
     assert "提交更正申请" in client.get(cert_path).get_data(as_text=True)
     bad = client.post(cert_path + "/correction", data={"csrf_token": CSRF, "reason": "x"})
     assert bad.status_code == 400 and "请填写需要更正的内容" in bad.get_data(as_text=True)
-    assert client.post(cert_path + "/correction", data={"student_number": "C0044", "reason": "学号错"}).status_code == 400
+    assert (
+        client.post(cert_path + "/correction", data={"student_number": "C0044", "reason": "学号错"}).status_code == 400
+    )
     done = client.post(cert_path + "/correction", data={"csrf_token": CSRF, "student_number": "C0044",
                                                          "reason": "<b>学号少写一位</b>"})
     assert done.status_code == 302

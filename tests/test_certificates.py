@@ -148,7 +148,9 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
         session.commit()
         assert new is not None and new.version == 2 and new.serial == first.serial and new.student_number == "C0007"
         assert new.issued_on == first.issued_on and new.verify_token != first.verify_token
-        assert {f.kind for f in session.scalars(select(CertificateFile).where(CertificateFile.certificate_id == new.id))} == {"pdf", "png"}
+        assert {
+            f.kind for f in session.scalars(select(CertificateFile).where(CertificateFile.certificate_id == new.id))
+        } == {"pdf", "png"}
         with pytest.raises(Refused):  # decided already
             decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER)
         old_view = verify(session, first.verify_token, KEYS)
@@ -156,7 +158,10 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
         assert old_view.signature_ok  # the old version's signature still holds for what it printed
         new_view = verify(session, new.verify_token, KEYS)
         assert new_view.status == "valid" and new_view.signature_ok  # type: ignore[union-attr]
-        actions = [(e.certificate_id, e.action, e.actor) for e in session.scalars(select(CertificateEvent).order_by(CertificateEvent.id))]
+        actions = [
+            (e.certificate_id, e.action, e.actor)
+            for e in session.scalars(select(CertificateEvent).order_by(CertificateEvent.id))
+        ]
         assert actions[-2:] == [(first.id, "superseded", "staff:wang"), (new.id, "issued", "staff:wang")]
         assert session.get(CorrectionRequest, asked.id).status == "approved"
 
@@ -199,7 +204,9 @@ def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -
         theirs = request_export(session, "staff:wang", school_id=other.id, issued_from=None, issued_until=None)
         later = request_export(session, "staff:wang", school_id=None, issued_from=date(2027, 1, 1), issued_until=None)
         session.commit()
-        jobs = {j.payload["export_id"]: j.id for j in session.scalars(select(Job).where(Job.kind == "certificates.export"))}
+        jobs = {
+            j.payload["export_id"]: j.id for j in session.scalars(select(Job).where(Job.kind == "certificates.export"))
+        }
     for export_id in (mine.id, theirs.id, later.id):
         assert get_queue(app).execute(jobs[export_id]) == "done"
     with get_database(app).sessions() as session:

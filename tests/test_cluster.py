@@ -1,4 +1,5 @@
-"""Two web hosts and two workers on one PostgreSQL and one Redis: duplicates, a killed worker, nothing lost or doubled."""
+"""Two web hosts and two workers on one PostgreSQL and one Redis: duplicates, a killed worker, nothing lost."""
+
 from __future__ import annotations
 
 import os

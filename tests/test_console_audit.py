@@ -18,8 +18,17 @@ from tests.console_helpers import make_school, make_school_admin, make_staff, si
 def add(app: Flask, actor: str, action: str, subject: tuple[str, str] | None = None, *, school_id: int | None = None,
         at: datetime | None = None, before=None, after=None, note: str | None = None) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        entry = record_audit(session, Actor(None, actor), action, subject[0] if subject else None,
-                             subject[1] if subject else None, school_id=school_id, before=before, after=after, note=note)
+        entry = record_audit(
+            session,
+            Actor(None, actor),
+            action,
+            subject[0] if subject else None,
+            subject[1] if subject else None,
+            school_id=school_id,
+            before=before,
+            after=after,
+            note=note,
+        )
         if at is not None:
             entry.at = at
         session.commit()
@@ -87,7 +96,15 @@ def test_csv_export_is_utf8_with_a_bom_formula_safe_and_audited(app, client) -> 
 
 
 def test_safe_cell() -> None:
-    assert [safe_cell(v) for v in ("=1+1", "-2", "@x", "\tx", "普通", None, 5)] == ["'=1+1", "'-2", "'@x", "'\tx", "普通", "", "5"]
+    assert [safe_cell(v) for v in ("=1+1", "-2", "@x", "\tx", "普通", None, 5)] == [
+        "'=1+1",
+        "'-2",
+        "'@x",
+        "'\tx",
+        "普通",
+        "",
+        "5",
+    ]
 
 
 def test_school_admins_cannot_read_the_log(app, client) -> None:  # type: ignore[no-untyped-def]

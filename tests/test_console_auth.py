@@ -78,7 +78,9 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(app, client, d
     unknown = client.post("/console/sign-in", data={"username": "nobody", "password": "nope-nope-nope",
                                                      "csrf_token": _form(client)})
     assert wrong.status_code == unknown.status_code == 401
-    assert "用户名或密码不正确" in wrong.get_data(as_text=True) and "用户名或密码不正确" in unknown.get_data(as_text=True)
+    assert "用户名或密码不正确" in wrong.get_data(as_text=True) and "用户名或密码不正确" in unknown.get_data(
+        as_text=True
+    )
     assert count(db_session, SignInAttempt) == 2
 
 
@@ -237,7 +239,10 @@ def test_cli_creates_the_first_platform_admin(app, runner, db_session):
     weak = runner.invoke(args=["console", "create-account", "second", "--role", "staff"],
                          env={"XINWEI_NEW_PASSWORD": "short"})
     assert weak.exit_code != 0 and "密码" in weak.output
-    assert db_session.scalar(select(ConsoleAccount.role).where(ConsoleAccount.username == "root-admin")) == "platform_admin"
+    assert (
+        db_session.scalar(select(ConsoleAccount.role).where(ConsoleAccount.username == "root-admin"))
+        == "platform_admin"
+    )
 
 
 def test_demo_load_adds_demo_console_accounts_once(app, runner, db_session):

@@ -1,4 +1,5 @@
-"""The staff certificate desk: search, versions and history, corrections, revocation, notices — and their audit entries."""
+"""The staff certificate desk: search, versions and history, corrections, revocation, notices, and their audit."""
+
 from __future__ import annotations
 
 from flask import Flask

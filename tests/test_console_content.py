@@ -57,7 +57,9 @@ def test_preview_then_load_a_new_version(app, client) -> None:  # type: ignore[n
 def test_a_load_of_text_other_than_the_previewed_is_refused(app, client) -> None:  # type: ignore[no-untyped-def]
     token = sign_in(client, app, make_staff(app))
     text = to_toml(course())
-    digest = re.search(r'name="digest" value="([0-9a-f]+)"', upload(client, token, text).get_data(as_text=True)).group(1)
+    digest = re.search(r'name="digest" value="([0-9a-f]+)"', upload(client, token, text).get_data(as_text=True)).group(
+        1
+    )
     tampered = text.replace("示例课程", "别的课程")
     refused = client.post("/console/content/load", data={"csrf_token": token, "text": tampered, "digest": digest})
     assert refused.status_code == 422 and "与预览时不一致" in refused.get_data(as_text=True)
@@ -81,12 +83,17 @@ def test_problems_are_shown_with_their_lines(app, client) -> None:  # type: igno
     by_message = {message: line for line, message in shown}
     # The messages of handlers/catalog.py (the CLI prints the same), escaped once by the template.
     expected = {
-        "课程设置（[course]）：及格分（pass_mark）须在 1 到 100 之间（总分 100 分），现为 120": line_of(text, "pass_mark = 120"),
+        "课程设置（[course]）：及格分（pass_mark）须在 1 到 100 之间（总分 100 分），现为 120": line_of(
+            text, "pass_mark = 120"
+        ),
         "专题 1（code=t01）：缺少专题简介（summary）": line_of(text, "[[topics]]"),
-        "专题 2（code=t02）的视频（[topics.video]）：视频地址（url）须以 https:// 开头，或写成 demo:名称（小写字母、数字和 -），"
+        "专题 2（code=t02）的视频（[topics.video]）：视频地址（url）须以 https:// 开头，"
+        "或写成 demo:名称（小写字母、数字和 -），"
         "现为 &#34;ftp://example.cn/t02.mp4&#34;": line_of(text, 'url = "ftp://'),
-        "专题 2（code=t02）的第 1 题（code=t02-q1）：答案（answer）中的 &#34;Z&#34; 不是本题的选项（选项有 A、B、C、D）":
-            line_of(text, "answer = [\"Z\"]"),
+        "专题 2（code=t02）的第 1 题（code=t02-q1）：答案（answer）中的 &#34;Z&#34; "
+        "不是本题的选项（选项有 A、B、C、D）": line_of(
+            text, 'answer = ["Z"]'
+        ),
     }
     for message, line in expected.items():
         assert by_message.get(message) == str(line), (message, shown)

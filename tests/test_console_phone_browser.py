@@ -22,7 +22,11 @@ def _username(app, account_id: int) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("who", ["staff", "school"])
 def test_no_console_page_scrolls_sideways_on_a_phone(app, live_server, browser, client, wechat, who) -> None:  # type: ignore[no-untyped-def]
-    account = make_staff(app) if who == "staff" else make_school_admin(app, make_school(app, "内蒙古自治区某某师范大学继续教育学院"))
+    account = (
+        make_staff(app)
+        if who == "staff"
+        else make_school_admin(app, make_school(app, "内蒙古自治区某某师范大学继续教育学院"))
+    )
     # A long message waiting in the inbox: the table must scroll inside its box, not the page.
     for i in range(3):
         delivery = wechat.deliver(wechat.text(f"o_phone_{i}", "证书上的名字写错了，" * 8 + "https://example.cn/a/very/long/link"))

@@ -1,5 +1,6 @@
 """The roster and approval pages in a real browser: a school admin signs in, uploads the demo GBK roster,
-watches it queued, reads the report once the job has run, and approves a pending student; on a desktop and on a phone."""
+watches it queued, reads the report once the job has run, and approves a pending student; desktop and phone."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -25,9 +25,18 @@ def school_named(app: Flask, name: str) -> School | None:
 
 def test_create_and_edit_a_school_with_billing(app, client) -> None:  # type: ignore[no-untyped-def]
     token = sign_in(client, app, make_staff(app))
-    created = client.post("/console/schools/", data={
-        "csrf_token": token, "name": "  华东 示范大学 ", "address": "上海市某路 1 号 心理中心", "billing_name": "华东示范大学",
-        "billing_tax_id": "12310000MB0000000X", "billing_contact": "王老师 021-00000000", "pays_electronic": "1"})
+    created = client.post(
+        "/console/schools/",
+        data={
+            "csrf_token": token,
+            "name": "  华东 示范大学 ",
+            "address": "上海市某路 1 号 心理中心",
+            "billing_name": "华东示范大学",
+            "billing_tax_id": "12310000MB0000000X",
+            "billing_contact": "王老师 021-00000000",
+            "pays_electronic": "1",
+        },
+    )
     assert created.status_code == 302
     school = school_named(app, "华东 示范大学")
     assert school is not None and school.pays_electronic and school.billing_tax_id == "12310000MB0000000X"
@@ -62,7 +71,9 @@ def test_bad_school_input_is_refused_and_loses_nothing(app, client) -> None:  # 
     assert taken.status_code == 422 and "已有同名学校" in taken.get_data(as_text=True)
     rename = client.post(f"/console/schools/{mine}", data={"csrf_token": token, "name": "已有大学"})
     assert rename.status_code == 422 and "已有同名学校" in rename.get_data(as_text=True)
-    long = client.post(f"/console/schools/{mine}", data={"csrf_token": token, "name": "我的大学", "billing_tax_id": "9" * 40})
+    long = client.post(
+        f"/console/schools/{mine}", data={"csrf_token": token, "name": "我的大学", "billing_tax_id": "9" * 40}
+    )
     assert long.status_code == 422 and "纳税人识别号最多" in long.get_data(as_text=True)
     assert school_named(app, "我的大学") is not None and other
     assert client.get("/console/schools/99999").status_code == 404
@@ -95,7 +106,10 @@ def test_invite_a_school_admin_shows_the_link_once_and_it_works(app, client) -> 
         assert account.role == "school_admin" and account.school_id == school
     listed = client.get(f"/console/schools/{school}").get_data(as_text=True)
     assert "li.teacher" in listed
-    assert client.post(f"/console/schools/{school}/invites", data={"csrf_token": token, "display_name": " "}).status_code == 422
+    assert (
+        client.post(f"/console/schools/{school}/invites", data={"csrf_token": token, "display_name": " "}).status_code
+        == 422
+    )
 
 
 def test_disable_and_enable_a_school_admin_only_of_that_school(app, client) -> None:  # type: ignore[no-untyped-def]
@@ -139,9 +153,14 @@ def test_platform_admins_invite_and_disable_staff(app, client) -> None:  # type:
     staff = make_staff(app)
     page = client.post("/console/accounts/invites", data={"csrf_token": token, "display_name": "张三", "role": "staff"})
     assert page.status_code == 200 and "/console/invite/" in page.get_data(as_text=True)
-    bad = client.post("/console/accounts/invites", data={"csrf_token": token, "display_name": "张三", "role": "school_admin"})
+    bad = client.post(
+        "/console/accounts/invites", data={"csrf_token": token, "display_name": "张三", "role": "school_admin"}
+    )
     assert bad.status_code == 422
-    assert client.post(f"/console/accounts/{staff}/disabled", data={"csrf_token": token, "disabled": "1"}).status_code == 302
+    assert (
+        client.post(f"/console/accounts/{staff}/disabled", data={"csrf_token": token, "disabled": "1"}).status_code
+        == 302
+    )
     myself = client.post(f"/console/accounts/{me}/disabled", data={"csrf_token": token, "disabled": "1"})
     assert myself.status_code == 422 and "不能停用自己的账号" in myself.get_data(as_text=True)
     school_admin = make_school_admin(app, make_school(app))

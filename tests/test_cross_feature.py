@@ -57,8 +57,13 @@ def test_counters_follow_payments_refunds_roster_uploads_and_approvals(shop) -> 
     with get_database(app).sessions() as session:
         plan = payments.refund_plan(session, order.id)
         session.rollback()
-        result = get_wechat_pay(app).refund_order(out_trade_no=plan.out_trade_no, out_refund_no=payments.refund_number(plan),
-                                                  total_fen=plan.total_fen, refund_fen=plan.total_fen, reason="测试")
+        result = get_wechat_pay(app).refund_order(
+            out_trade_no=plan.out_trade_no,
+            out_refund_no=payments.refund_number(plan),
+            total_fen=plan.total_fen,
+            refund_fen=plan.total_fen,
+            reason="测试",
+        )
         payments.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
         session.commit()
     counted = _equal_to_a_recount(app, school_id)
@@ -86,4 +91,6 @@ def test_counters_follow_payments_refunds_roster_uploads_and_approvals(shop) -> 
         session.commit()
     after = _equal_to_a_recount(app, school_id)
     assert after["profiles.verified"] == before["profiles.verified"] + 1
-    assert after.get("profiles.pending", 0) == 0 and after["profiles.rejected"] == before.get("profiles.rejected", 0) + 1
+    assert (
+        after.get("profiles.pending", 0) == 0 and after["profiles.rejected"] == before.get("profiles.rejected", 0) + 1
+    )

@@ -129,7 +129,9 @@ def test_failed_delivery_keeps_nothing_and_the_retry_runs_it(app, client, wechat
     assert count(db_session, InboxMessage) == 1
 
 
-def test_retry_waiting_on_a_failing_first_delivery_runs_the_handler_itself(app, wechat, db_session, live_server) -> None:
+def test_retry_waiting_on_a_failing_first_delivery_runs_the_handler_itself(
+    app, wechat, db_session, live_server
+) -> None:
     handler = CountingHandler(delay=0.5, fail_first=True)
     use_handler(app, handler)
     delivery = wechat.deliver(wechat.text("o_fail2", "在吗", msg_id=32))

@@ -103,7 +103,9 @@ def test_a_token_never_outlives_the_login(app, client, site) -> None:  # type: i
     lifetime = app.permanent_session_lifetime.total_seconds()
     with client.session_transaction() as s:
         s["login_at"] = time.time() - lifetime + 30  # the login has 30 s left
-    token = client.post("/h5/api/watch", data=dict(course="demo-course", topic="t01", csrf_token=CSRF)).get_json()["beat_token"]
+    token = client.post("/h5/api/watch", data=dict(course="demo-course", topic="t01", csrf_token=CSRF)).get_json()[
+        "beat_token"
+    ]
     assert int(token.split(".")[3]) <= time.time() + 31
     clock.advance(app, 2)
     assert _beat(client, token, 1, 1).status_code == 200

@@ -27,7 +27,9 @@ def _screen(page, name: str) -> None:  # type: ignore[no-untyped-def]
 def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app.config["PUBLIC_URL"] = live_server.url
     app.config["DEMO_VIDEO_DIR"] = str(tmp_path)
-    make_demo_clip(tmp_path / "demo-t01.mp4", title="示例课程\n专题一", subtitle="演示视频", seconds=10, width=320, height=180)
+    make_demo_clip(
+        tmp_path / "demo-t01.mp4", title="示例课程\n专题一", subtitle="演示视频", seconds=10, width=320, height=180
+    )
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
         school, student = School(name="毫末示范大学"), User(openid="o_screens")

@@ -48,8 +48,11 @@ def submit(app, user_id: int, f: ProfileForm) -> StudentProfile:  # type: ignore
 
 def test_a_roster_match_is_verified_at_once_after_normalising(app, world) -> None:  # type: ignore[no-untyped-def]
     # Full-width digits and stray spaces, as phones type them.
-    profile = submit(app, world["users"][0], form(world["rostered"], student_number="２０２４００１ ", real_name=" 张三 ",
-                                                   phone="+86 138-0013-8000"))
+    profile = submit(
+        app,
+        world["users"][0],
+        form(world["rostered"], student_number="２０２４００１ ", real_name=" 张三 ", phone="+86 138-0013-8000"),
+    )
     assert (profile.status, profile.verified_via) == ("verified", "roster")
     assert (profile.student_number, profile.phone) == ("2024001", "13800138000")
 

@@ -155,14 +155,20 @@ def test_a_reply_at_47_59_goes_out_and_at_48_01_is_refused_for_a_template_notice
     assert "再补充一句" in resp.get_data(as_text=True)  # the draft is kept
     assert len(replies(db_session)) == 1 and len(sent(fake_wechat)) == 1  # refused up front
 
-    assert reply(client, token, conversation_id, "工作人员已为你修改证书信息，请在「我的」查看", "template").status_code == 302
+    assert (
+        reply(client, token, conversation_id, "工作人员已为你修改证书信息，请在「我的」查看", "template").status_code
+        == 302
+    )
     assert run_send_jobs(app, db_session) == ["done"]
     notice = replies(db_session)[-1]
     assert notice.kind == "template" and notice.status == "sent"
     (body,) = sent(fake_wechat, "template")
     assert body["touser"] == "o_window" and body["template_id"] == app.config["WECHAT_TEMPLATE_STAFF_REPLY"]
     assert body["client_msg_id"] == f"staff-reply-{notice.id}"
-    assert body["data"]["keyword1"]["value"].startswith("工作人员已为你修改证书信息") and len(body["data"]["keyword1"]["value"]) <= 20
+    assert (
+        body["data"]["keyword1"]["value"].startswith("工作人员已为你修改证书信息")
+        and len(body["data"]["keyword1"]["value"]) <= 20
+    )
     assert audit_actions(db_session) == ["inbox.reply", "inbox.notice"]
 
 
@@ -272,7 +278,10 @@ def save_rule(client, token: str, keywords: str, reply_text: str, mode: str = "c
 def test_a_keyword_rule_answers_in_the_webhook_and_nobody_needs_to_look(app, client, wechat, fake_wechat, db_session,
                                                                         staff) -> None:
     _, token = staff
-    assert save_rule(client, token, "证书在哪\n显示证书", "点「我的」→「显示证书」即可查看。", priority=5).status_code == 302
+    assert (
+        save_rule(client, token, "证书在哪\n显示证书", "点「我的」→「显示证书」即可查看。", priority=5).status_code
+        == 302
+    )
     assert save_rule(client, token, "证书", "证书问题请留言。", priority=1).status_code == 302
     assert save_rule(client, token, "你好", "你好！有问题请直接留言。", mode="exact").status_code == 302
     assert save_rule(client, token, "邮寄", "停用的规则", enabled=False).status_code == 302
@@ -285,11 +294,18 @@ def test_a_keyword_rule_answers_in_the_webhook_and_nobody_needs_to_look(app, cli
     db_session.rollback()
     thread = [(m.direction, m.msg_type, m.content) for m in
               db_session.scalars(select(InboxMessage).order_by(InboxMessage.id))]
-    assert thread == [("in", "text", "请问我的证书在哪里看？"), ("out", "auto_reply", "点「我的」→「显示证书」即可查看。")]
+    assert thread == [
+        ("in", "text", "请问我的证书在哪里看？"),
+        ("out", "auto_reply", "点「我的」→「显示证书」即可查看。"),
+    ]
 
-    assert student_writes(app, client, wechat, fake_wechat, "o_auto", "  你好 ")["Content"] == "你好！有问题请直接留言。"
+    assert (
+        student_writes(app, client, wechat, fake_wechat, "o_auto", "  你好 ")["Content"] == "你好！有问题请直接留言。"
+    )
     # "你好" is exact, so not this one; "证书" (contains) is:
-    assert student_writes(app, client, wechat, fake_wechat, "o_auto", "你好，证书能改吗")["Content"] == "证书问题请留言。"
+    assert (
+        student_writes(app, client, wechat, fake_wechat, "o_auto", "你好，证书能改吗")["Content"] == "证书问题请留言。"
+    )
     assert conversation_of(db_session, "o_auto").waiting_since is None
     # Exact rules need the whole message; disabled rules never answer; no rule: a person is needed.
     assert "已收到你的留言" in student_writes(app, client, wechat, fake_wechat, "o_auto", "纸质版要邮寄吗")["Content"]
@@ -302,7 +318,9 @@ def test_a_keyword_rule_answers_in_the_webhook_and_nobody_needs_to_look(app, cli
 def test_an_edited_rule_answers_at_once_in_this_process(app, client, wechat, fake_wechat, db_session, staff) -> None:
     _, token = staff
     save_rule(client, token, "85", "不满 85 分需要重新学习 14 个专题。")
-    assert student_writes(app, client, wechat, fake_wechat, "o_edit", "没到85分怎么办")["Content"].startswith("不满 85 分")
+    assert student_writes(app, client, wechat, fake_wechat, "o_edit", "没到85分怎么办")["Content"].startswith(
+        "不满 85 分"
+    )
     rule_id = db_session.scalars(select(AutoReplyRule.id)).one()
     assert save_rule(client, token, "85", "新的答案", rule_id=rule_id).status_code == 302
     assert student_writes(app, client, wechat, fake_wechat, "o_edit", "没到85分怎么办？")["Content"] == "新的答案"
@@ -473,7 +491,9 @@ def test_every_route_is_for_staff_only(app, wechat, fake_wechat, db_session) -> 
 
     for method, url in table:
         if method == "POST":  # staff without the CSRF token
-            assert client.post(url, data={"content": "x", "status": "closed", "account_id": "me"}).status_code == 400, url
+            assert client.post(url, data={"content": "x", "status": "closed", "account_id": "me"}).status_code == 400, (
+                url
+            )
     assert len(replies(db_session)) == 1 and conversation_of(db_session, "o_roles").status == "open"
     for method, url in table:
         if method == "GET":

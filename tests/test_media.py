@@ -145,7 +145,9 @@ def test_ensure_demo_clips_creates_missing_ones_once(tmp_path: Path) -> None:
         ("t01", "心理委员的角色与职责", "demo:xinwei-mooc-t01", 2),
         ("t02", "倾听与共情", "https://cdn.example.com/t02.mp4", 600),
     ])
-    write_course(catalog, "b.toml", "therapy-mooc", "心理疗法MOOC", [("t01", "认知行为疗法", "demo:therapy-mooc-t01", 1)])
+    write_course(
+        catalog, "b.toml", "therapy-mooc", "心理疗法MOOC", [("t01", "认知行为疗法", "demo:therapy-mooc-t01", 1)]
+    )
     (catalog / "notes.txt").write_text("not a course")
 
     created = ensure_demo_clips(catalog, out)

@@ -23,7 +23,9 @@ def test_an_invite_refuses_a_display_name_with_invisible_characters(app, name) -
 
 def test_an_ordinary_name_is_cleaned_and_kept(app) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        invite, _ = create_invite(session, SYSTEM, role=STAFF, display_name="  王　老师  ", school_id=None, now=utcnow())
+        invite, _ = create_invite(
+            session, SYSTEM, role=STAFF, display_name="  王　老师  ", school_id=None, now=utcnow()
+        )
         assert invite.display_name == "王 老师"
 
 

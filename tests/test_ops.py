@@ -85,7 +85,9 @@ def test_wechat_api_errors_are_counted_by_errcode(app, client, fake_wechat) -> N
     fake_wechat.fail("/cgi-bin/menu/get", errcode=45009)
     with pytest.raises(WeChatClientException):
         get_wechat_client(app).menu.get()
-    assert 'xinwei_wechat_api_errors_total{errcode="45009",path="/cgi-bin/menu/get"}' in client.get("/metrics").get_data(as_text=True)
+    assert 'xinwei_wechat_api_errors_total{errcode="45009",path="/cgi-bin/menu/get"}' in client.get(
+        "/metrics"
+    ).get_data(as_text=True)
 
 
 def test_request_id_is_echoed_kept_or_replaced(client) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Paying for paper certificates: orders, WeChat Pay over real HTTP (the fake), notifications, jobs, refunds, shipping."""
+"""Paying for paper certificates: orders, WeChat Pay over real HTTP (the fake), notifications, refunds, shipping."""
+
 from __future__ import annotations
 
 import threading
@@ -91,8 +92,11 @@ def test_a_notification_pays_the_order_once(shop) -> None:  # type: ignore[no-un
     with get_database(shop["app"]).sessions() as session:
         assert session.get(Certificate, shop["cert_id"]).paper_status == "paid"
         events = [(e.from_status, e.to_status, e.actor) for e in payments.events_of(session, order.id)]
-    assert events == [(None, "created", f"student:{shop['user_id']}"), ("created", "paying", f"student:{shop['user_id']}"),
-                      ("paying", "paid", "wechatpay:notify")]
+    assert events == [
+        (None, "created", f"student:{shop['user_id']}"),
+        ("created", "paying", f"student:{shop['user_id']}"),
+        ("paying", "paid", "wechatpay:notify"),
+    ]
     page = shop["client"].get(f"/h5/orders/{order.id}").get_data(as_text=True)
     assert "已支付，等待打印" in page and "¥30.00" in page
     # WeChat Pay retries an hour's worth: nothing more happens.
@@ -293,11 +297,15 @@ def test_refusals_are_never_paid(shop) -> None:  # type: ignore[no-untyped-def]
     other_key = post({**headers, "Wechatpay-Serial": "PUB_KEY_ID_SOMEONE_ELSE"}, body)
     assert other_key.status_code == 401 and other_key.json()["message"] == "unknown_serial"
     assert shop["fake"].requests("/v3/certificates") == []  # a forged serial costs no outbound call
-    other_merchant = post(*fake.notification(fake_order, resource={**fake.transaction(fake_order), "mchid": "1999999999"}))
+    other_merchant = post(
+        *fake.notification(fake_order, resource={**fake.transaction(fake_order), "mchid": "1999999999"})
+    )
     assert other_merchant.status_code == 401
     cheap = post(*fake.notification(fake_order, amount=1))  # signed by WeChat Pay, but 0.01 yuan
     assert cheap.status_code == 204
-    unknown = post(*fake.notification(fake_order, resource={**fake.transaction(fake_order), "out_trade_no": "XW2099NOSUCH"}))
+    unknown = post(
+        *fake.notification(fake_order, resource={**fake.transaction(fake_order), "out_trade_no": "XW2099NOSUCH"})
+    )
     assert unknown.status_code == 204
     as_float = post(*fake.notification(fake_order, resource={**fake.transaction(fake_order),
                                                              "amount": {"total": 3000.0, "currency": "CNY"}}))
@@ -334,7 +342,9 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
         refunded = session.get(CertificateOrder, order.id)
         assert refunded.status == "refunded" and refunded.out_refund_no == "R" + out_trade_no
         assert session.get(Certificate, shop["cert_id"]).paper_status == "awaiting_payment"
-        assert session.scalar(select(func.count()).select_from(OrderEvent).where(OrderEvent.to_status == "refunded")) == 1
+        assert (
+            session.scalar(select(func.count()).select_from(OrderEvent).where(OrderEvent.to_status == "refunded")) == 1
+        )
         with pytest.raises(payments.Refused):
             payments.refund_plan(session, order.id)
     assert fake.find(out_trade_no).trade_state == "REFUND"
@@ -369,7 +379,10 @@ def test_type_change_is_free_before_payment_and_refused_after(shop) -> None:  # 
     start_paying(shop)
     order = the_order(shop["app"])
     client, cert_id = shop["client"], shop["cert_id"]
-    assert client.post(f"/h5/certificates/{cert_id}/channel", data={"channel": "both", "csrf_token": CSRF}).status_code == 302
+    assert (
+        client.post(f"/h5/certificates/{cert_id}/channel", data={"channel": "both", "csrf_token": CSRF}).status_code
+        == 302
+    )
     assert the_order(shop["app"]).status == "paying"  # paper → both: the same price, the same order
     assert client.post(f"/h5/certificates/{cert_id}/channel",
                        data={"channel": "electronic", "csrf_token": CSRF}).status_code == 302
@@ -559,7 +572,9 @@ def test_staff_print_ship_and_refund_in_the_console(shop) -> None:  # type: igno
     no_reason = staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": " ", "csrf_token": token})
     assert no_reason.headers["Location"].endswith(f"/console/payments/orders/{order.id}")  # the note is flashed
     assert "请填写退款原因" in staff.get(no_reason.headers["Location"]).get_data(as_text=True)
-    staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "邮寄丢失，学生不再需要", "csrf_token": token})
+    staff.post(
+        f"/console/payments/orders/{order.id}/refund", data={"reason": "邮寄丢失，学生不再需要", "csrf_token": token}
+    )
     staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "再点一次", "csrf_token": token})
     assert the_order(app).status == "refunded"
     assert len(shop["fake"].requests("/v3/refund/domestic/refunds")) == 1  # the second click was refused here
@@ -764,7 +779,9 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     fake.pay(fake.find(the_order(app).out_trade_no))
     assert the_order(app).status == "paid"
     with get_database(app).sessions() as session:
-        asked = request_correction(session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位")
+        asked = request_correction(
+            session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位"
+        )
         new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)
         session.commit()
         new_id = new.id
@@ -796,7 +813,9 @@ def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> No
     fake.mark_paid(fake.find(order.out_trade_no))
     codes: list[int] = []
     with get_database(app).sessions() as session:
-        asked = request_correction(session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位")
+        asked = request_correction(
+            session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位"
+        )
         session.commit()
         new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)  # holds v1's lock
         new_id = new.id
@@ -953,4 +972,6 @@ def test_a_refund_notification_settles_the_refund_once(shop) -> None:  # type: i
                                           event_type="REFUND.SUCCESS", original_type="refund")
     import requests
 
-    assert requests.post(shop["live"].url + "/pay/refund-notify", data=body, headers=headers, timeout=5).status_code == 401
+    assert (
+        requests.post(shop["live"].url + "/pay/refund-notify", data=body, headers=headers, timeout=5).status_code == 401
+    )

@@ -1,4 +1,5 @@
-"""Progress pushes: binding an admin's WeChat, batched notices, digests, sends against the fake WeChat, finish events."""
+"""Progress pushes: binding an admin's WeChat, batched notices, digests, sends to the fake WeChat, finish events."""
+
 from __future__ import annotations
 
 import re
@@ -533,7 +534,9 @@ def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> No
     course_id, version_id = course_ids(app)
     first = student(app, school_id, "甲", verified_at=at_china(yesterday, 0, 0), passed_at=at_china(yesterday, 23, 59))
     student(app, school_id, "乙", verified_at=at_china(yesterday, 23, 59))
-    student(app, school_id, "丙", verified_at=at_china(today, 0, 0), passed_at=at_china(today, 0, 1))  # today: not counted
+    student(
+        app, school_id, "丙", verified_at=at_china(today, 0, 0), passed_at=at_china(today, 0, 1)
+    )  # today: not counted
     student(app, school_id, "丁", verified_at=at_china(yesterday, 0, 0) - timedelta(seconds=1))  # the day before
     student(app, quiet_school, "静", verified_at=at_china(today, 9))
     with sessions(app) as session:
@@ -544,11 +547,26 @@ def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> No
                                     version_id=version_id, draw=[], started_at=when, submitted_at=when, max_score=100,
                                     score=90 if passed else 40, passed=passed))
         for version, issued in ((1, at_china(yesterday, 12)), (2, at_china(yesterday, 13))):
-            session.add(Certificate(user_id=first, course_id=course_id, serial="XW2026000001", version=version,
-                                    verify_token=f"tok{version}", status="valid" if version == 2 else "superseded",
-                                    holder_name="甲", school_name="简报大学", student_number="S1", course_title="示例课程",
-                                    score=90, issued_on=yesterday, issuers=["平台"], verify_url="http://x/verify",
-                                    signature="sig", issued_at=issued))
+            session.add(
+                Certificate(
+                    user_id=first,
+                    course_id=course_id,
+                    serial="XW2026000001",
+                    version=version,
+                    verify_token=f"tok{version}",
+                    status="valid" if version == 2 else "superseded",
+                    holder_name="甲",
+                    school_name="简报大学",
+                    student_number="S1",
+                    course_title="示例课程",
+                    score=90,
+                    issued_on=yesterday,
+                    issuers=["平台"],
+                    verify_url="http://x/verify",
+                    signature="sig",
+                    issued_at=issued,
+                )
+            )
         session.commit()
     with sessions(app) as session:
         digest = pushes.digest_for(session, school_id, yesterday)

@@ -48,18 +48,49 @@ def test_bind_and_history_in_a_browser(app, live_server, browser, phone, fake_we
     with get_database(app).sessions() as session:
         user = session.scalar(select(User).where(User.openid == "o_admin_browser"))
         now = utcnow()
-        for i, (kind, status, errcode, errmsg, summary) in enumerate([
-            ("digest", "delivered", None, None, "11月28日：新认证 12 人，完成专题 40 个，通过考核 5 人，颁发证书 5 张"),
-            ("pass_notice", "sent", None, None, "3 名学生通过考核：张三、李四、<b>王五</b>"),
-            ("approval_notice", "failed", 43004, "require subscribe", "2 名学生等待审核：赵六、钱七"),
-            ("pass_notice", "queued", None, "WeChat /cgi-bin/message/template/send: timed out after 5.0 s",
-             "1 名学生通过考核：孙八"),
-            ("digest", "rejected", None, "user block", "11月27日：新认证 3 人，完成专题 9 个，通过考核 1 人，颁发证书 1 张"),
-        ]):
-            session.add(PushDelivery(account_id=account_id, openid=user.openid, school_id=school_id, kind=kind,
-                                     template_id="tpl", client_msg_id=f"xwbrowser{i}", payload={"summary": summary},
-                                     status=status, errcode=errcode, errmsg=errmsg, attempts=2 if status == "queued" else 1,
-                                     created_at=now - timedelta(minutes=50 - i * 10)))
+        for i, (kind, status, errcode, errmsg, summary) in enumerate(
+            [
+                (
+                    "digest",
+                    "delivered",
+                    None,
+                    None,
+                    "11月28日：新认证 12 人，完成专题 40 个，通过考核 5 人，颁发证书 5 张",
+                ),
+                ("pass_notice", "sent", None, None, "3 名学生通过考核：张三、李四、<b>王五</b>"),
+                ("approval_notice", "failed", 43004, "require subscribe", "2 名学生等待审核：赵六、钱七"),
+                (
+                    "pass_notice",
+                    "queued",
+                    None,
+                    "WeChat /cgi-bin/message/template/send: timed out after 5.0 s",
+                    "1 名学生通过考核：孙八",
+                ),
+                (
+                    "digest",
+                    "rejected",
+                    None,
+                    "user block",
+                    "11月27日：新认证 3 人，完成专题 9 个，通过考核 1 人，颁发证书 1 张",
+                ),
+            ]
+        ):
+            session.add(
+                PushDelivery(
+                    account_id=account_id,
+                    openid=user.openid,
+                    school_id=school_id,
+                    kind=kind,
+                    template_id="tpl",
+                    client_msg_id=f"xwbrowser{i}",
+                    payload={"summary": summary},
+                    status=status,
+                    errcode=errcode,
+                    errmsg=errmsg,
+                    attempts=2 if status == "queued" else 1,
+                    created_at=now - timedelta(minutes=50 - i * 10),
+                )
+            )
         session.commit()
     page.goto(f"{live_server.url}/console/school/pushes")
     page.get_by_text("推送记录").wait_for()

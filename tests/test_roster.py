@@ -243,7 +243,10 @@ def test_replace_removes_absent_rows_but_only_from_a_clean_file(app, school) -> 
     with get_database(app).sessions() as session:
         assert session.get(StudentProfile, verified).status == "verified"
         audit = session.scalar(select(AuditEntry).where(AuditEntry.subject_id == str(upload.id)))
-    assert audit.after["removed"] == 2 and {r["student_number"] for r in audit.before["removed"]} == {"2024002", "2024003"}
+    assert audit.after["removed"] == 2 and {r["student_number"] for r in audit.before["removed"]} == {
+        "2024002",
+        "2024003",
+    }
     with pytest.raises(Refused):
         merge(app, school, HEADER + "张三,2024001,,,\n", mode="wipe")
 
@@ -487,7 +490,9 @@ def test_an_upload_is_queued_then_done_with_its_report_and_its_bytes_gone(app, c
     assert "Excel 工作表“名单”" in report and "数字格式的单元格已转为文本" in report
 
 
-def test_a_file_that_cannot_be_merged_ends_failed_with_the_reason_and_the_admin_can_upload_again(app, client, admin) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_that_cannot_be_merged_ends_failed_with_the_reason_and_the_admin_can_upload_again(
+    app, client, admin
+) -> None:  # type: ignore[no-untyped-def]
     nothing = upload_file(client, admin["token"], (HEADER + ",,学院,,\n王五,,,,\n").encode())
     headless = upload_file(client, admin["token"], "just,some,words\n1,2,3\n".encode())
     assert headless.status_code == 400 and "还在处理中" in headless.get_data(as_text=True)  # one at a time

@@ -108,8 +108,10 @@ def world(app):  # type: ignore[no-untyped-def]
         session.commit()
         revoke(session, gone.id, "staff:wang", "冒名")
         session.commit()
-        ids["profile"] = {key: session.scalar(select(StudentProfile.id).where(StudentProfile.user_id == ids[key]))
-                          for key in ("passed", "partial", "failer", "pending", "approved", "rejected", "revoked", "other")}
+        ids["profile"] = {
+            key: session.scalar(select(StudentProfile.id).where(StudentProfile.user_id == ids[key]))
+            for key in ("passed", "partial", "failer", "pending", "approved", "rejected", "revoked", "other")
+        }
     return ids
 
 
@@ -379,6 +381,8 @@ def test_the_console_opens_on_the_main_course_and_keeps_the_choice(app, client, 
     assert f'<option value="{ids["主课程"]}" selected' in html and "切换课程" in html
     # Choosing the other course sticks across pages until changed.
     client.get(f"/console/school/?course={ids['示例课程']}")
-    assert f'<option value="{ids["示例课程"]}" selected' in client.get("/console/school/students").get_data(as_text=True)
+    assert f'<option value="{ids["示例课程"]}" selected' in client.get("/console/school/students").get_data(
+        as_text=True
+    )
     assert f'<option value="{ids["示例课程"]}" selected' in client.get("/console/school/").get_data(as_text=True)
     assert "王一" in client.get("/console/school/students?state=certified").get_data(as_text=True)

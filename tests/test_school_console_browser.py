@@ -1,4 +1,5 @@
-"""The school console in a browser: a school admin signs in, reads the dashboard (desktop and phone), exports the table and downloads it."""
+"""The school console in a browser: a school admin signs in, reads the dashboard, exports the table, downloads it."""
+
 from __future__ import annotations
 
 import io

@@ -39,7 +39,9 @@ def two_schools(app: Flask):  # type: ignore[no-untyped-def]
         user = User(openid="o_sec_a")
         session.add(user)
         session.flush()
-        profile = submit_profile(session, user.id, ProfileForm(a, "甲学生", "心理学院", "S001", "2024级", "13800138000"))
+        profile = submit_profile(
+            session, user.id, ProfileForm(a, "甲学生", "心理学院", "S001", "2024级", "13800138000")
+        )
         upload = roster.merge_roster(session, Actor.of(session.get(ConsoleAccount, admin_a)), a,
                                      roster.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv")
         export = StudentExport(school_id=a, course_id=session.scalar(select(Course.id)), requested_by="test",
@@ -102,7 +104,9 @@ def test_a_school_admin_cannot_choose_another_school_by_the_staff_parameter(app:
                 f"/console/school/exports/{two_schools['ids']['export_id']}/download?school={a}"):
         response = client.get(url)
         assert response.status_code in (200, 404), url
-        assert "甲安全大学" not in response.get_data(as_text=True) and "甲学生" not in response.get_data(as_text=True), url
+        assert "甲安全大学" not in response.get_data(as_text=True) and "甲学生" not in response.get_data(
+            as_text=True
+        ), url
 
 
 OUT_OF_RANGE = "99999999999999999999999"
@@ -121,7 +125,9 @@ def test_out_of_range_page_numbers_and_ids_are_not_server_errors(app: Flask, two
     for url in (f"/console/school/?school={OUT_OF_RANGE}", "/console/school/students?school=%C2%B2"):
         assert staff.get(url).status_code == 404, url
     a = two_schools["a"]
-    assert staff.get(f"/console/school/students?school={a}&course={OUT_OF_RANGE}&after={OUT_OF_RANGE}").status_code == 200
+    assert (
+        staff.get(f"/console/school/students?school={a}&course={OUT_OF_RANGE}&after={OUT_OF_RANGE}").status_code == 200
+    )
     for path, data in (("/console/inbox/quick-replies", {"id": "²", "title": "t", "body": "b"}),
                        ("/console/auto-replies", {"id": OUT_OF_RANGE, "keywords": "k", "match_mode": "contains",
                                                   "reply": "r"}),
@@ -136,7 +142,9 @@ def test_forged_notifications_with_ever_new_serials_make_one_flag_a_day(app: Fla
     """The serial header is the sender's choice: keyed by it, each forgery added a row, and a few hundred
     pushed the real flags (money to refund) off the staff page, which shows the newest 200."""
     with get_database(app).sessions() as session:
-        payments._flag(session, "paid_after_close", out_trade_no="XW-REAL", transaction_id="42", order_id=None, detail={})
+        payments._flag(
+            session, "paid_after_close", out_trade_no="XW-REAL", transaction_id="42", order_id=None, detail={}
+        )
         session.commit()
     for n in range(30):
         response = client.post("/pay/notify", data=b'{"id": "x"}', headers={
@@ -193,7 +201,10 @@ def test_a_console_sign_in_is_not_a_student_sign_in(app: Flask, two_schools) -> 
         response = client.get(url)
         assert response.status_code == 302 and "/h5/login" in response.headers["Location"], url
     for url in ("/h5/certificates/1/pay", "/h5/orders/1/refresh", "/h5/api/watch"):
-        assert client.post(url, data={"csrf_token": token}, headers={"X-CSRF-Token": token}).status_code in (302, 401), url
+        assert client.post(url, data={"csrf_token": token}, headers={"X-CSRF-Token": token}).status_code in (
+            302,
+            401,
+        ), url
 
 
 def test_an_oversized_payment_notification_is_refused_before_it_is_read(client) -> None:  # type: ignore[no-untyped-def]

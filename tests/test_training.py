@@ -70,7 +70,9 @@ def test_the_whole_topic_loop_over_http(app, client, site) -> None:  # type: ign
 
     watch = client.post("/h5/api/watch", data=dict(course="demo-course", topic="t01", csrf_token=CSRF)).get_json()
     # A forged "I'm at the end" right away is refused; real-time beats complete it.
-    forged = client.post("/h5/api/heartbeat", data=dict(watch_id=watch["watch_id"], seq=1, position=10, csrf_token=CSRF))
+    forged = client.post(
+        "/h5/api/heartbeat", data=dict(watch_id=watch["watch_id"], seq=1, position=10, csrf_token=CSRF)
+    )
     assert forged.get_json()["accepted"] is False
     for seq in range(2, 5):
         clock.advance(app, 4)

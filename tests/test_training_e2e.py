@@ -23,7 +23,9 @@ def site(app, live_server, tmp_path: Path):  # type: ignore[no-untyped-def]
     app.config["PUBLIC_URL"] = live_server.url
     app.extensions[ROUTER_EXTENSION] = build_router(live_server.url)
     app.config["DEMO_VIDEO_DIR"] = str(tmp_path)
-    make_demo_clip(tmp_path / "demo-t01.mp4", title="示例课程\n专题一", subtitle="演示视频", seconds=10, width=320, height=180)
+    make_demo_clip(
+        tmp_path / "demo-t01.mp4", title="示例课程\n专题一", subtitle="演示视频", seconds=10, width=320, height=180
+    )
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
         school = School(name="毫末示范大学")

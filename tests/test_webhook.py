@@ -86,7 +86,9 @@ def test_text_is_stored_for_staff_and_acknowledged(client, wechat: WeChatSide, d
     assert message.direction == "in" and message.wechat_msg_id == "42"
 
 
-@pytest.mark.parametrize("key,expect", [("MY_CERTIFICATE", "还没有你的学习记录"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")])
+@pytest.mark.parametrize(
+    "key,expect", [("MY_CERTIFICATE", "还没有你的学习记录"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")]
+)
 def test_menu_clicks_answer(client, wechat: WeChatSide, key: str, expect: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key)))
     assert expect in wechat.open_reply(resp.get_data())["Content"]
@@ -106,7 +108,9 @@ def test_unhandled_input_answers_success_and_is_logged(client, wechat: WeChatSid
     assert count(db_session, InboundEvent) == 1
 
 
-@pytest.mark.parametrize("key,path", [("TRAINING", "/h5/"), ("MY_PROGRESS", "/h5/progress"), ("MY_PROFILE", "/h5/profile")])
+@pytest.mark.parametrize(
+    "key,path", [("TRAINING", "/h5/"), ("MY_PROGRESS", "/h5/progress"), ("MY_PROFILE", "/h5/profile")]
+)
 def test_h5_menu_keys_answer_with_one_article(app, client, wechat: WeChatSide, key: str, path: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key), mode="safe"))
     reply = wechat.open_reply(resp.get_data())
@@ -156,7 +160,9 @@ def test_hostile_bodies_are_refused(client, wechat: WeChatSide, db_session, body
         delivery = wechat.deliver(body, mode="safe")
     else:
         delivery = wechat.deliver(body)
-    resp = client.post("/wechat?" + delivery.query, data=delivery.body if mode == "safe" else body.encode("utf-8", "surrogateescape"))
+    resp = client.post(
+        "/wechat?" + delivery.query, data=delivery.body if mode == "safe" else body.encode("utf-8", "surrogateescape")
+    )
     assert resp.status_code == status
     assert count(db_session, InboundEvent) == 0
 

@@ -17,7 +17,11 @@ from web.clock import now
 
 bp = Blueprint("certificates", __name__, template_folder="templates")
 
-CHANNEL_LABELS = {"electronic": "电子版（学校支付）", "paper": "纸质版（20 元 + 邮费，寄到学校）", "both": "电子版 + 纸质版"}
+CHANNEL_LABELS = {
+    "electronic": "电子版（学校支付）",
+    "paper": "纸质版（20 元 + 邮费，寄到学校）",
+    "both": "电子版 + 纸质版",
+}
 
 
 def issuer() -> certificates.Issuer:

@@ -159,9 +159,17 @@ def _verified_notification() -> Any:
     except BadNotification as exc:
         # Never the body: it may be a forgery, and is a payer's data if genuine.
         log.warning("payment notification refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-"))
-        payments.flag_refused_notification(session, f"notify_{exc.reason}"[:32], {
-            "reason": exc.reason, "detail": exc.detail[:200], "serial": request.headers.get("Wechatpay-Serial", "-")[:64],
-            "remote": request.remote_addr}, now())
+        payments.flag_refused_notification(
+            session,
+            f"notify_{exc.reason}"[:32],
+            {
+                "reason": exc.reason,
+                "detail": exc.detail[:200],
+                "serial": request.headers.get("Wechatpay-Serial", "-")[:64],
+                "remote": request.remote_addr,
+            },
+            now(),
+        )
         session.commit()
         return _fail(401, exc.reason)
 

@@ -51,7 +51,9 @@ class WeChatSide:
             "MsgId": msg_id if msg_id is not None else secrets.randbelow(10**18),
         })
 
-    def deliver(self, xml: str, *, mode: str = "plain", timestamp: int | None = None, nonce: str | None = None) -> Delivery:
+    def deliver(
+        self, xml: str, *, mode: str = "plain", timestamp: int | None = None, nonce: str | None = None
+    ) -> Delivery:
         """Sign (and in "safe" or "compatible" mode encrypt) `xml` as WeChat would."""
         ts = str(timestamp if timestamp is not None else int(time.time()))
         nonce = nonce or secrets.token_hex(8)
@@ -64,7 +66,8 @@ class WeChatSide:
             # Compatible mode carries the plaintext fields beside Encrypt.
             body = xml.replace("</xml>", f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
         elif mode == "safe":
-            body = f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            body = (f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName>"
+                    f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
         else:
             raise ValueError(f"unknown mode {mode!r}")
         return Delivery(urlencode(query), body.encode("utf-8"))

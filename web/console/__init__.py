@@ -110,7 +110,12 @@ def _load_account() -> ConsoleAccount | None:
     idle = int(current_app.config["CONSOLE_IDLE_MINUTES"]) * 60
     longest = int(current_app.config["CONSOLE_SESSION_HOURS"]) * 3600
     seen, signed_in = session.get(SEEN_AT), session.get(SIGNED_IN_AT)
-    if not isinstance(seen, int) or not isinstance(signed_in, int) or stamp - seen > idle or stamp - signed_in > longest:
+    if (
+        not isinstance(seen, int)
+        or not isinstance(signed_in, int)
+        or stamp - seen > idle
+        or stamp - signed_in > longest
+    ):
         end_console_session()
         return None
     account = get_session().get(ConsoleAccount, account_id)

@@ -109,7 +109,9 @@ def invite(token: str) -> Response:
     if not csrf_ok():
         return render_console("console/invite.html", 400, invite=pending, username=username, error="页面已过期，请重试")
     if request.form.get("password", "") != request.form.get("password2", ""):
-        return render_console("console/invite.html", 200, invite=pending, username=username, error="两次输入的密码不一致")
+        return render_console(
+            "console/invite.html", 200, invite=pending, username=username, error="两次输入的密码不一致"
+        )
     try:
         account = accounts.accept_invite(session, token[:64], username=username,
                                          password=request.form.get("password", ""), now=now())

@@ -38,7 +38,9 @@ def rules() -> Response:
         try:
             if action == "import":
                 added = auto_replies.import_suggested(session)
-                record_audit(session, current_actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added})
+                record_audit(
+                    session, current_actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added}
+                )
                 done = f"已导入 {added} 条常见问题规则"
             elif action == "delete":
                 if rule_id is None:
@@ -50,11 +52,20 @@ def rules() -> Response:
                 values = auto_replies.parse_form(_form())
                 if rule_id is None:
                     rule = auto_replies.create_rule(session, values)
-                    record_audit(session, current_actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values)
+                    record_audit(
+                        session, current_actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values
+                    )
                 else:
                     rule, before = auto_replies.update_rule(session, rule_id, values)
-                    record_audit(session, current_actor(), "auto_reply.update", "auto_reply_rule", rule.id, before=before,
-                                 after=values)
+                    record_audit(
+                        session,
+                        current_actor(),
+                        "auto_reply.update",
+                        "auto_reply_rule",
+                        rule.id,
+                        before=before,
+                        after=values,
+                    )
                 done = "规则已保存"
             else:
                 abort(400)

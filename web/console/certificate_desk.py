@@ -22,8 +22,12 @@ FIELD_NAMES = {**certificates.CORRECTABLE, "version": "版本", "certificate_id"
 EVENT_NAMES = {"issued": "签发", "superseded": "被新版本取代", "revoked": "撤销", "channel_changed": "更改证书类型",
                "notice_sent": "已发送通知", "paper_paid": "纸质证书已付款", "paper_refunded": "纸质证书已退款",
                "resigned": "重新签名"}
-DONE = {"approved": "已批准更正并签发新版本，证书通知已加入发送队列", "rejected": "已驳回更正申请", "revoked": "证书已撤销",
-        "notice": "通知已加入发送队列"}
+DONE = {
+    "approved": "已批准更正并签发新版本，证书通知已加入发送队列",
+    "rejected": "已驳回更正申请",
+    "revoked": "证书已撤销",
+    "notice": "通知已加入发送队列",
+}
 CHANNEL_NAMES = {"electronic": "电子版", "paper": "纸质版", "both": "电子版 + 纸质版"}
 
 
@@ -69,8 +73,9 @@ def show(serial: str) -> Response:
         history = desk.history(session, serial[:20])
         if history is None:
             abort(404)
-        return render_console("console/certificates/show.html", h=history, message=DONE.get(request.args.get("done", "")),
-                              **_names())
+        return render_console(
+            "console/certificates/show.html", h=history, message=DONE.get(request.args.get("done", "")), **_names()
+        )
 
 
 @bp.get("/file/<int:certificate_id>.pdf")
@@ -115,8 +120,11 @@ def _refusal(serial: str | None, refused: Refused) -> Response:
 def _serial_of_request(request_id: int) -> str | None:
     # Columns, not objects: a loaded row would sit stale in the session's identity map when the
     # flow later locks it FOR UPDATE (and another request changed it meanwhile).
-    return get_session().scalar(select(Certificate.serial).join(
-        CorrectionRequest, CorrectionRequest.certificate_id == Certificate.id).where(CorrectionRequest.id == request_id))
+    return get_session().scalar(
+        select(Certificate.serial)
+        .join(CorrectionRequest, CorrectionRequest.certificate_id == Certificate.id)
+        .where(CorrectionRequest.id == request_id)
+    )
 
 
 def _serial_of(certificate_id: int) -> str | None:

@@ -51,11 +51,19 @@ def inbox() -> Response:
     session = get_session()
     rows, total = conversations.list_conversations(session, account.id, view, query, page)
     moment = now()
-    return render_console("console/inbox/list.html", rows=rows, total=total, view=view, query=query, page=page,
-                          pages=max(1, -(-total // conversations.PAGE_SIZE)), filters=conversations.FILTERS,
-                          counters=conversations.counters(session, account.id),
-                          window=lambda c: conversations.window(c, moment), waiting=lambda c: conversations.waiting_label(
-                              c.waiting_since if c.status == "open" else None, moment))
+    return render_console(
+        "console/inbox/list.html",
+        rows=rows,
+        total=total,
+        view=view,
+        query=query,
+        page=page,
+        pages=max(1, -(-total // conversations.PAGE_SIZE)),
+        filters=conversations.FILTERS,
+        counters=conversations.counters(session, account.id),
+        window=lambda c: conversations.window(c, moment),
+        waiting=lambda c: conversations.waiting_label(c.waiting_since if c.status == "open" else None, moment),
+    )
 
 
 @bp.get("/<int:conversation_id>")
@@ -72,13 +80,22 @@ def _conversation_page(conversation_id: int, status: int = 200, error: str | Non
         abort(404)
     moment = now()
     template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
-    return render_console("console/inbox/conversation.html", status, conversation=item,
-                          thread=conversations.thread(session, item), student=conversations.student_context(session, item),
-                          window=conversations.window(item, moment), waiting=conversations.waiting_label(
-                              item.waiting_since if item.status == "open" else None, moment),
-                          quick_replies=conversations.list_quick_replies(session), staff=conversations.staff_accounts(session),
-                          errcode_text=conversations.errcode_text, can_notify=bool(template_id), error=error, draft=draft,
-                          max_chars=conversations.MAX_REPLY_CHARS)
+    return render_console(
+        "console/inbox/conversation.html",
+        status,
+        conversation=item,
+        thread=conversations.thread(session, item),
+        student=conversations.student_context(session, item),
+        window=conversations.window(item, moment),
+        waiting=conversations.waiting_label(item.waiting_since if item.status == "open" else None, moment),
+        quick_replies=conversations.list_quick_replies(session),
+        staff=conversations.staff_accounts(session),
+        errcode_text=conversations.errcode_text,
+        can_notify=bool(template_id),
+        error=error,
+        draft=draft,
+        max_chars=conversations.MAX_REPLY_CHARS,
+    )
 
 
 def _act(conversation_id: int, action, done: str, draft: str = "") -> Response:  # type: ignore[no-untyped-def]
@@ -102,8 +119,12 @@ def reply(conversation_id: int) -> Response:
     kind = request.form.get("kind", "custom")
     if kind == "template":
         template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
-        return _act(conversation_id, lambda s: conversations.notify(s, current_actor(), conversation_id, text, now(), template_id),
-                    "模板通知已排队发送", text)
+        return _act(
+            conversation_id,
+            lambda s: conversations.notify(s, current_actor(), conversation_id, text, now(), template_id),
+            "模板通知已排队发送",
+            text,
+        )
     return _act(conversation_id, lambda s: conversations.reply(s, current_actor(), conversation_id, text, now()),
                 "回复已排队发送", text)
 
@@ -138,7 +159,12 @@ def set_status(conversation_id: int) -> Response:
                 "会话已关闭" if status == "closed" else "会话已重新打开")
 
 
-REPLY_STATES = {"queued": ("排队中", ""), "sending": ("发送中", ""), "sent": ("已发送", "ok"), "failed": ("发送失败", "bad")}
+REPLY_STATES = {
+    "queued": ("排队中", ""),
+    "sending": ("发送中", ""),
+    "sent": ("已发送", "ok"),
+    "failed": ("发送失败", "bad"),
+}
 
 
 @bp.get("/replies/<int:reply_id>/status")
@@ -192,5 +218,10 @@ def quick_replies() -> Response:
             session.commit()
             flash(done)
             return redirect(url_for("console_inbox.quick_replies"))
-    return render_console("console/inbox/quick_replies.html", 400 if error else 200,
-                          items=conversations.list_quick_replies(session), error=error, max_chars=conversations.MAX_REPLY_CHARS)
+    return render_console(
+        "console/inbox/quick_replies.html",
+        400 if error else 200,
+        items=conversations.list_quick_replies(session),
+        error=error,
+        max_chars=conversations.MAX_REPLY_CHARS,
+    )

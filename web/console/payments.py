@@ -1,4 +1,5 @@
-"""Staff console for certificate orders: paper orders by school, batch printing, shipping, refunds, flags, school billing."""
+"""Staff console for certificate orders: paper orders by school, batch printing, shipping, refunds, flags, billing."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -98,8 +99,14 @@ def print_batch() -> Response:
     printing = payments.start_printing(session, ids, _staff(), now())
     if not printing:
         return _back(url_for(".index"), "所选订单都不在待打印状态")
-    record_audit(session, current_actor(), "payments.print", "certificate_orders", ",".join(str(o.id) for o in printing)[:64],
-                 after={"orders": [o.out_trade_no for o in printing]})
+    record_audit(
+        session,
+        current_actor(),
+        "payments.print",
+        "certificate_orders",
+        ",".join(str(o.id) for o in printing)[:64],
+        after={"orders": [o.out_trade_no for o in printing]},
+    )
     pdf = payments.batch_pdf(session, [o.id for o in printing])
     session.commit()
     response = Response(pdf, mimetype="application/pdf")
@@ -203,7 +210,12 @@ def refund_flag(flag_id: int) -> Response:
     session.rollback()
     try:
         result = get_wechat_pay(current_app._get_current_object()).refund_order(  # type: ignore[attr-defined]
-            out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total, reason="订单已关闭，原路退回")
+            out_trade_no=out_trade_no,
+            out_refund_no=number,
+            total_fen=total,
+            refund_fen=total,
+            reason="订单已关闭，原路退回",
+        )
     except PayError as exc:
         return _back(url_for(".flags"), f"微信支付未受理退款：{exc}"[:200])
     payments.resolve_flag(session, flag_id, _staff(), now())

@@ -1,4 +1,5 @@
-"""Progress pushes in the console (binding status, bind link and QR, delivery history) and the bind page opened in WeChat."""
+"""Progress pushes in the console (binding status, bind link and QR, deliveries) and the bind page opened in WeChat."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -59,12 +60,27 @@ def _page(account: ConsoleAccount, school: School, *, bind_url: str | None = Non
     ids = {row.account_id for row in rows}
     names = {account_id: name for account_id, name in session.execute(
         select(ConsoleAccount.id, ConsoleAccount.display_name).where(ConsoleAccount.id.in_(ids)))}
-    return render_console("console/pushes/page.html", status, school=school, binding=pushes.binding_of(session, account),
-                          bind_url=bind_url, qr=qr_svg(bind_url) if bind_url else None, rows=rows, total=total,
-                          page=page, pages=pages, names=names, message=message, error=error,
-                          status_text=pushes.STATUS_TEXT, kind_text=pushes.KIND_TEXT, badge=STATUS_BADGE,
-                          explain=pushes.explain, china_time=_china_time,
-                          ttl_minutes=int(pushes.BIND_TOKEN_TTL.total_seconds() // 60))
+    return render_console(
+        "console/pushes/page.html",
+        status,
+        school=school,
+        binding=pushes.binding_of(session, account),
+        bind_url=bind_url,
+        qr=qr_svg(bind_url) if bind_url else None,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=pages,
+        names=names,
+        message=message,
+        error=error,
+        status_text=pushes.STATUS_TEXT,
+        kind_text=pushes.KIND_TEXT,
+        badge=STATUS_BADGE,
+        explain=pushes.explain,
+        china_time=_china_time,
+        ttl_minutes=int(pushes.BIND_TOKEN_TTL.total_seconds() // 60),
+    )
 
 
 @bp.get("/pushes")

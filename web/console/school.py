@@ -1,7 +1,9 @@
 """A school's console pages: the dashboard, the student table and a student's detail, table exports.
 
 A school admin sees their own school; staff pick a school, then see it by `?school=<id>` (404 for
-any page but the dashboard without one). Everything is queried by id AND the school's id: another school's student or export is a 404."""
+any page but the dashboard without one). Everything is queried by id AND the school's id: another
+school's student or export is a 404."""
+
 from __future__ import annotations
 
 from pathlib import Path

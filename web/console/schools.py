@@ -98,8 +98,9 @@ def invite(school_id: int) -> Response:
     school = _school(school_id)
     session = get_session()
     try:
-        _, token = directory.invite_school_admin(session, current_actor(), school.id, request.form.get("display_name", ""),
-                                                 now())
+        _, token = directory.invite_school_admin(
+            session, current_actor(), school.id, request.form.get("display_name", ""), now()
+        )
     except Refused as refused:
         session.rollback()
         return _edit_page(school, 422, error=refused.message)

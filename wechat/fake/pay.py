@@ -112,8 +112,12 @@ class FakePayState:
             return 400, {"code": "APPID_MCHID_NOT_MATCH", "message": "appid和mch_id不匹配"}
         if type(total) is not int or total <= 0 or amount.get("currency", "CNY") != "CNY":
             return 400, {"code": "PARAM_ERROR", "message": "amount.total 必须是正整数（分）"}
-        if not OUT_TRADE_NO.match(str(body.get("out_trade_no", ""))) or not payer.get("openid") \
-                or not str(body.get("notify_url", "")).startswith(("http://", "https://")) or not body.get("description"):
+        if (
+            not OUT_TRADE_NO.match(str(body.get("out_trade_no", "")))
+            or not payer.get("openid")
+            or not str(body.get("notify_url", "")).startswith(("http://", "https://"))
+            or not body.get("description")
+        ):
             return 400, {"code": "PARAM_ERROR", "message": "参数错误"}
         with self.lock:
             existing = self.orders.get(body["out_trade_no"])
