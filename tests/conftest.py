@@ -231,3 +231,24 @@ def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-d
     sign_in(client, graduates[0], "o_cert_0")
     return {"app": app, "client": client, "cert_id": cert_id, "fake": fake_wechat, "user_id": graduates[0],
             "live": live_server}
+
+
+@pytest.fixture
+def site(app: Flask, client):  # type: ignore[no-untyped-def]
+    """The demo catalog (t01: a 10 s video), a school with 钱七 on its roster, and two students,
+    the first signed in on `client` (not yet verified: tests call factories.verify)."""
+    from handlers.catalog import load_catalog, parse_catalog
+    from models import RosterEntry, School, User
+    from tests.factories import course, sign_in, to_toml
+
+    with get_database(app).sessions() as session:
+        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
+        school = School(name="测试大学")
+        student, other = User(openid="o_h5"), User(openid="o_h5_other")
+        session.add_all([school, student, other])
+        session.flush()
+        session.add(RosterEntry(school_id=school.id, student_number="H5001", real_name="钱七"))
+        session.commit()
+        ids = {"school": school.id, "student": student.id, "other": other.id}
+    sign_in(client, ids["student"], "o_h5")
+    return ids

@@ -285,3 +285,12 @@ def paid_order(shop) -> CertificateOrder:  # type: ignore[no-untyped-def]
     fake = shop["fake"].pay
     fake.pay(fake.find(the_order(shop["app"]).out_trade_no))
     return the_order(shop["app"])
+
+
+def browser_sign_in(app: Flask, page: Any, base_url: str, user_id: int, openid: str) -> None:
+    """Give a browser page the signed session cookie a finished WeChat sign-in leaves (OAuth
+    itself is covered in tests/test_auth.py)."""
+    client = app.test_client()
+    sign_in(client, user_id, openid)
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base_url}])

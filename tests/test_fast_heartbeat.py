@@ -11,12 +11,10 @@ from sqlalchemy import select, update
 
 from database import get_database
 from models import User, WatchSession
-from tests import test_training
 from tests.factories import CSRF, sign_in, verify
 from web import clock, fast_heartbeat
 
 BEAT = "/h5/api/heartbeat"
-site = test_training.site  # the fixture: a course, a school with a roster, two students
 
 
 def _watch(client, school_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -1,28 +1,10 @@
 """What students read on the H5 pages: progress after a failure, finished courses, 学习进度, WeChat's own sign-in."""
 from __future__ import annotations
 
-import pytest
-
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
-from models import RosterEntry, School, User
-from tests.factories import CSRF, course, sign_in, to_toml, verify
+from tests.factories import CSRF, verify
 from tests.factories import sign_in as cert_sign_in
 from web import clock
-
-
-@pytest.fixture
-def site(app, client):  # type: ignore[no-untyped-def]
-    with get_database(app).sessions() as session:
-        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
-        school, student = School(name="测试大学"), User(openid="o_h5")
-        session.add_all([school, student])
-        session.flush()
-        session.add(RosterEntry(school_id=school.id, student_number="H5001", real_name="钱七"))
-        session.commit()
-        ids = {"school": school.id, "student": student.id}
-    sign_in(client, ids["student"], "o_h5")
-    return ids
 
 
 def test_a_failed_topic_says_so_on_the_list_and_the_result_page(app, client, site) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 Content-Security-Policy refused, and a screenshot of each (test-artifacts/h5-*.png) to look at."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -12,7 +11,7 @@ from database import get_database
 from handlers.catalog import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, User
 from tests.conftest import ARTIFACTS
-from tests.factories import course, to_toml
+from tests.factories import browser_sign_in, course, to_toml
 from web import clock
 
 
@@ -22,6 +21,16 @@ def _screen(page, name: str) -> None:  # type: ignore[no-untyped-def]
     overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"{name}: the page scrolls sideways by {overflow}px"
     assert page.locator("link[href*='weui.min.css']").count() == 1, name
+
+
+def _watch(app, page) -> None:  # type: ignore[no-untyped-def]
+    """The 10 s video, beat by beat against the test clock (4 s of server time per beat)."""
+    page.wait_for_function("() => window.xinweiReady && window.xinweiReady()")
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+    for step in range(1, 4):
+        clock.advance(app, 4)
+        page.evaluate("(t) => { document.getElementById('player').currentTime = t; return window.xinweiBeat(); }",
+                      min(10, step * 4))
 
 
 def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -38,11 +47,7 @@ def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) 
         session.add(RosterEntry(school_id=school.id, student_number="2024018", real_name="林小满"))
         session.commit()
         user_id = student.id
-    client = app.test_client()
-    with client.session_transaction() as s:
-        s.update(user_id=user_id, openid="o_screens", login_at=time.time(), csrf="screens-csrf")
-    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
-    phone.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
+    browser_sign_in(app, phone, live_server.url, user_id, "o_screens")
     base = live_server.url
 
     phone.goto(f"{base}/h5/")
@@ -67,12 +72,7 @@ def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) 
     phone.locator("li.topic").first.wait_for()
     _screen(phone, "05-course")
     phone.get_by_role("link", name="观看视频").click()
-    phone.wait_for_function("() => window.xinweiReady && window.xinweiReady()")
-    phone.wait_for_function("() => document.getElementById('player').readyState >= 1")
-    for step in range(1, 4):
-        clock.advance(app, 4)
-        phone.evaluate("(t) => { document.getElementById('player').currentTime = t; return window.xinweiBeat(); }",
-                       min(10, step * 4))
+    _watch(app, phone)
     phone.get_by_role("link", name="开始测试").wait_for()
     _screen(phone, "06-topic-watched")
     phone.get_by_role("link", name="开始测试").click()
@@ -96,12 +96,7 @@ def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) 
 
     # The rest needs a passed course: answer the retake from the key (read from the database).
     phone.goto(f"{base}/h5/courses/demo-course/topics/t01")
-    phone.wait_for_function("() => window.xinweiReady && window.xinweiReady()")
-    phone.wait_for_function("() => document.getElementById('player').readyState >= 1")
-    for step in range(1, 4):
-        clock.advance(app, 4)
-        phone.evaluate("(t) => { document.getElementById('player').currentTime = t; return window.xinweiBeat(); }",
-                       min(10, step * 4))
+    _watch(app, phone)
     phone.get_by_role("link", name="开始测试").click()
     phone.get_by_role("button", name="提交答案").wait_for()
     with get_database(app).sessions() as session:

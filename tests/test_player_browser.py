@@ -20,7 +20,7 @@ from handlers.catalog import load_catalog, parse_catalog
 from handlers.identity import ProfileForm, submit_profile
 from models import RosterEntry, School, User, WatchSession
 from tests.conftest import ARTIFACTS
-from tests.factories import course, q, to_toml
+from tests.factories import browser_sign_in, course, q, to_toml
 
 BEAT_MS = 500
 
@@ -46,12 +46,7 @@ def open_player(app, live_server, phone, tmp_path: Path, seconds: int):  # type:
         submit_profile(session, student.id, ProfileForm(school.id, "郑十", "心理学院", "P001", "2024级", "13900000000"))
         session.commit()
         user_id = student.id
-    # The signed Flask session cookie a finished OAuth sign-in leaves (tests/test_auth.py covers OAuth).
-    client = app.test_client()
-    with client.session_transaction() as s:
-        s.update(user_id=user_id, openid="o_player", login_at=time.time(), csrf="player-csrf")
-    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
-    phone.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
+    browser_sign_in(app, phone, live_server.url, user_id, "o_player")
     phone.add_init_script(f"window.HEARTBEAT_MS = {BEAT_MS};")
     phone.goto(f"{live_server.url}/h5/courses/demo-course/topics/t01")
     phone.wait_for_function("() => window.xinweiReady && window.xinweiReady()")

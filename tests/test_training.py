@@ -3,30 +3,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from flask import Flask
 from sqlalchemy import select
 
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
-from models import Question, QuizAttempt, RosterEntry, School, User, WatchSession
-from tests.factories import CSRF, course, sign_in, to_toml, verify
+from models import Question, QuizAttempt, WatchSession
+from tests.factories import CSRF, sign_in, verify
 from web import clock
-
-
-@pytest.fixture
-def site(app: Flask, client):  # type: ignore[no-untyped-def]
-    with get_database(app).sessions() as session:
-        load_catalog(session, parse_catalog(to_toml(course()), "demo.toml"), "demo.toml")
-        school = School(name="测试大学")
-        student, other = User(openid="o_h5"), User(openid="o_h5_other")
-        session.add_all([school, student, other])
-        session.flush()
-        session.add(RosterEntry(school_id=school.id, student_number="H5001", real_name="钱七"))
-        session.commit()
-        ids = {"school": school.id, "student": student.id, "other": other.id}
-    sign_in(client, ids["student"], "o_h5")
-    return ids
 
 
 def test_anonymous_visitors_go_through_wechat_login(client) -> None:  # type: ignore[no-untyped-def]
