@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handlers import school_stats
@@ -61,13 +62,19 @@ def enroll(session: Session, user_id: int, course_code: str) -> Enrollment:
     course = session.scalar(select(Course).where(Course.code == course_code))
     if course is None:
         raise Refused("no_course", "没有这门课程。")
-    enrollment = session.scalar(select(Enrollment).where(
-        Enrollment.user_id == user_id, Enrollment.course_id == course.id))
+    mine = (Enrollment.user_id == user_id, Enrollment.course_id == course.id)
+    enrollment = session.scalar(select(Enrollment).where(*mine))
     if enrollment is None:
-        enrollment = Enrollment(user_id=user_id, course_id=course.id, round=1)
-        session.add(enrollment)
-        session.flush()
-        school_stats.enrolled(session, enrollment)
+        try:
+            with session.begin_nested():  # two first entries at once (two tabs): one enrollment
+                enrollment = Enrollment(user_id=user_id, course_id=course.id, round=1)
+                session.add(enrollment)
+                session.flush()
+                school_stats.enrolled(session, enrollment)
+        except IntegrityError:
+            enrollment = session.scalar(select(Enrollment).where(*mine))
+            if enrollment is None:
+                raise
     return enrollment
 
 

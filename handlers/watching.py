@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from handlers import school_stats
 from handlers.learning import Refused, topic_state
-from models import Enrollment, WatchSession
+from models import Enrollment, User, WatchSession
 from models.prepared import PreparedStatement, autocommit
 
 # Seconds of server time whose earning a session can hold at once. Longer than any honest gap
@@ -66,19 +66,27 @@ def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: 
                             .where(*mine, WatchSession.started_at > now - OPEN_WINDOW))
     if recent >= OPEN_LIMIT:
         raise Refused("too_many", "打开视频太频繁了，请稍等一分钟再试。")
+    # One open at a time per student: two opens at once (two tabs, a script) would each deactivate
+    # only what they saw, and leave two active sessions earning credit side by side.
+    session.execute(select(User.id).where(User.id == enrollment.user_id).with_for_update())
+    # Stop the other sessions first, then read where this topic stands: no beat of theirs can
+    # land after the read (their compare-and-set needs them active).
+    session.execute(update(WatchSession).where(WatchSession.user_id == enrollment.user_id, WatchSession.active)
+                    .values(active=False))
     previous = session.scalar(
         select(WatchSession).where(*mine).order_by(WatchSession.id.desc()).limit(1)
         # Heartbeats write outside any session: never trust an already-loaded copy.
         .execution_options(populate_existing=True))
-    session.execute(update(WatchSession).where(WatchSession.user_id == enrollment.user_id, WatchSession.active)
-                    .values(active=False))
+    # The new session's clock starts where the previous one's credited time ends, never before:
+    # `now` was taken when the request began, and beats may have been credited up to a later moment.
+    clock_from = max(now, previous.last_beat_at) if previous is not None else now
     resume = previous.position if previous is not None and previous.completed_at is None else 0.0
     # A rewatch after a failed test starts a new count from the start of the video.
     carried = previous.watched_seconds if previous is not None and previous.completed_at is None else 0.0
     watch = WatchSession(
         enrollment_id=enrollment.id, user_id=enrollment.user_id, round=enrollment.round, topic_code=topic_code,
         video_seconds=state.topic.video_seconds, threshold=current.version.watch_threshold,
-        max_rate=current.version.max_playback_rate, started_at=now, active=True, last_seq=0, last_beat_at=now,
+        max_rate=current.version.max_playback_rate, started_at=now, active=True, last_seq=0, last_beat_at=clock_from,
         position=resume, watched_seconds=carried, credit=0.0, paused=False,
     )
     session.add(watch)

@@ -297,3 +297,45 @@ def test_a_beat_timed_before_the_last_write_cannot_make_time_count_twice(db) -> 
     assert not late.accepted and late.position == 6
     player.t = 4  # one more second: 2 s of video, not the 2..3 s stretch again
     assert player.beat(8 + 2.9).position == 8
+
+
+def test_a_new_session_starts_its_clock_where_the_last_credited_time_ends(db) -> None:  # type: ignore[no-untyped-def]
+    # The open's `now` was taken when its request began (1 s); a beat of the old session was
+    # credited up to 2 s before the open read it. The new session must not earn 1..2 s again.
+    player = Player(db)
+    player.open()
+    player.t = 2
+    assert player.beat(4).position == 4
+    player.t = 1
+    player.open()
+    player.t = 2.5
+    assert player.beat(4 + 2.9).position == 5  # 0.5 s since 2 s: 1 s of video, not 3 s
+
+
+def test_two_opens_at_once_leave_one_active_session(app, client, site) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from tests.factories import CSRF, sign_in, verify
+
+    verify(client, site["school"])
+    clients = []
+    for _ in range(6):
+        other = app.test_client()
+        sign_in(other, site["student"], "o_h5")
+        clients.append(other)
+    barrier = threading.Barrier(len(clients))
+    answers = []
+
+    def open_player(c) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        answers.append(c.post("/h5/api/watch", data={"course": "demo-course", "topic": "t01", "csrf_token": CSRF}))
+
+    threads = [threading.Thread(target=open_player, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a.status_code in (200, 409) for a in answers) and any(a.status_code == 200 for a in answers)
+    with get_database(app).sessions() as session:
+        active = session.scalars(select(WatchSession).where(WatchSession.active.is_(True))).all()
+    assert len(active) == 1
