@@ -721,7 +721,8 @@ def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(
     start_paying(shop)
     order = the_order(shop["app"])
     app = shop["app"]
-    now = utcnow().replace(second=0, microsecond=0)
+    # A fixed time of day: the daily query's key is the day, and two hours from 22:30 cross midnight.
+    now = utcnow().replace(hour=3, minute=0, second=0, microsecond=0)
 
     def scheduled(expired_ago: timedelta, minutes: int) -> int:
         """How many query jobs reconcile runs once a minute for `minutes` would record."""

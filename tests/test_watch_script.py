@@ -32,7 +32,9 @@ def test_a_script_cannot_finish_a_topic_faster_than_the_video_allows(app, client
     assert state["done"], state
     print(f"script finished after {took:.2f} s: {state}")
     assert took >= THRESHOLD * VIDEO / RATE, f"completed after {took:.2f} s: {state}"
-    assert state["refused_opens"] > 0 and state["beats"] > 100
+    # The loop ran (its refusals past 6 opens a minute are tested on simulated time in
+    # test_watch_clock.py: how many opens fit in 4.5 s here depends on the machine's load).
+    assert state["opens"] > 1 and state["beats"] > 100
 
     # The key harvest: a blank test, then its result page.
     client.get("/h5/courses/demo-course/topics/t01/test")
