@@ -227,7 +227,7 @@ def staff_accounts(session: Session) -> list[ConsoleAccount]:
 
 # --- actions (each audited, in the caller's transaction) -------------------------------------------
 
-def _snapshot(conversation: Conversation) -> dict[str, Any]:
+def conversation_snapshot(conversation: Conversation) -> dict[str, Any]:
     return {"status": conversation.status, "assigned_to": conversation.assigned_to, "unread": conversation.unread,
             "waiting": conversation.waiting_since is not None}
 
@@ -248,7 +248,7 @@ def reply(session: Session, actor: Actor, conversation_id: int, text: str, now: 
     state = window(conversation, now)
     if not state.open:
         raise Refused("window_closed", f"无法发送客服消息：{state.reason}。可以改发模板通知提醒学生。")
-    before = _snapshot(conversation)
+    before = conversation_snapshot(conversation)
     _take_one_reply(session, conversation, now)
     staff_reply = StaffReply(conversation_id=conversation.id, user_id=conversation.user_id, account_id=actor.account_id,
                              kind="custom", content=content, status="queued", attempts=0, created_at=now)
@@ -257,7 +257,7 @@ def reply(session: Session, actor: Actor, conversation_id: int, text: str, now: 
     session.flush()
     _queue(session, staff_reply, conversation)
     record_audit(session, actor, "inbox.reply", "conversation", conversation.id, before=before,
-                 after={**_snapshot(conversation), "reply_id": staff_reply.id, "kind": "custom"})
+                 after={**conversation_snapshot(conversation), "reply_id": staff_reply.id, "kind": "custom"})
     return staff_reply
 
 
@@ -270,7 +270,7 @@ def notify(session: Session, actor: Actor, conversation_id: int, text: str, now:
     content = _clean(text, MAX_REPLY_CHARS)
     if window(conversation, now).open:
         raise Refused("window_open", "仍可直接回复客服消息，无需模板通知")
-    before = _snapshot(conversation)
+    before = conversation_snapshot(conversation)
     staff_reply = StaffReply(conversation_id=conversation.id, user_id=conversation.user_id, account_id=actor.account_id,
                              kind="template", content=content, status="queued", attempts=0, created_at=now)
     session.add(staff_reply)
@@ -278,7 +278,7 @@ def notify(session: Session, actor: Actor, conversation_id: int, text: str, now:
     session.flush()
     _queue(session, staff_reply, conversation)
     record_audit(session, actor, "inbox.notice", "conversation", conversation.id, before=before,
-                 after={**_snapshot(conversation), "reply_id": staff_reply.id, "kind": "template"})
+                 after={**conversation_snapshot(conversation), "reply_id": staff_reply.id, "kind": "template"})
     return staff_reply
 
 
@@ -344,21 +344,21 @@ def assign(session: Session, actor: Actor, conversation_id: int, account_id: int
         target = session.get(ConsoleAccount, account_id)
         if target is None or target.role not in STAFF_ROLES or target.disabled:
             raise Refused("bad_assignee", "只能分配给在职的平台工作人员")
-    before = _snapshot(conversation)
+    before = conversation_snapshot(conversation)
     conversation.assigned_to = account_id
     session.flush()
     record_audit(session, actor, "inbox.assign", "conversation", conversation.id, before=before,
-                 after=_snapshot(conversation))
+                 after=conversation_snapshot(conversation))
     return conversation
 
 
 def mark_read(session: Session, actor: Actor, conversation_id: int) -> Conversation:
     conversation = get_conversation(session, conversation_id)
-    before = _snapshot(conversation)
+    before = conversation_snapshot(conversation)
     conversation.unread = 0
     session.flush()
     record_audit(session, actor, "inbox.read", "conversation", conversation.id, before=before,
-                 after=_snapshot(conversation))
+                 after=conversation_snapshot(conversation))
     return conversation
 
 
@@ -367,14 +367,14 @@ def set_status(session: Session, actor: Actor, conversation_id: int, status: str
     if status not in ("open", "closed"):
         raise Refused("bad_status", "状态无效")
     conversation = get_conversation(session, conversation_id)
-    before = _snapshot(conversation)
+    before = conversation_snapshot(conversation)
     conversation.status = status
     if status == "closed":
         conversation.waiting_since = None
         conversation.unread = 0
     session.flush()
     record_audit(session, actor, "inbox.close" if status == "closed" else "inbox.reopen", "conversation",
-                 conversation.id, before=before, after=_snapshot(conversation))
+                 conversation.id, before=before, after=conversation_snapshot(conversation))
     return conversation
 
 

@@ -21,7 +21,7 @@ from handlers.outbox import record_job
 from models import Certificate, CertificateEvent, CertificateFile, Course, School, StudentProfile, User
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
 
-# Which transitions exist; every change of `status` goes through `_move`, which checks this.
+# Which transitions exist; every change of `status` goes through `move`, which checks this.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "created": frozenset({"paying", "paid", "closed"}),
     "paying": frozenset({"paid", "closed"}),
@@ -72,7 +72,7 @@ def new_out_trade_no(now: datetime) -> str:
     return "XW" + now.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6).upper()
 
 
-def _move(session: Session, order: CertificateOrder, to: str, actor: str, now: datetime,
+def move(session: Session, order: CertificateOrder, to: str, actor: str, now: datetime,
           detail: dict[str, Any] | None = None) -> None:
     if to not in TRANSITIONS[order.status]:
         raise Refused(
@@ -83,7 +83,7 @@ def _move(session: Session, order: CertificateOrder, to: str, actor: str, now: d
     order.status, order.updated_at = to, now
 
 
-def _locked(session: Session, order_id: int) -> CertificateOrder | None:
+def locked_order(session: Session, order_id: int) -> CertificateOrder | None:
     # FOR UPDATE on PostgreSQL; SQLite's write transactions (BEGIN IMMEDIATE) are serialised anyway.
     # populate_existing: an order read before the lock is re-read, never decided on stale values.
     return session.scalar(select(CertificateOrder).where(CertificateOrder.id == order_id).with_for_update()
@@ -95,12 +95,12 @@ def _lock_certificate(session: Session, certificate_id: int) -> Certificate | No
                           .execution_options(populate_existing=True))
 
 
-def _locked_with_certificate(session: Session, order_id: int, certificate_id: int
+def locked_with_certificate(session: Session, order_id: int, certificate_id: int
                              ) -> tuple[CertificateOrder | None, Certificate | None]:
     """Lock the certificate, then its order: the order every flow that takes both locks them in
     (a type change holds the certificate first), so two flows never wait on each other in a circle."""
     certificate = _lock_certificate(session, certificate_id)
-    order = _locked(session, order_id)
+    order = locked_order(session, order_id)
     if order is not None and certificate is not None and order.certificate_id != certificate.id:
         # A correction moved the order to the new version while we waited: that one is paid for.
         certificate = _lock_certificate(session, order.certificate_id)
@@ -186,12 +186,12 @@ def record_prepay(session: Session, order_id: int, prepay_id: str, actor: str, n
     notification ever arrives. An order that closed while WeChat Pay was creating it (the
     student chose electronic, or it timed out) is refused, and closed at WeChat Pay by a job:
     its payment page must never reach the student (the caller commits before answering)."""
-    order = _locked(session, order_id)
+    order = locked_order(session, order_id)
     if order is None:
         raise Refused("no_order", "订单不存在。")
     if order.status == "created":
         order.prepay_id = prepay_id
-        _move(session, order, "paying", actor, now, {"prepay_id": prepay_id})
+        move(session, order, "paying", actor, now, {"prepay_id": prepay_id})
         record_job(session, QUERY_JOB, {"order_id": order.id}, dedup_key=f"pay-query:{order.id}:first",
                    run_after=now + timedelta(seconds=query_after_seconds))
     elif order.status == "closed":
@@ -203,7 +203,7 @@ def record_prepay(session: Session, order_id: int, prepay_id: str, actor: str, n
     return order
 
 
-def _flag(session: Session, reason: str, *, out_trade_no: str | None, transaction_id: str | None,
+def record_flag(session: Session, reason: str, *, out_trade_no: str | None, transaction_id: str | None,
           order_id: int | None, detail: dict[str, Any]) -> None:
     """Keep a problem for staff once (WeChat Pay retries a notification for a day): the
     second sighting only counts."""
@@ -236,16 +236,16 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
     summary = {"out_trade_no": out_trade_no, "transaction_id": transaction_id,
                "trade_state": transaction.get("trade_state"), "amount": transaction.get("amount"), "via": actor}
     if transaction.get("appid") != merchant.appid or transaction.get("mchid") != merchant.mchid:
-        _flag(session, "not_ours", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
+        record_flag(session, "not_ours", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
               detail=summary)
         return "flagged:not_ours"
     found = session.execute(select(CertificateOrder.id, CertificateOrder.certificate_id).where(
         CertificateOrder.out_trade_no == out_trade_no)).first()
     if found is None:
-        _flag(session, "unknown_order", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
+        record_flag(session, "unknown_order", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=None,
               detail=summary)
         return "flagged:unknown_order"
-    order, certificate = _locked_with_certificate(session, found.id, found.certificate_id)
+    order, certificate = locked_with_certificate(session, found.id, found.certificate_id)
     assert order is not None and certificate is not None
     if transaction.get("trade_state") != "SUCCESS":
         return "unpaid"
@@ -253,17 +253,17 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
     total = amount.get("total")
     # Exact: an integer number of fen equal to what the order asked, in yuan renminbi.
     if type(total) is not int or total != order.total_fen or amount.get("currency", "CNY") != "CNY":
-        _flag(session, "wrong_amount", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=order.id,
+        record_flag(session, "wrong_amount", out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=order.id,
               detail={**summary, "expected_fen": order.total_fen})
         return "flagged:wrong_amount"
     if not transaction_id:
-        _flag(session, "no_transaction_id", out_trade_no=out_trade_no, transaction_id=None, order_id=order.id,
+        record_flag(session, "no_transaction_id", out_trade_no=out_trade_no, transaction_id=None, order_id=order.id,
               detail=summary)
         return "flagged:no_transaction_id"
     if order.status in UNPAID:
         order.transaction_id = transaction_id
         order.paid_at = _parse_time(transaction.get("success_time"), now)
-        _move(session, order, "paid", actor, now, {"transaction_id": transaction_id, "total_fen": total})
+        move(session, order, "paid", actor, now, {"transaction_id": transaction_id, "total_fen": total})
         certificate.paper_status = "paid"
         session.add(CertificateEvent(certificate_id=certificate.id, action="paper_paid", actor=actor[:100],
                                      details={"order": order.out_trade_no, "total_fen": total}, at=now))
@@ -274,7 +274,7 @@ def apply_transaction(session: Session, transaction: Mapping[str, Any], merchant
         return "duplicate"  # a retry, a duplicate, the query after the notification, a replay
     reason = "paid_after_close" if order.status == "closed" else "second_payment"
     # Money was taken for an order we no longer hold open: staff refund it by hand.
-    _flag(session, reason, out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=order.id,
+    record_flag(session, reason, out_trade_no=out_trade_no, transaction_id=transaction_id, order_id=order.id,
           detail={**summary, "order_status": order.status})
     return f"flagged:{reason}"
 
@@ -285,17 +285,17 @@ def flag_refused_notification(session: Session, reason: str, detail: dict[str, A
     sender chose (not the serial header): otherwise each forged request would add a row, and a few
     hundred would push the real flags (money to refund) off the staff page."""
     day = now.astimezone(timezone.utc).strftime("%Y-%m-%d")
-    _flag(session, reason, out_trade_no=None, transaction_id=day, order_id=None, detail=detail)
+    record_flag(session, reason, out_trade_no=None, transaction_id=day, order_id=None, detail=detail)
 
 
 def close(session: Session, order_id: int, actor: str, now: datetime, reason: str) -> bool:
     """created/paying → closed (timeout, or the student chose electronic). False when the
     order had moved on meanwhile (a payment won the race)."""
-    order = _locked(session, order_id)
+    order = locked_order(session, order_id)
     if order is None or order.status not in UNPAID:
         return False
     order.closed_at = now
-    _move(session, order, "closed", actor, now, {"reason": reason})
+    move(session, order, "closed", actor, now, {"reason": reason})
     session.flush()
     return True
 
@@ -321,7 +321,7 @@ def close_for_revocation(session: Session, certificate_id: int, actor: str, now:
     if order is None:
         return
     if order.status in PAID:
-        _flag(session, "revoked_paid", out_trade_no=order.out_trade_no, transaction_id=order.transaction_id,
+        record_flag(session, "revoked_paid", out_trade_no=order.out_trade_no, transaction_id=order.transaction_id,
               order_id=order.id, detail={"order_status": order.status, "total_fen": order.total_fen})
         return
     close(session, order.id, actor, now, "certificate_revoked")
@@ -378,7 +378,7 @@ def schedule_queries(session: Session, now: datetime, query_after_seconds: int) 
                          dedup_key=f"pay-query:{order_id}:{now.strftime(stamp)}", max_attempts=3)
         recorded += job is not None
         if job is not None and stamp == QUERY_DAILY:
-            _flag(
+            record_flag(
                 session,
                 "unsettled",
                 out_trade_no=out_trade_no,
@@ -414,7 +414,7 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
     plain = session.get(CertificateOrder, order_id)
     if plain is None:
         raise Refused("no_order", "订单不存在。")
-    order, certificate = _locked_with_certificate(session, order_id, plain.certificate_id)
+    order, certificate = locked_with_certificate(session, order_id, plain.certificate_id)
     assert order is not None
     if order.status == "refunded":
         return False
@@ -423,7 +423,7 @@ def apply_refund(session: Session, order_id: int, result: Mapping[str, Any], act
         raise Refused("refund_amount", "退款金额与订单金额不一致，请联系技术人员核对。")
     order.out_refund_no, order.refund_id = refund_number(order), str(result.get("refund_id", ""))[:32]
     order.refund_reason, order.refunded_at = reason[:500], now
-    _move(session, order, "refunded", actor, now, {"refund_id": order.refund_id, "status": result.get("status"),
+    move(session, order, "refunded", actor, now, {"refund_id": order.refund_id, "status": result.get("status"),
                                                    "reason": reason[:200]})
     if result.get("status") != "SUCCESS":
         # Accepted but not yet done (WeChat Pay usually takes a while): a job follows it up.
@@ -459,9 +459,9 @@ def start_printing(session: Session, order_ids: Iterable[int], actor: str, now: 
     """paid → printing for each order (already printing stays); others are skipped."""
     moved = []
     for order_id in sorted(set(order_ids)):
-        order = _locked(session, order_id)
+        order = locked_order(session, order_id)
         if order is not None and order.status == "paid":
-            _move(session, order, "printing", actor, now)
+            move(session, order, "printing", actor, now)
         if order is not None and order.status == "printing":
             moved.append(order)
     session.flush()
@@ -500,25 +500,25 @@ def mark_shipped(session: Session, order_id: int, carrier: str, tracking_number:
     carrier, tracking_number = " ".join(carrier.split())[:40], "".join(tracking_number.split())[:40]
     if not carrier or not tracking_number:
         raise Refused("no_tracking", "请填写快递公司和运单号。")
-    order = _locked(session, order_id)
+    order = locked_order(session, order_id)
     if order is None:
         raise Refused("no_order", "订单不存在。")
     order.carrier, order.tracking_number, order.shipped_at = carrier, tracking_number, now
     school = session.get(School, order.school_id)
     if school is not None and school.address:
         order.mail_address = school.address  # where it actually went: the address staff keep current
-    _move(session, order, "shipped", actor, now, {"carrier": carrier, "tracking_number": tracking_number})
+    move(session, order, "shipped", actor, now, {"carrier": carrier, "tracking_number": tracking_number})
     record_job(session, NOTIFY_SHIPPED_JOB, {"order_id": order.id}, dedup_key=f"pay-shipped:{order.id}")
     session.flush()
     return order
 
 
 def mark_delivered(session: Session, order_id: int, actor: str, now: datetime) -> CertificateOrder:
-    order = _locked(session, order_id)
+    order = locked_order(session, order_id)
     if order is None:
         raise Refused("no_order", "订单不存在。")
     order.delivered_at = now
-    _move(session, order, "delivered", actor, now)
+    move(session, order, "delivered", actor, now)
     session.flush()
     return order
 
@@ -571,7 +571,7 @@ def refund_outcome(session: Session, order_id: int, result: Mapping[str, Any], n
         session.add(OrderEvent(order_id=order.id, from_status=None, to_status=order.status,
                                actor="wechatpay:refund", detail={"refund_status": status,
                                                                  "refund_id": result.get("refund_id")}, at=now))
-        _flag(session, f"refund_{status.lower()}", out_trade_no=order.out_trade_no,
+        record_flag(session, f"refund_{status.lower()}", out_trade_no=order.out_trade_no,
               transaction_id=str(result.get("refund_id") or order.out_refund_no or ""), order_id=order.id,
               detail={"out_refund_no": order.out_refund_no, "status": status, "amount": result.get("amount")})
     session.flush()

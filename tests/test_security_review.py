@@ -142,7 +142,7 @@ def test_forged_notifications_with_ever_new_serials_make_one_flag_a_day(app: Fla
     """The serial header is the sender's choice: keyed by it, each forgery added a row, and a few hundred
     pushed the real flags (money to refund) off the staff page, which shows the newest 200."""
     with get_database(app).sessions() as session:
-        payments._flag(
+        payments.record_flag(
             session, "paid_after_close", out_trade_no="XW-REAL", transaction_id="42", order_id=None, detail={}
         )
         session.commit()
