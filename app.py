@@ -14,6 +14,7 @@ from config import load_config
 from jobs import queue
 from web import (
     auth,
+    boundary,
     certificates,
     console,
     fast_heartbeat,
@@ -84,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_school.init_app(app)
     if app.config["SIMULATOR_ENABLED"]:
         app.register_blueprint(simulator.bp)
+    boundary.init_app(app)  # after the last view: it wraps them all
     cli.register(app)
     links.init_app(app)  # last: the proxy fix wraps every other middleware
     return app

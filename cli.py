@@ -74,7 +74,7 @@ def _catalog_files(paths: tuple[str, ...]) -> list[Path]:
 
 
 def _echo_problems(path: Path, problems: list) -> None:  # type: ignore[type-arg]
-    # The console's messages and lines (handlers/catalog_problems.py), as file:line: message.
+    # The console's messages and lines (handlers/catalog/problems.py), as file:line: message.
     for problem in problems:
         click.echo(f"  {path.name}:{problem.line}: {problem.message}" if problem.line
                    else f"  {path.name}: {problem.message}")
@@ -84,7 +84,7 @@ def _echo_problems(path: Path, problems: list) -> None:  # type: ignore[type-arg
 @click.argument("paths", nargs=-1)
 def content_check(paths: tuple[str, ...]) -> None:
     """Validate catalog files without loading them; every problem on its own line."""
-    from handlers.catalog import CatalogError, parse_catalog
+    from handlers.catalog.loader import CatalogError, parse_catalog
 
     failed = False
     for path in _catalog_files(paths):
@@ -105,7 +105,7 @@ def content_check(paths: tuple[str, ...]) -> None:
 @click.argument("paths", nargs=-1)
 def content_load(paths: tuple[str, ...]) -> None:
     """Validate and load catalog files: a changed file becomes the course's next version."""
-    from handlers.catalog import CatalogError, load_catalog_file
+    from handlers.catalog.loader import CatalogError, load_catalog_file
 
     files = _catalog_files(paths)
     with get_database().sessions() as session:
@@ -146,7 +146,7 @@ certificates_cli = AppGroup("certificates", help="Issued certificates.")
 @click.option("--by", "requested_by", default="staff:cli", show_default=True)
 def certificates_export(school_id: int | None, issued_from, issued_until, requested_by: str) -> None:  # type: ignore[no-untyped-def]
     """Queue a zip of valid certificates' PDFs; a worker builds it into EXPORT_DIR with progress."""
-    from handlers.certificates import request_export
+    from handlers.certificates.exports import request_export
 
     with get_database().sessions() as session:
         export = request_export(session, requested_by, school_id=school_id,
@@ -163,7 +163,7 @@ def certificates_repair_signatures() -> None:
     import base64
 
     import certs
-    from handlers.certificates import repair_signatures
+    from handlers.certificates.claims import repair_signatures
 
     seed = base64.b64decode(current_app.config["CERT_SIGNING_KEY"])
     public = certs.public_key(seed)
@@ -296,8 +296,8 @@ def console_create_account(username: str, role: str, display_name: str, school_n
     """Create a console account: how the first platform admin comes to exist."""
     from sqlalchemy import select
 
-    from handlers.console_accounts import create_account
-    from handlers.learning import Refused
+    from handlers.accounts.console import create_account
+    from handlers.errors import Refused
     from models import School
 
     session = get_database().sessions()
@@ -327,7 +327,7 @@ schools_cli = AppGroup("schools", help="Schools: the console's counters.")
               help="Also rebuild the students' progress rows from enrollments and attempts (the deploy backfill).")
 def schools_recount(school_id: int | None, with_progress: bool) -> None:
     """Rebuild the school console's counters from scratch (and, with --progress, the progress rows)."""
-    from handlers.school_stats import rebuild_progress, recount
+    from handlers.learning.school_progress import rebuild_progress, recount
 
     with get_database().sessions() as session:
         rebuilt = rebuild_progress(session, school_id) if with_progress else None

@@ -18,7 +18,8 @@ from pathlib import Path
 from reportlab.pdfgen.canvas import Canvas
 
 import certs
-from certs.render import FONT_NAME, PAGE_SIZE
+from certs.artwork import PAGE_SIZE
+from certs.fonts import FONT_NAME
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ["林小满", "欧阳娜娜", "张三", "买买提·艾力", "Anna Li", "司马相如", "王五", "赵钱孙李周吴郑王冯陈"]

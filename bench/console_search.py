@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
-from handlers.certificate_desk import search
+from handlers.certificates.desk import search
 from models import Base, Certificate, Course, User
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import DEFAULT_PG_URL, REPO, RESULTS_DIR
+from bench.settings import DEFAULT_PG_URL, REPO, RESULTS_DIR
 
 DB_NAME = "xinwei_bench_dashboard"
 TARGET_MEDIAN_MS = 150.0
@@ -85,7 +85,7 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
     the export never read attempts. Attempt rows (14 per enrolled student) are generated for the
     two measured schools only, for the detail page."""
     from database import get_database
-    from handlers.catalog import load_catalog_file
+    from handlers.catalog.loader import load_catalog_file
 
     timings: dict[str, float] = {}
     db = get_database(app)
@@ -183,7 +183,7 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
             timings[name] = time.perf_counter() - started
         for table in ("schools", "users", "student_profiles", "enrollments", "student_progress", "certificates"):
             conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
-    from handlers.school_stats import recount
+    from handlers.learning.school_progress import recount
 
     started = time.perf_counter()
     with db.sessions() as session:
@@ -199,7 +199,7 @@ def generate(app: Any, students: int, schools: int, big: int, small: int) -> dic
 
 def _admin_client(app: Any, school_id: int):  # type: ignore[no-untyped-def]
     from database import get_database
-    from handlers.console_accounts import hash_password
+    from handlers.accounts.console import hash_password
     from models import ConsoleAccount
     from tests.console_helpers import PASSWORD, sign_in
 
@@ -236,35 +236,35 @@ def _time(client: Any, path: str, repeats: int, warmup: int) -> dict[str, float]
 def explain(app: Any, school_id: int) -> dict[str, str]:
     """EXPLAIN ANALYZE of the table's first page (all, a filter, a stage) for a school."""
     from database import get_database
-    from handlers import school_console
+    from handlers.schools import console
 
     plans = {}
     with get_database(app).sessions() as session:
         course_id = session.scalar(text("SELECT id FROM courses WHERE code = 'xinwei-mooc'"))
-        cases = {"all": school_console.Filters(), "college": school_console.Filters(college=COLLEGES[3]),
-                 "stage_learning": school_console.Filters(state="learning"),
-                 "not_started": school_console.Filters(state="not_started"),
-                 "stuck": school_console.Filters(state="stuck"),
-                 "learning_and_college": school_console.Filters(state="learning", college=COLLEGES[3])}
+        cases = {"all": console.Filters(), "college": console.Filters(college=COLLEGES[3]),
+                 "stage_learning": console.Filters(state="learning"),
+                 "not_started": console.Filters(state="not_started"),
+                 "stuck": console.Filters(state="stuck"),
+                 "learning_and_college": console.Filters(state="learning", college=COLLEGES[3])}
         from sqlalchemy import func, select
 
         from models import StudentProgress as sp
         from models.base import utcnow
         for name, filters in cases.items():
-            query, order = school_console.table_query(school_id, course_id, filters, utcnow())
+            query, order = console.table_query(school_id, course_id, filters, utcnow())
             query = query.order_by(order).limit(51)
-            if filters.state in school_console.STAGE_FILTERS:  # the page's first step: the progress index
+            if filters.state in console.STAGE_FILTERS:  # the page's first step: the progress index
                 query = select(sp.profile_id).where(
                     sp.school_id == school_id, sp.course_id == course_id,
                     sp.stage == ("learning" if filters.state == "stuck" else filters.state)).order_by(
-                    sp.profile_id).limit(school_console.STAGE_BATCH if filters.college else 51)
+                    sp.profile_id).limit(console.STAGE_BATCH if filters.college else 51)
             compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
             rows = session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all()
             plans[name] = "\n".join(rows)
         # The dashboard's one query that grows with the school: the stuck count (an index range).
         count = select(func.count()).select_from(sp).where(
             sp.school_id == school_id, sp.course_id == course_id, sp.stage == "learning",
-            sp.last_progress_at < school_console.stuck_cutoff(utcnow(), school_console.STUCK_DAYS))
+            sp.last_progress_at < console.stuck_cutoff(utcnow(), console.STUCK_DAYS))
         compiled = count.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plans["dashboard_stuck_count"] = "\n".join(session.execute(
             text("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled))).scalars().all())

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import common
-from bench.common import BenchError, BenchOptions, Run, Server
+from bench import common, databases, profiling, servers, wrk
+from bench import report as bench_report
+from bench.common import BenchOptions, Run
+from bench.servers import Server
+from bench.settings import BenchError
 
 PATH = "/h5/api/heartbeat"
 TARGET_RATIO = 0.50  # of the floor's req/s, measured in the same run
@@ -24,7 +27,7 @@ ACCEPTED_MARKER = '"accepted":true'
 # Below this share of accepted beats the run mostly measured refusals, not the real path.
 MIN_ACCEPTANCE = 0.90
 # Seconds of video each beat moves forward. The watch clock credits 2 s of video per second of
-# server time in total (handlers/watching.py); with 200 students a student gets at most about
+# server time in total (handlers/learning/watching.py); with 200 students a student gets at most about
 # 25 beats a second even at 5,000 beats/s, so 0.01 s a beat (0.25 s of video a second) is always
 # believed and every beat takes the accepted path (read, judge, compare-and-set write).
 STEP = 0.01
@@ -109,8 +112,9 @@ def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyp
     """In-process, not through HTTP: the catalog, a school with a roster, `count` students
     verified against it, enrolled, each with an open watch session; committed."""
     from database import get_database
-    from handlers import identity, learning, watching
-    from handlers.catalog import load_catalog, parse_catalog
+    from handlers.accounts import identity
+    from handlers.catalog.loader import load_catalog, parse_catalog
+    from handlers.learning import enrolment, watching
     from models import RosterEntry, School, User
     from models.base import utcnow
 
@@ -132,7 +136,7 @@ def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyp
                 grade="2024级", phone=f"137{i:08d}"))
             if profile.status != "verified":
                 raise BenchError(f"student {i} not verified against the roster ({profile.status})")
-            enrollment = learning.enroll(session, user.id, COURSE_CODE)
+            enrollment = enrolment.enroll(session, user.id, COURSE_CODE)
             watches.append(watching.start_watch(session, enrollment, TOPIC_CODE, now))
         session.commit()
         students = []
@@ -226,7 +230,7 @@ def _rounds(requests: int, students: int) -> int:
 
 def floor_request(secret_key: str, work: Path) -> tuple[str, bytes, dict[str, str]]:
     """A heartbeat exactly as the app gets it (same path, cookie size, body), for the floor."""
-    app = make_app(common.sqlite_url(work), secret_key, work / "instance")  # connects lazily: never opened
+    app = make_app(databases.sqlite_url(work), secret_key, work / "instance")  # connects lazily: never opened
     student = Student(1, "obench000000", 1, "0" * 32, "")
     student = replace(student, cookie=sign_session(app, student.user_id, student.openid, student.csrf),
                       token=beat_token(app, student.user_id, student.openid, student.watch_id))
@@ -238,7 +242,7 @@ def preflight(server: Server, student: Student, state: DbState) -> None:
     """One beat by hand: a 200 JSON answer saying accepted, so the cookie, CSRF token and
     watch session all work before anything is measured."""
     ((target, body, headers),) = beats([student], state.sessions, 1)
-    status, answer = common.http_post(server, target, body, headers=headers)
+    status, answer = servers.http_post(server, target, body, headers=headers)
     if status != 200:
         raise BenchError(f"pre-flight: status {status}: {answer[:200]!r}\n{server.log_tail()}")
     try:
@@ -257,13 +261,13 @@ def measure_heartbeat(ctx: Run, server: Server, db: str, url: str, students: Seq
         warm_path = ctx.work / f"{db}-warm.txt"
         state = read_state(url)  # the pre-flight's answer came after its commit: nothing in flight
         rounds = _rounds(int(ctx.floor_rps * opts.warmup * 1.2) + 500, len(students))
-        common.write_requests(warm_path, beats(students, state.sessions, rounds))
+        wrk.write_requests(warm_path, beats(students, state.sessions, rounds))
         warm = ctx.wrk(server, warm_path, opts.warmup, ACCEPTED_MARKER)
     ctx.deadline.check(f"{db} heartbeat")
     path = ctx.work / f"{db}-heartbeat.txt"
     # Built from what is stored right now, so every student's first beat follows its last one.
     before = settled_state(url)
-    built = common.write_requests(path, beats(students, before.sessions, _rounds(ctx.size(warm), len(students))))
+    built = wrk.write_requests(path, beats(students, before.sessions, _rounds(ctx.size(warm), len(students))))
     result = ctx.wrk(server, path, opts.duration, ACCEPTED_MARKER)
     after = settled_state(url)
     recorded = after.seq_sum - before.seq_sum
@@ -323,7 +327,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
             students = prepare_students(app, n_students)
         finally:
             get_database(app).dispose()
-        env = {**common.app_env(url), "SECRET_KEY": secret_key, "XINWEI_INSTANCE_PATH": str(instance)}
+        env = {**databases.app_env(url), "SECRET_KEY": secret_key, "XINWEI_INSTANCE_PATH": str(instance)}
         return env, [("heartbeat", lambda server: measure_heartbeat(ctx, server, db, url, students))]
 
     return common.run_bench(
@@ -338,7 +342,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
     )
 
 
-COLUMNS = common.columns(("accepted_pct", "accepted"))
+COLUMNS = bench_report.columns(("accepted_pct", "accepted"))
 TARGETS = (f"target: heartbeat >= {TARGET_RATIO:.2f} x floor; 'accepted' is the share of beats the server "
            f"accepted (below {MIN_ACCEPTANCE:.2f}: INVALID)")
 
@@ -355,7 +359,7 @@ def _notes(row: Mapping[str, Any]) -> list[str]:
 def report(payload: dict[str, Any]) -> str:
     s = payload["settings"]
     what = f"heartbeat bench: POST {PATH}, {s['students']} signed-in students, +{s['step_s']}s per beat"
-    return common.report(payload, what=what, per="database", cols=COLUMNS, targets=TARGETS, notes=_notes)
+    return bench_report.report(payload, what=what, per="database", cols=COLUMNS, targets=TARGETS, notes=_notes)
 
 
 # --- profile: where a heartbeat's time goes, in-process ------------------------------
@@ -385,7 +389,7 @@ def _stages() -> list[tuple[object, str, str]]:
     from flask.sessions import SecureCookieSessionInterface
     from sqlalchemy.orm import Session
 
-    import handlers.watching as watching_mod
+    import handlers.learning.watching as watching_mod
     import telemetry
     import web.auth as auth_mod
     import web.fast_heartbeat as fast_mod
@@ -489,13 +493,13 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
     results: dict[str, Any] = {"count": count, "students": n_students}
     with tempfile.TemporaryDirectory(prefix="xinwei-profile-hb-") as tmp:
         work = Path(tmp)
-        floor_us = common.profile_floor(floor_request(secret_key, work), count, log, ", the same heartbeat request")
+        floor_us = profiling.profile_floor(floor_request(secret_key, work), count, log, ", the same heartbeat request")
         results["floor_us"] = round(floor_us, 1)
         for db in opts.dbs:
             def make(url: str, db: str = db):  # type: ignore[no-untyped-def]
                 return make_app(url, secret_key, work / f"instance-{db}")
 
-            with common.profiled_app(db, opts, work, make) as (url, app):
+            with profiling.profiled_app(db, opts, work, make) as (url, app):
                 students = prepare_students(app, n_students)
                 client = app.test_client(use_cookies=False)
                 state = read_state(url)
@@ -515,19 +519,19 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
                         for _ in range(count):
                             client.get("/healthz")
 
-                    healthz_us = common.us_per_call(healthz, count)
+                    healthz_us = profiling.us_per_call(healthz, count)
                     one: list[str] = []
                     with _statement_counter(app, {}, one):
                         drive(1)
                     counts: dict[str, int] = {}
                     with _statement_counter(app, counts):
-                        total_us = common.us_per_call(lambda: drive(count), count)
+                        total_us = profiling.us_per_call(lambda: drive(count), count)
                     totals: dict[str, float] = {}
                     stage_list = _stages()
-                    with common.stage_timer(totals, stage_list):
-                        timed_us = common.us_per_call(lambda: drive(count), count)
-                    prof = common.cprofiled(lambda: drive(count))
-            by_own, by_cum = common.top_stats(prof, "tottime", 18), common.top_stats(prof, "cumulative", 40)
+                    with profiling.stage_timer(totals, stage_list):
+                        timed_us = profiling.us_per_call(lambda: drive(count), count)
+                    prof = profiling.cprofiled(lambda: drive(count))
+            by_own, by_cum = profiling.top_stats(prof, "tottime", 18), profiling.top_stats(prof, "cumulative", 40)
             stages = {label: round(totals[label] / count * 1e6, 1) for *_, label in stage_list if label in totals}
             per_beat = {k: round(v / count, 2) for k, v in sorted(counts.items())}
             results[db] = {"us_per_request": round(total_us, 1), "x_floor_cost": round(total_us / floor_us, 2),
@@ -543,8 +547,8 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
             log(f"  stages (us/heartbeat, inclusive, with timers: {timed_us:.0f} us total):")
             for name, us in stages.items():
                 log(f"    {us:8.1f}  {name}")
-            log("  cProfile, top by own time:\n" + common.trim_stats(by_own))
-            log("  cProfile, top by cumulative time:\n" + common.trim_stats(by_cum))
+            log("  cProfile, top by own time:\n" + profiling.trim_stats(by_own))
+            log("  cProfile, top by cumulative time:\n" + profiling.trim_stats(by_cum))
     return results
 
 

@@ -67,7 +67,7 @@ def run(orders: int = 300, db: str = "sqlite", concurrent_orders: int = 10) -> d
     pg_name = None
     if db == "postgresql":
         sys.path.insert(0, str(REPO))
-        from bench.common import drop_pg_database, recreate_pg_database
+        from bench.databases import drop_pg_database, recreate_pg_database
 
         pg_name = "xinwei_bench_pay"
         url = recreate_pg_database(DEFAULT_PG_URL, pg_name)

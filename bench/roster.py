@@ -14,8 +14,8 @@ from pathlib import Path
 import openpyxl
 from alembic import command
 
-from handlers import roster
-from handlers.console_accounts import Actor
+from handlers.audit import Actor
+from handlers.schools import roster, roster_files
 
 HEADER = ["姓名", "学号", "学院", "年级", "手机"]
 
@@ -62,7 +62,7 @@ def _xlsx_floor(data: bytes) -> None:
     book.close()
 
 
-def _merge_seconds(parsed: roster.ParsedRoster, upload: bytes) -> tuple[float, float, float]:
+def _merge_seconds(parsed: roster_files.ParsedRoster, upload: bytes) -> tuple[float, float, float]:
     from cli import alembic_config
     from models import School
     from models.engine import make_engine, make_sessionmaker
@@ -94,11 +94,11 @@ def _merge_seconds(parsed: roster.ParsedRoster, upload: bytes) -> tuple[float, f
     return first, again, queued
 
 
-def run(count: int = roster.MAX_ROWS) -> dict[str, object]:
+def run(count: int = roster_files.MAX_ROWS) -> dict[str, object]:
     data_csv, data_xlsx = csv_bytes(count), xlsx_bytes(count)
-    parsed: list[roster.ParsedRoster] = []
-    csv_s = seconds(lambda: parsed.append(roster.parse_roster(data_csv)))
-    xlsx_s = seconds(lambda: roster.parse_roster(data_xlsx))
+    parsed: list[roster_files.ParsedRoster] = []
+    csv_s = seconds(lambda: parsed.append(roster_files.parse_roster(data_csv)))
+    xlsx_s = seconds(lambda: roster_files.parse_roster(data_xlsx))
     csv_floor, xlsx_floor = seconds(lambda: _csv_floor(data_csv)), seconds(lambda: _xlsx_floor(data_xlsx))
     first, again, queued = _merge_seconds(parsed[0], data_xlsx)
     return {"rows": count, "csv_kb": len(data_csv) // 1024, "xlsx_kb": len(data_xlsx) // 1024,
@@ -112,7 +112,7 @@ def run(count: int = roster.MAX_ROWS) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=roster.MAX_ROWS)
+    parser.add_argument("--rows", type=int, default=roster_files.MAX_ROWS)
     args = parser.parse_args()
     result = run(args.rows)
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -79,8 +79,8 @@ def run(topics: int) -> int:
     from app import create_app
     from cli import alembic_config
     from database import get_database
-    from handlers.catalog import current_version, load_catalog_file
-    from handlers.identity import ProfileForm, submit_profile
+    from handlers.accounts.identity import ProfileForm, submit_profile
+    from handlers.catalog.loader import current_version, load_catalog_file
     from models import RosterEntry, School, User
 
     work = Path(tempfile.mkdtemp(prefix="xinwei-race-"))

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import BenchError, BenchOptions, Run, Server
+from bench import common, databases, profiling, servers, wrk
+from bench import report as bench_report
+from bench.common import BenchOptions, Run
+from bench.servers import Server
+from bench.settings import BenchError
 
 MENU_KEY = "FAQ"  # a CLICK answered with a text reply and no other writes: the webhook's own cost
 TARGET_RATIO = {"plain": 0.60, "safe": 0.50}  # of the floor's req/s, measured in the same run
@@ -60,17 +63,17 @@ def text_deliveries(side, mode: str, count: int, tag: str) -> Iterator[tuple[str
 def preflight(server: Server, side, mode: str, tag: str) -> None:  # type: ignore[no-untyped-def]
     """One delivery by hand: the reply must open (and, in safe mode, be sealed) and be the FAQ."""
     from handlers.guide import FAQ
-    from handlers.inbox import ACKNOWLEDGEMENT
+    from handlers.inbox.student import ACKNOWLEDGEMENT
 
     if mode == "text":
         (target, body), = text_deliveries(side, mode, 1, tag)
-        status, answer = common.http_post(server, target, body)
+        status, answer = servers.http_post(server, target, body)
         fields = side.open_reply(answer) if status == 200 else None
         if not fields or fields.get("Content") != ACKNOWLEDGEMENT:
             raise BenchError(f"pre-flight text: status {status}: {answer[:200]!r}\n{server.log_tail()}")
         return
     (target, body), = click_deliveries(side, mode, 1, tag)
-    status, answer = common.http_post(server, target, body)
+    status, answer = servers.http_post(server, target, body)
     if status != 200:
         raise BenchError(f"pre-flight {mode}: status {status}: {answer[:200]!r}\n{server.log_tail()}")
     if mode == "safe" and b"<Encrypt>" not in answer:
@@ -92,15 +95,15 @@ def measure_distinct(
     if opts.warmup:
         warm_path = ctx.work / f"{db}-{mode}-warm.txt"
         warm_count = int(ctx.floor_rps * opts.warmup * 1.2) + 500
-        common.write_requests(warm_path, deliveries(side, mode, warm_count, tag + "w"))
+        wrk.write_requests(warm_path, deliveries(side, mode, warm_count, tag + "w"))
         warm = ctx.wrk(server, warm_path, opts.warmup)
     ctx.deadline.check(f"{db} {mode}")
     path = ctx.work / f"{db}-{mode}.txt"
     # Built right before the run: the webhook refuses timestamps older than its replay window.
-    built = common.write_requests(path, deliveries(side, mode, ctx.size(warm), tag + "m"))
-    before = common.count_rows(url, EVENTS_TABLE)
+    built = wrk.write_requests(path, deliveries(side, mode, ctx.size(warm), tag + "m"))
+    before = databases.count_rows(url, EVENTS_TABLE)
     result = ctx.wrk(server, path, opts.duration)
-    rows = common.count_rows(url, EVENTS_TABLE) - before
+    rows = databases.count_rows(url, EVENTS_TABLE) - before
     problems = common.wrk_problems(result)
     if result.reused:
         problems.append(f"{result.reused} requests re-sent after {built} ran out (duplicates): raise --requests")
@@ -123,17 +126,17 @@ def measure_duplicates(
     opts: Options = ctx.opts  # type: ignore[assignment]
     seeds = list(click_deliveries(side, "plain", opts.duplicates, f"{run_tag}{db[0]}d"))
     for target, body in seeds:
-        status, answer = common.http_post(server, target, body)
+        status, answer = servers.http_post(server, target, body)
         if status != 200 or not answer.startswith(b"<xml>"):
             raise BenchError(f"seeding duplicates: status {status}: {answer[:200]!r}")
     path = ctx.work / f"{db}-duplicate.txt"
-    common.write_requests(path, seeds)
+    wrk.write_requests(path, seeds)
     if opts.warmup:
         ctx.wrk(server, path, min(opts.warmup, 1))
     ctx.deadline.check(f"{db} duplicate")
-    before = common.count_rows(url, EVENTS_TABLE)
+    before = databases.count_rows(url, EVENTS_TABLE)
     result = ctx.wrk(server, path, opts.duration)
-    rows = common.count_rows(url, EVENTS_TABLE) - before
+    rows = databases.count_rows(url, EVENTS_TABLE) - before
     problems = common.wrk_problems(result)
     if result.xml != result.requests:
         problems.append(f"only {result.xml} of {result.requests} answers carried the stored reply")
@@ -153,7 +156,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
                 return lambda server: measure_duplicates(ctx, server, db, url, side, run_tag)
             return lambda server: measure_distinct(ctx, server, scenario, db, url, side, run_tag)
 
-        return common.app_env(url), [(scenario, measure(scenario)) for scenario in opts.scenarios]
+        return databases.app_env(url), [(scenario, measure(scenario)) for scenario in opts.scenarios]
 
     return common.run_bench(
         opts, bench="webhook", tmp_prefix="xinwei-bench-",
@@ -167,14 +170,14 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
     )
 
 
-COLUMNS = common.columns()
+COLUMNS = bench_report.columns()
 TARGETS = (f"targets: plain >= {TARGET_RATIO['plain']:.2f} x floor, safe >= {TARGET_RATIO['safe']:.2f} x floor, "
            f"p99 < {P99_TARGET_MS:.0f} ms; duplicate is for information (re-sent events, handler skipped)")
 
 
 def report(payload: dict[str, Any]) -> str:
     what = f"webhook bench: POST /wechat, CLICK {payload['settings']['menu_key']}"
-    return common.report(payload, what=what, per="scenario", cols=COLUMNS, targets=TARGETS)
+    return bench_report.report(payload, what=what, per="scenario", cols=COLUMNS, targets=TARGETS)
 
 
 # --- profile: where a webhook request's time goes, in-process ------------------------
@@ -215,13 +218,13 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="xinwei-profile-") as tmp:
         work = Path(tmp)
-        floor_us = common.profile_floor(next(click_deliveries(side, "plain", 1, "pf")), count, log)
+        floor_us = profiling.profile_floor(next(click_deliveries(side, "plain", 1, "pf")), count, log)
         results["floor_us"] = round(floor_us, 1)
         for db in opts.dbs:
             def make_app(url: str):  # type: ignore[no-untyped-def]
                 return create_app({"DATABASE_URL": url, "XINWEI_ENV": "development"})
 
-            with common.profiled_app(db, opts, work, make_app) as (_url, app):
+            with profiling.profiled_app(db, opts, work, make_app) as (_url, app):
                 client = app.test_client()
                 for mode in ("plain", "safe"):
                     tag = f"{db[0]}{mode[0]}"
@@ -235,12 +238,12 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
                             if resp.status_code != 200 or not resp.data.startswith(b"<xml>"):
                                 raise BenchError(f"profile {db} {mode}: {resp.status_code} {resp.data[:100]!r}")
 
-                    total_us = common.us_per_call(lambda: drive(reqs[200 : 200 + count]), count)
+                    total_us = profiling.us_per_call(lambda: drive(reqs[200 : 200 + count]), count)
                     totals: dict[str, float] = {}
-                    with common.stage_timer(totals, _stages()):
-                        timed_us = common.us_per_call(lambda: drive(reqs[200 + count : 200 + 2 * count]), count)
-                    prof = common.cprofiled(lambda: drive(reqs[200 + 2 * count : 200 + 3 * count]))
-                    top = common.top_stats(prof, "tottime", 15)
+                    with profiling.stage_timer(totals, _stages()):
+                        timed_us = profiling.us_per_call(lambda: drive(reqs[200 + count : 200 + 2 * count]), count)
+                    prof = profiling.cprofiled(lambda: drive(reqs[200 + 2 * count : 200 + 3 * count]))
+                    top = profiling.top_stats(prof, "tottime", 15)
                     stages = {k: round(v / count * 1e6, 1) for k, v in totals.items()}
                     key = f"{db}/{mode}"
                     results[key] = {"us_per_request": round(total_us, 1), "x_floor_cost": round(total_us / floor_us, 2),
@@ -249,7 +252,7 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
                         f"stages (us/request, inclusive, measured with timers: {timed_us:.0f} us total):")
                     for name, us in sorted(stages.items(), key=lambda kv: -kv[1]):
                         log(f"    {us:8.1f}  {name}")
-                    log("  cProfile, top by own time:\n" + common.trim_stats(top))
+                    log("  cProfile, top by own time:\n" + profiling.trim_stats(top))
     return results
 
 

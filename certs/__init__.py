@@ -1,6 +1,7 @@
 """Certificates as data in, bytes out: the printed fields, serials, signatures, PDF and PNG rendering."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from certs.model import (
@@ -21,15 +22,13 @@ from certs.model import (
 
 # The renderer pulls in ReportLab, pdfium and Pillow (~30 MB, ~0.2 s): loaded on first use, so
 # code that only signs or parses serials (handlers, the verify page) stays light.
-_RENDER_NAMES = ("MissingGlyphsError", "missing_glyphs", "register_fonts", "render_pdf", "render_png",
-                 "warm_up")
+_RENDER_NAMES = {"MissingGlyphsError": "fonts", "missing_glyphs": "fonts", "register_fonts": "fonts",
+                 "render_pdf": "render", "render_png": "png", "warm_up": "png"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _RENDER_NAMES:
-        from certs import render
-
-        return getattr(render, name)
+        return getattr(importlib.import_module(f"certs.{_RENDER_NAMES[name]}"), name)
     raise AttributeError(f"module 'certs' has no attribute {name!r}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.console_accounts import create_account
+from handlers.accounts.console import create_account
 from models import ConsoleAccount, RosterEntry, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 

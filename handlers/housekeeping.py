@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from models import CertificateExport, InboundEvent, Job, StudentExport
 from models.base import utcnow
+from models.status import CertificateExportStatus, JobStatus, StudentExportStatus
 
 # WeChat retries within seconds; a week of dedup rows also answers "what did we reply?"
 INBOUND_EVENT_RETENTION = timedelta(days=7)
@@ -26,7 +27,7 @@ DONE_JOB_RETENTION = timedelta(days=30)
 
 def prune_done_jobs(session: Session, retention: timedelta = DONE_JOB_RETENTION) -> int:
     cutoff = utcnow() - retention
-    result = session.execute(delete(Job).where(Job.status == "done", Job.finished_at < cutoff))
+    result = session.execute(delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -38,12 +39,12 @@ EXPORT_RETENTION = timedelta(days=7)
 def prune_exports(session: Session, export_dir: Path, now: datetime, retention: timedelta = EXPORT_RETENTION) -> int:
     """Delete finished export files older than `retention` and mark their rows expired (flush only)."""
     removed = 0
-    for model in (StudentExport, CertificateExport):
+    for model, status in ((StudentExport, StudentExportStatus), (CertificateExport, CertificateExportStatus)):
         for export in session.scalars(select(model).where(
-                model.status == "done", model.finished_at < now - retention)):
+                model.status == status.DONE, model.finished_at < now - retention)):
             if export.file_name:
                 (export_dir / export.file_name).unlink(missing_ok=True)
-            export.status, export.file_name = "expired", None
+            export.status, export.file_name = status.EXPIRED, None
             removed += 1
     session.flush()
     return removed

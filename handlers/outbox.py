@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import Job
 from models.base import utcnow
+from models.status import JobStatus
 
 # Where a session collects the ids it recorded; the boundary enqueues them after commit.
 NEW_JOBS = "xinwei.new_jobs"
@@ -31,7 +32,7 @@ def record_job(
     is a no-op and returns None. Nothing reaches the queue unless the commit does.
     """
     now = utcnow()
-    values = dict(kind=kind, payload=payload or {}, status="pending", attempts=0, max_attempts=max_attempts,
+    values = dict(kind=kind, payload=payload or {}, status=JobStatus.PENDING, attempts=0, max_attempts=max_attempts,
                   run_after=run_after or now, dedup_key=dedup_key, created_at=now)
     if dedup_key is None:
         job = Job(**values)
@@ -52,16 +53,16 @@ def record_job(
 def list_failed_jobs(session: Session, limit: int = 100) -> list[Job]:
     """Jobs that ran out of attempts, newest first, with their last error: for staff."""
     return list(session.scalars(
-        select(Job).where(Job.status == "failed").order_by(Job.finished_at.desc()).limit(limit)
+        select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.finished_at.desc()).limit(limit)
     ))
 
 
 def retry_failed_job(session: Session, job_id: int, extra_attempts: int = 3) -> Job | None:
     """Give a failed job more attempts (staff, after fixing the cause). History stays on the row."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.status == "failed"))
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.status == JobStatus.FAILED))
     if job is None:
         return None
-    job.status = "pending"
+    job.status = JobStatus.PENDING
     job.max_attempts = job.attempts + extra_attempts
     job.run_after = utcnow()
     job.finished_at = None

@@ -8,8 +8,8 @@ from datetime import datetime
 from huey import crontab
 from sqlalchemy.orm import Session
 
-from handlers import payments
 from handlers.outbox import record_job
+from handlers.payments import notifications
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
     Periodic("housekeeping.prune_rate_events", "47 * * * *", "hour"),
     Periodic("housekeeping.prune_exports", "27 4 * * *", "day"),
-    Periodic("payments.reconcile", "* * * * *", "minute", needed=payments.has_unsettled_orders),
+    Periodic("payments.reconcile", "* * * * *", "minute", needed=notifications.has_unsettled_orders),
     # Pass and approval notices every 10 minutes, a minute after each window closes (so changes
     # committed just after it still count); yesterday's digest at 09:05 China time.
     Periodic("pushes.notices", "1-59/10 * * * *", "minute"),

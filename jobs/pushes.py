@@ -4,12 +4,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from handlers import pushes
-from jobs.context import JobContext
-from models.base import utcnow
+from handlers.pushes import compose, deliveries
+from jobs.context import JobContext, JobRegistry
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +17,11 @@ class PushRetry(RuntimeError):
 
 
 def compose_notices(ctx: JobContext, payload: dict[str, Any]) -> None:
-    pushes.compose_notices(ctx.session, ctx.config, pushes.period_time(payload, utcnow()))
+    compose.compose_notices(ctx.session, ctx.config, compose.period_time(payload, ctx.now()))
 
 
 def compose_digests(ctx: JobContext, payload: dict[str, Any]) -> None:
-    pushes.compose_digests(ctx.session, ctx.config, pushes.period_time(payload, utcnow()))
+    compose.compose_digests(ctx.session, ctx.config, compose.period_time(payload, ctx.now()))
 
 
 def send(ctx: JobContext, payload: dict[str, Any]) -> None:
@@ -31,7 +29,7 @@ def send(ctx: JobContext, payload: dict[str, Any]) -> None:
     transaction open, then the outcome is written; `client_msg_id` makes a repeated call (a crash
     after WeChat accepted) one message."""
     delivery_id = int(payload["delivery_id"])
-    if not pushes.still_to_send(ctx.session, delivery_id):
+    if not deliveries.still_to_send(ctx.session, delivery_id):
         return  # already sent (a re-run), or the admin unbound meanwhile: marked, committed by the runner
     # End the read before WeChat is called: on SQLite it holds the write lock.
     ctx.session.rollback()
@@ -42,13 +40,18 @@ def send(ctx: JobContext, payload: dict[str, Any]) -> None:
     except WeChatClientException as exc:
         errcode = int(exc.errcode) if exc.errcode is not None else None
         errmsg = str(exc.errmsg or "")
-        if pushes.is_final(errcode, ctx.attempt):
-            pushes.record_attempt_failed(ctx.session, delivery_id, errcode, errmsg, utcnow(), final=True)
+        if deliveries.is_final(errcode, ctx.attempt):
+            deliveries.record_attempt_failed(ctx.session, delivery_id, errcode, errmsg, ctx.now(), final=True)
             return
         # The job's own transaction rolls back when it raises; the attempt is recorded on its own
         # so the console shows the delivery being retried, and why.
-        with Session(ctx.session.get_bind()) as side:
-            pushes.record_attempt_failed(side, delivery_id, errcode, errmsg, utcnow(), final=False)
-            side.commit()
+        with ctx.separately() as side:
+            deliveries.record_attempt_failed(side, delivery_id, errcode, errmsg, ctx.now(), final=False)
         raise PushRetry(f"template send failed (errcode={errcode}); will retry") from None
-    pushes.record_sent(ctx.session, delivery_id, str(result.get("msgid", "")), utcnow())
+    deliveries.record_sent(ctx.session, delivery_id, str(result.get("msgid", "")), ctx.now())
+
+
+def register(registry: JobRegistry) -> None:
+    registry.register(deliveries.SEND_JOB, send)
+    registry.register(compose.NOTICES_JOB, compose_notices)
+    registry.register(compose.DIGESTS_JOB, compose_digests)

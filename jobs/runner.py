@@ -14,9 +14,10 @@ from typing import Any, Callable
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.registry import JobContext, JobRegistry
+from jobs.context import JobContext, JobRegistry
 from models import Job
 from models.base import utcnow
+from models.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def run_job(
         # kills its worker (or a send that may have reached WeChat) would run without end.
         exhausted = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.lease_until < now, Job.attempts >= Job.max_attempts)
-            .values(status="failed", finished_at=now, lease_until=None,
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.lease_until < now,
+                   Job.attempts >= Job.max_attempts)
+            .values(status=JobStatus.FAILED, finished_at=now, lease_until=None,
                     last_error="the worker stopped during the last attempt (lease expired); not run again")
             .returning(Job.kind, Job.payload)
         ).first()
@@ -88,10 +90,10 @@ def run_job(
             update(Job)
             .where(Job.id == job_id)
             .where(or_(
-                and_(Job.status == "pending", Job.run_after <= now),
-                and_(Job.status == "running", Job.lease_until < now),  # its worker died
+                and_(Job.status == JobStatus.PENDING, Job.run_after <= now),
+                and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),  # its worker died
             ))
-            .values(status="running", claim_token=token, claimed_by=WORKER_ID, lease_until=now + policy.lease,
+            .values(status=JobStatus.RUNNING, claim_token=token, claimed_by=WORKER_ID, lease_until=now + policy.lease,
                     attempts=Job.attempts + 1)
         ).rowcount
         session.commit()
@@ -106,11 +108,11 @@ def run_job(
         try:
             if fn is None:
                 raise LookupError(f"no job kind {kind!r} in this worker")
-            fn(JobContext(session, config, job_id, attempt, services or {}), payload)
+            fn(JobContext(session, config, job_id, attempt, services or {}, clock), payload)
             done = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.claim_token == token)
-                .values(status="done", finished_at=clock(), lease_until=None, last_error=None)
+                .values(status=JobStatus.DONE, finished_at=clock(), lease_until=None, last_error=None)
             ).rowcount
             if not done:
                 # Our lease expired and another worker took the job: its run wins, ours is undone.
@@ -132,13 +134,13 @@ def _record_failure(
 ) -> Outcome:
     now = clock()
     if attempt >= max_attempts:
-        values: dict[str, Any] = dict(status="failed", finished_at=now, lease_until=None, last_error=error)
+        values: dict[str, Any] = dict(status=JobStatus.FAILED, finished_at=now, lease_until=None, last_error=error)
         outcome = Outcome("failed", kind=kind)
         log.error("job %s (%s) failed for good after %s attempts: %s", job_id, kind, attempt, error)
     else:
         delay = policy.backoff(attempt)
         # enqueued_at = when the delayed hand-over is due, so the sweep leaves it alone until then.
-        values = dict(status="pending", run_after=now + delay, lease_until=None, last_error=error,
+        values = dict(status=JobStatus.PENDING, run_after=now + delay, lease_until=None, last_error=error,
                       enqueued_at=now + delay)
         outcome = Outcome("retry", delay, kind)
         log.warning("job %s (%s) attempt %s failed, retry in %ss: %s", job_id, kind, attempt,
@@ -157,9 +159,9 @@ def due_for_requeue(session: Session, policy: Policy, *, limit: int = 500, clock
     ids = list(session.scalars(
         select(Job.id)
         .where(or_(
-            and_(Job.status == "pending", Job.run_after <= now,
+            and_(Job.status == JobStatus.PENDING, Job.run_after <= now,
                  or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale)),
-            and_(Job.status == "running", Job.lease_until < now),
+            and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),
         ))
         .order_by(Job.id)
         .limit(limit)

@@ -19,6 +19,20 @@ from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.ratelimit import RateEvent
 from models.school import School
 from models.school_stats import SchoolStat, StudentExport, StudentProgress
+from models.status import (
+    CertificateExportStatus,
+    CertificateStatus,
+    ConversationStatus,
+    CorrectionStatus,
+    JobStatus,
+    OrderStatus,
+    PaperStatus,
+    ProfileStatus,
+    PushDeliveryStatus,
+    RosterUploadStatus,
+    StaffReplyStatus,
+    StudentExportStatus,
+)
 from models.student import RosterEntry, RosterFile, RosterUpload, StudentProfile
 from models.user import User
 from models.wechat_token import WeChatToken
@@ -66,4 +80,17 @@ __all__ = [
     "User",
     "WatchSession",
     "WeChatToken",
+    # status values (models/status.py)
+    "CertificateExportStatus",
+    "CertificateStatus",
+    "ConversationStatus",
+    "CorrectionStatus",
+    "JobStatus",
+    "OrderStatus",
+    "PaperStatus",
+    "ProfileStatus",
+    "PushDeliveryStatus",
+    "RosterUploadStatus",
+    "StaffReplyStatus",
+    "StudentExportStatus",
 ]

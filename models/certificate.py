@@ -8,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.status import CertificateExportStatus, CertificateStatus, CorrectionStatus
 
 LIVE = "status = 'valid'"
 
@@ -37,9 +38,9 @@ class Certificate(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
     # Unguessable, one per version: the QR code and the verify link carry it.
     verify_token: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="valid")  # valid, superseded, revoked
+    status: Mapped[str] = mapped_column(String(16), default=CertificateStatus.VALID)
     channel: Mapped[str] = mapped_column(String(16), default="electronic")  # electronic, paper, both
-    # The paper copy's payment: None (electronic only), "awaiting_payment", then "paid".
+    # The paper copy's payment (PaperStatus): None (electronic only), awaiting payment, then paid.
     # The channel may change only while nothing has been paid.
     paper_status: Mapped[str | None] = mapped_column(String(24))
     # The snapshot taken at issue: exactly what is printed and signed.
@@ -114,7 +115,7 @@ class CorrectionRequest(Base):
     # Only printed fields: {"holder_name": "...", "student_number": "..."}
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, approved, rejected
+    status: Mapped[str] = mapped_column(String(16), default=CorrectionStatus.PENDING)
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decision_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -133,7 +134,7 @@ class CertificateExport(Base):
     school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"))
     issued_from: Mapped[date | None]
     issued_until: Mapped[date | None]
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, running, done, failed
+    status: Mapped[str] = mapped_column(String(16), default=CertificateExportStatus.PENDING)
     total: Mapped[int] = mapped_column(default=0)
     done_count: Mapped[int] = mapped_column(default=0)
     file_name: Mapped[str | None] = mapped_column(String(200))

@@ -42,7 +42,7 @@ class CourseVersion(Base):
     watch_threshold: Mapped[float]
     # The fastest playback the player offers; the watch clock never credits more.
     max_playback_rate: Mapped[float] = mapped_column(default=2.0, server_default="2.0")
-    # What a submitted test's result page shows (handlers/quiz.py REVIEW_*): after a failed
+    # What a submitted test's result page shows (handlers/learning/quiz.py REVIEW_*): after a failed
     # attempt, which questions were wrong or the score only; the right answers and explanations
     # once the topic is passed, or never.
     review_on_fail: Mapped[str] = mapped_column(String(32), default="wrong_questions",

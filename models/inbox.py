@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin, utcnow
+from models.status import ConversationStatus, StaffReplyStatus
 
 
 class InboxMessage(CreatedAtMixin, Base):
@@ -34,7 +35,7 @@ class Conversation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(8), default="open")  # open, closed
+    status: Mapped[str] = mapped_column(String(8), default=ConversationStatus.OPEN)
     # WeChat's CreateTime of the student's latest message: the 48-hour window runs from here.
     last_student_message_at: Mapped[datetime | None]
     # Customer-service messages queued or sent since that message (WeChat allows 5).
@@ -64,7 +65,7 @@ class StaffReply(CreatedAtMixin, Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("console_accounts.id"))
     kind: Mapped[str] = mapped_column(String(16), default="custom")
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(8), default="queued")  # queued, sending, sent, failed
+    status: Mapped[str] = mapped_column(String(8), default=StaffReplyStatus.QUEUED)
     errcode: Mapped[int | None]  # WeChat's errcode of the last failure; None with an error = no answer
     error: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(default=0)

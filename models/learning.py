@@ -27,7 +27,7 @@ class Enrollment(CreatedAtMixin, Base):
 
 
 class WatchSession(Base):
-    """One opening of a topic's video player: the watch clock (handlers/watching.py). Progress
+    """One opening of a topic's video player: the watch clock (handlers/learning/watching.py). Progress
     counts only as fast as server time allows in total; only the student's newest session is active."""
 
     __tablename__ = "watch_sessions"

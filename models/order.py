@@ -8,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.status import OrderStatus
 
 # An order that still holds its certificate: at most one per certificate.
 OPEN = "status NOT IN ('closed', 'refunded')"
@@ -26,8 +27,8 @@ class CertificateOrder(Base):
     certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
-    # created, paying, paid, printing, shipped, delivered; closed, refunded
-    status: Mapped[str] = mapped_column(String(16), default="created")
+    # Changed only by handlers.payments.orders.move, which checks TRANSITIONS and logs an OrderEvent.
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.CREATED)
     fee_fen: Mapped[int]
     postage_fen: Mapped[int]
     total_fen: Mapped[int]

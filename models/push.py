@@ -11,19 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, CreatedAtMixin, utcnow
 from models.certificate import Certificate
 from models.learning import Enrollment, QuizAttempt
+from models.status import PushDeliveryStatus
 from models.student import StudentProfile
 
 DIGEST = "digest"
 PASS_NOTICE = "pass_notice"
 APPROVAL_NOTICE = "approval_notice"
 KINDS = (DIGEST, PASS_NOTICE, APPROVAL_NOTICE)
-
-QUEUED = "queued"
-SENT = "sent"
-FAILED = "failed"
-DELIVERED = "delivered"  # TEMPLATESENDJOBFINISH said success
-REJECTED = "rejected"  # TEMPLATESENDJOBFINISH said failed: user block / system failed
-STATUSES = (QUEUED, SENT, FAILED, DELIVERED, REJECTED)
 
 
 class PushBindToken(CreatedAtMixin, Base):
@@ -55,7 +49,7 @@ class PushDelivery(Base):
     client_msg_id: Mapped[str] = mapped_column(String(64), unique=True)
     # {"data": {...template fields...}, "url": "...", "summary": "readable line for the console"}
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    status: Mapped[str] = mapped_column(String(16), default=PushDeliveryStatus.QUEUED)
     errcode: Mapped[int | None]
     errmsg: Mapped[str | None] = mapped_column(Text)
     # WeChat's msgid from the send; TEMPLATESENDJOBFINISH names the message by it.

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.status import StudentExportStatus
 
 # A student's stage in a course, one value per row so each filter of the student table is one
 # index range: learning (enrolled, not passed), passed (no certificate yet), certified.
@@ -71,7 +72,7 @@ class StudentExport(Base):
     requested_by: Mapped[str] = mapped_column(String(100))
     file_format: Mapped[str] = mapped_column(String(8))  # xlsx, csv
     filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, running, done, failed
+    status: Mapped[str] = mapped_column(String(16), default=StudentExportStatus.PENDING)
     total: Mapped[int] = mapped_column(default=0)
     done_count: Mapped[int] = mapped_column(default=0)
     file_name: Mapped[str | None] = mapped_column(String(200))

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin
+from models.status import ProfileStatus, RosterUploadStatus
 
 # A student number is held by one WeChat user while its profile is pending or verified;
 # a rejected claim frees it.
@@ -27,8 +28,7 @@ class StudentProfile(CreatedAtMixin, Base):
     student_number: Mapped[str] = mapped_column(String(32))
     grade: Mapped[str] = mapped_column(String(20))
     phone: Mapped[str] = mapped_column(String(20))
-    # pending (waiting for the school admin), verified, rejected
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=ProfileStatus.PENDING)
     # When the student confirmed "this is what will be printed"; after it, changes go
     # through a correction request to staff, never a silent edit.
     confirmed_at: Mapped[datetime]
@@ -89,7 +89,8 @@ class RosterUpload(CreatedAtMixin, Base):
     verified: Mapped[int] = mapped_column(default=0)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     # Uploads recorded before background processing were merged in the request: "done".
-    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="done")
+    status: Mapped[str] = mapped_column(String(16), default=RosterUploadStatus.QUEUED,
+                                        server_default=RosterUploadStatus.DONE)
     parsed_rows: Mapped[int] = mapped_column(default=0, server_default="0")  # progress while running
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]

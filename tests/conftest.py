@@ -176,9 +176,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 @pytest.fixture
 def graduates(app):  # type: ignore[no-untyped-def]
     """Five verified students who passed the demo course (tests/test_catalog.py's fixture course)."""
-    from handlers.catalog import load_catalog, parse_catalog
-    from handlers.identity import ProfileForm, submit_profile
-    from handlers.learning import enroll
+    from handlers.accounts.identity import ProfileForm, submit_profile
+    from handlers.catalog.loader import load_catalog, parse_catalog
+    from handlers.learning.enrolment import enroll
     from models import RosterEntry, School, User
     from models.base import utcnow
     from tests.factories import course, to_toml
@@ -215,7 +215,7 @@ def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-d
 
     from sqlalchemy import update
 
-    from handlers.certificates import claim
+    from handlers.certificates.claims import claim
     from jobs.queue import get_queue
     from models import School
     from tests.factories import ISSUER, sign_in
@@ -237,7 +237,7 @@ def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-d
 def site(app: Flask, client):  # type: ignore[no-untyped-def]
     """The demo catalog (t01: a 10 s video), a school with 钱七 on its roster, and two students,
     the first signed in on `client` (not yet verified: tests call factories.verify)."""
-    from handlers.catalog import load_catalog, parse_catalog
+    from handlers.catalog.loader import load_catalog, parse_catalog
     from models import RosterEntry, School, User
     from tests.factories import course, sign_in, to_toml
 

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from database import get_database
-from handlers.console_accounts import hash_password
+from handlers.accounts.console import hash_password
 from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 

@@ -21,12 +21,13 @@ from sqlalchemy import select
 import certs
 from config import DEV_SECRETS
 from database import get_database
-from handlers import roster
-from handlers.catalog import CatalogError, parse_catalog
-from handlers.catalog_problems import Problem
-from handlers.certificates import Issuer, claim, request_correction
-from handlers.identity import ProfileForm, submit_profile
-from handlers.watching import heartbeat, start_watch
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import CatalogError, parse_catalog
+from handlers.catalog.problems import Problem
+from handlers.certificates.claims import Issuer, claim
+from handlers.certificates.corrections import request_correction
+from handlers.learning.watching import heartbeat, start_watch
+from handlers.schools import roster
 from jobs.queue import get_queue
 from models import AuditEntry, Certificate, CertificateOrder, Job, Question, User
 from models.base import utcnow

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers import approvals
-from handlers.console_accounts import Actor
-from handlers.learning import Refused
+from handlers.audit import Actor
+from handlers.errors import Refused
+from handlers.schools import approvals
 from models import AuditEntry, RosterEntry, StudentProfile, User
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in

@@ -65,8 +65,8 @@ IMPORTS = {name: _imports(path, name) for name, path in MODULES.items()}
 
 
 def test_the_walk_sees_the_project() -> None:
-    assert {"handlers.watching", "web.training", "wechat.webhook", "jobs.registry", "models.base", "certs.render",
-            "database", "app"} <= set(MODULES)
+    assert {"handlers.learning.watching", "web.training", "wechat.webhook", "jobs.registry", "models.base",
+            "certs.render", "database", "app"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("layer,forbidden,why", NEVERS, ids=[n[0] for n in NEVERS])
@@ -97,10 +97,8 @@ def _project_edges() -> dict[str, set[str]]:
     return edges
 
 
-def test_no_import_cycles() -> None:
-    """Tarjan's strongly connected components over module imports: any component of two or more
-    modules is a cycle (packages' __init__ re-exports excepted, as a package imports its parts)."""
-    edges = _project_edges()
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components: any component of two or more nodes is a cycle."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -133,4 +131,41 @@ def test_no_import_cycles() -> None:
     for node in sorted(edges):
         if node not in index:
             visit(node)
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    """Over modules (packages' __init__ re-exports excepted, as a package imports its parts)."""
+    assert _cycles(_project_edges()) == []
+
+
+def _feature(module: str) -> str:
+    """The unit a newcomer reasons about: a handlers feature package (handlers.payments), else the module."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "handlers" and len(parts) > 2 else module
+
+
+def test_no_cycles_between_feature_packages() -> None:
+    """Features build on each other one way (certificates on payments, schools on learning...):
+    two packages that import each other, even through different modules, are one feature in two places."""
+    edges: dict[str, set[str]] = {}
+    for name, targets in _project_edges().items():
+        edges.setdefault(_feature(name), set()).update(_feature(t) for t in targets if _feature(t) != _feature(name))
+    assert _cycles(edges) == []
+
+
+# The boundaries: the only modules that commit (docs/architecture.md, "One request, one job").
+COMMITTERS = {"web/boundary.py", "jobs/context.py", "jobs/runner.py", "jobs/queue.py", "wechat/webhook.py"}
+
+
+def test_only_the_boundaries_commit() -> None:
+    """Operations flush, views answer, jobs return: a `.commit()` anywhere else in the layers is a
+    second transaction per request or job that the boundary cannot see."""
+    committing = set()
+    for name, path in MODULES.items():
+        if name.split(".")[0] not in {"handlers", "web", "jobs", "wechat"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "commit":
+                committing.add(str(path.relative_to(ROOT)))
+    assert committing <= COMMITTERS

@@ -7,8 +7,8 @@ import os
 import pytest
 from sqlalchemy import create_engine, text
 
-from bench.common import DEFAULT_PG_URL
 from bench.dashboard import run, verdicts
+from bench.settings import DEFAULT_PG_URL
 
 BASE = os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG_URL
 

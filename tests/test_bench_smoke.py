@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.common import smoke_run, wrk_available
+from bench.common import smoke_run
 from bench.webhook import Options, report, run
+from bench.wrk import wrk_available
 
 pytestmark = pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (scripts/setup.sh dev installs it)")
 

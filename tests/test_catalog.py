@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers.catalog import CatalogError, current_version, list_courses, load_catalog, parse_catalog
-from handlers.catalog_problems import Problem
+from handlers.catalog.loader import CatalogError, current_version, list_courses, load_catalog, parse_catalog
+from handlers.catalog.problems import Problem
 from models import Course, CourseVersion, Question
 from tests.factories import course, line_of, problems_of, to_toml
 

@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 import certs
 from database import get_database
-from handlers.certificates import repair_signatures, revoke
+from handlers.certificates.claims import repair_signatures
+from handlers.certificates.corrections import revoke
 from models import Certificate, CertificateOrder, OrderEvent, StudentProfile
 from models.base import utcnow
 from tests.factories import CSRF, ISSUER, ask, claim_as, sign_in, staff_client
@@ -87,7 +88,7 @@ def test_the_students_old_version_says_corrected_and_records_follow(app, client,
 def test_a_paid_paper_order_follows_the_corrected_name_and_logs_no_same_state_step(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
     first = claim_as(app, graduates[2], channel="paper")
     with get_database(app).sessions() as session:
-        from handlers.payments import open_order
+        from handlers.payments.orders import open_order
 
         order = open_order(session, graduates[2], first.id, {"*": (2000, 1000)}, utcnow(), 1800)
         session.commit()

@@ -9,8 +9,9 @@ from sqlalchemy import select, update
 
 import certs
 from database import get_database
-from handlers.certificates import allocate_serial, claim, mask_name, mask_number, verify
-from handlers.learning import Refused
+from handlers.certificates.claims import allocate_serial, claim
+from handlers.certificates.verify import mask_name, mask_number, verify
+from handlers.errors import Refused
 from models import Certificate, CertificateEvent, Enrollment
 from tests.factories import ISSUER, KEYS, TODAY, claim_as
 
@@ -128,7 +129,7 @@ def test_mask_number() -> None:
 
 
 def test_a_correction_supersedes_the_old_version_with_history(app, graduates) -> None:  # type: ignore[no-untyped-def]
-    from handlers.certificates import decide_correction, request_correction
+    from handlers.certificates.corrections import decide_correction, request_correction
     from models import CertificateFile, CorrectionRequest
 
     first = claim_as(app, graduates[0])
@@ -167,7 +168,7 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
 
 
 def test_revocation_keeps_everything_and_says_why(app, graduates) -> None:  # type: ignore[no-untyped-def]
-    from handlers.certificates import revoke
+    from handlers.certificates.corrections import revoke
 
     first = claim_as(app, graduates[1])
     with get_database(app).sessions() as session:
@@ -189,7 +190,7 @@ def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -
     import zipfile
     from pathlib import Path
 
-    from handlers.certificates import request_export
+    from handlers.certificates.exports import request_export
     from jobs.queue import get_queue
     from models import CertificateExport, Job, School
 

@@ -35,7 +35,7 @@ from certs import (
     signature_key_id,
     verify,
 )
-from certs.render import PAGE_H, PAGE_W
+from certs.artwork import PAGE_H, PAGE_W
 from tests.factories import decode_qr
 
 ROOT = Path(__file__).resolve().parents[1]

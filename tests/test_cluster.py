@@ -18,7 +18,7 @@ import redis
 import requests
 from sqlalchemy import create_engine, func, select
 
-from handlers.accounts import SYNC_SUBSCRIBER
+from handlers.accounts.followers import SYNC_SUBSCRIBER
 from models import InboundEvent, Job, User
 
 ROOT = Path(__file__).resolve().parent.parent

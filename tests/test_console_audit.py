@@ -9,8 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from database import get_database
-from handlers.audit_log import PAGE_SIZE, safe_cell
-from handlers.console_accounts import Actor, record_audit
+from handlers.audit import PAGE_SIZE, Actor, record_audit, safe_cell
 from models import AuditEntry
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 

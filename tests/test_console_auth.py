@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers.console_accounts import Actor, create_invite
+from handlers.accounts.console import create_invite
+from handlers.audit import Actor
 from models import AuditEntry, ConsoleAccount, SignInAttempt
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN, STAFF
@@ -256,7 +257,7 @@ def test_the_audit_log_is_append_only_in_the_database(app) -> None:  # type: ign
     from sqlalchemy import delete, update
     from sqlalchemy.exc import DBAPIError
 
-    from handlers.console_accounts import record_audit
+    from handlers.audit import record_audit
 
     with get_database(app).sessions() as session:
         entry = record_audit(session, Actor(None, "staff:wang"), "certificate.revoke", "certificate", 7,

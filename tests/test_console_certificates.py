@@ -175,7 +175,7 @@ def test_a_failed_notice_is_retried_then_shown_to_staff(app, client, graduates, 
 def test_a_script_in_a_name_is_refused_and_in_a_reason_shown_as_text(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from handlers.learning import Refused
+    from handlers.errors import Refused
 
     first = claim_as(app, graduates[0])
     with pytest.raises(Refused):  # never printed on a certificate: the profile's rules apply
@@ -219,7 +219,7 @@ def test_every_search_is_served_by_an_index(app) -> None:  # type: ignore[no-unt
     """The search stays fast at any size: each kind of query is an index lookup, never a table scan."""
     from sqlalchemy import text
 
-    from handlers.certificate_desk import search_statement
+    from handlers.certificates.desk import search_statement
 
     engine = get_database(app).engine
     with get_database(app).sessions() as session:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from database import get_database
-from handlers import payments, school_stats
-from handlers.approvals import decide
-from handlers.console_accounts import Actor
-from handlers.identity import ProfileForm, submit_profile
-from handlers.roster import merge_roster, parse_roster
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.audit import Actor
+from handlers.learning import school_progress
+from handlers.payments import refunds
+from handlers.schools.approvals import decide
+from handlers.schools.roster import merge_roster
+from handlers.schools.roster_files import parse_roster
 from models import SchoolStat, StudentProfile, User
 from models.base import utcnow
 from tests.factories import start_paying, the_order
@@ -27,7 +29,7 @@ def _equal_to_a_recount(app, school_id):  # type: ignore[no-untyped-def]
     """The maintained counters, after checking they equal what a recount from the rows gives."""
     with get_database(app).sessions() as session:
         kept = _counters(session, school_id)
-        school_stats.recount(session, school_id)
+        school_progress.recount(session, school_id)
         session.flush()
         assert _counters(session, school_id) == kept
         session.rollback()
@@ -40,8 +42,8 @@ def test_counters_follow_payments_refunds_roster_uploads_and_approvals(shop) -> 
         school_id = session.scalar(select(StudentProfile.school_id).where(StudentProfile.user_id == shop["user_id"]))
         # The graduates fixture marks passes directly, not through the quiz flow that counts them:
         # start from a recount, as a deploy's backfill would.
-        school_stats.rebuild_progress(session, school_id)
-        school_stats.recount(session, school_id)
+        school_progress.rebuild_progress(session, school_id)
+        school_progress.recount(session, school_id)
         session.commit()
     assert _equal_to_a_recount(app, school_id)["cert.paper.awaiting_payment"] == 1
 
@@ -55,16 +57,16 @@ def test_counters_follow_payments_refunds_roster_uploads_and_approvals(shop) -> 
 
     # Refunded by staff: back to awaiting payment, in the counters too.
     with get_database(app).sessions() as session:
-        plan = payments.refund_plan(session, order.id)
+        plan = refunds.refund_plan(session, order.id)
         session.rollback()
         result = get_wechat_pay(app).refund_order(
             out_trade_no=plan.out_trade_no,
-            out_refund_no=payments.refund_number(plan),
+            out_refund_no=refunds.refund_number(plan),
             total_fen=plan.total_fen,
             refund_fen=plan.total_fen,
             reason="测试",
         )
-        payments.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
+        refunds.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
         session.commit()
     counted = _equal_to_a_recount(app, school_id)
     assert counted["cert.paper.awaiting_payment"] == 1 and "cert.paper.paid" not in counted

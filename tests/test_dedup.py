@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from database import get_database
-from handlers.inbox import receive_text
+from handlers.inbox.student import receive_text
 from handlers.messages import TextReply
 from models import InboundEvent, InboxMessage
 from tests.conftest import LiveServer, count, make_test_app

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers.identity import (
+from handlers.accounts.identity import (
     NumberTaken,
     ProfileForm,
     ProfileInvalid,

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from handlers import conversations
+from handlers.inbox import replies as inbox_replies
 from jobs.queue import get_queue
 from models import AuditEntry, AutoReplyRule, Conversation, InboxMessage, Job, QuickReply, StaffReply, User
 from tests.conftest import count
@@ -57,7 +57,7 @@ def conversation_of(db_session, openid: str) -> Conversation:  # type: ignore[no
 def run_send_jobs(app, db_session) -> list[str]:  # type: ignore[no-untyped-def]
     """What a worker does: run every pending send job once."""
     db_session.rollback()
-    ids = db_session.scalars(select(Job.id).where(Job.kind == conversations.SEND_JOB, Job.status == "pending")
+    ids = db_session.scalars(select(Job.id).where(Job.kind == inbox_replies.SEND_JOB, Job.status == "pending")
                              .order_by(Job.id)).all()
     db_session.rollback()
     return [get_queue(app).execute(job_id) for job_id in ids]
@@ -570,16 +570,16 @@ def test_a_send_job_that_dies_after_wechat_accepted_never_sends_twice_and_staff_
     def die(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt  # not an Exception: the runner records nothing, like a killed process
 
-    monkeypatch.setattr(conversations, "record_sent", die)
+    monkeypatch.setattr(inbox_replies, "record_sent", die)
     with pytest.raises(KeyboardInterrupt):
         run_send_jobs(app, db_session)
     monkeypatch.undo()
     assert len(sent(fake_wechat)) == 1
     db_session.rollback()
-    db_session.execute(update(Job).where(Job.kind == conversations.SEND_JOB)
+    db_session.execute(update(Job).where(Job.kind == inbox_replies.SEND_JOB)
                        .values(lease_until=utcnow().replace(year=2000)))
     db_session.commit()
-    ids = db_session.scalars(select(Job.id).where(Job.kind == conversations.SEND_JOB)).all()
+    ids = db_session.scalars(select(Job.id).where(Job.kind == inbox_replies.SEND_JOB)).all()
     db_session.rollback()
     # The dead worker had its one attempt: the job is not run again (max_attempts holds), and the
     # reply is recorded as perhaps delivered by the kind's on_abandoned.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from handlers import conversations
+from handlers.inbox import replies
 from jobs.queue import get_queue
 from models import ConsoleAccount, Job, StaffReply
 from tests.conftest import ARTIFACTS
@@ -43,7 +43,7 @@ def test_a_student_message_is_answered_from_the_console_and_appears_on_the_phone
 
     # A worker sends it through the customer-service API (the fake WeChat server).
     db_session.rollback()
-    job_id = db_session.scalars(select(Job.id).where(Job.kind == conversations.SEND_JOB)).one()
+    job_id = db_session.scalars(select(Job.id).where(Job.kind == replies.SEND_JOB)).one()
     db_session.rollback()
     assert get_queue(app).execute(job_id) == "done"
     # The page learns it by itself: 排队中 turns into 已发送 without a reload.

@@ -5,11 +5,12 @@ import pytest
 from sqlalchemy import select, update
 
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.identity import ProfileForm, submit_profile
-from handlers.learning import Refused, enroll, progress, start_next_round
-from handlers.quiz import paper, review_sheet, start_attempt, submit_attempt
-from handlers.watching import heartbeat, start_watch
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog
+from handlers.errors import Refused
+from handlers.learning.enrolment import enroll, progress, start_next_round
+from handlers.learning.quiz import paper, review_sheet, start_attempt, submit_attempt
+from handlers.learning.watching import heartbeat, start_watch
 from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User, WatchSession
 from tests.factories import answer_all, at, course, to_toml, watch_fully
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from database import get_database
-from handlers.console_accounts import SYSTEM, create_invite
-from handlers.learning import Refused
+from handlers.accounts.console import create_invite
+from handlers.audit import SYSTEM
+from handlers.errors import Refused
 from models.base import utcnow
 from models.console import STAFF
 from tests.factories import claim_as
@@ -31,7 +32,7 @@ def test_an_ordinary_name_is_cleaned_and_kept(app) -> None:  # type: ignore[no-u
 
 @pytest.mark.parametrize("name", [*HOSTILE, "<script>alert(1)</script>", "x" * 40])
 def test_a_correction_refuses_what_the_profile_would(app, graduates, name) -> None:  # type: ignore[no-untyped-def]
-    from handlers.certificates import request_correction
+    from handlers.certificates.corrections import request_correction
 
     first = claim_as(app, graduates[0])
     with get_database(app).sessions() as session:

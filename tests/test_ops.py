@@ -21,19 +21,19 @@ def test_readyz_reports_each_dependency(client) -> None:  # type: ignore[no-unty
 
 
 def test_a_missing_font_is_reported_and_the_worker_still_starts(app, client, monkeypatch, runner) -> None:  # type: ignore[no-untyped-def]
-    import certs.render as render
+    from certs import fonts, png
 
-    monkeypatch.setattr(render, "FONT_PATH", "/nonexistent/wqy-zenhei.ttc")
+    monkeypatch.setattr(fonts, "FONT_PATH", "/nonexistent/wqy-zenhei.ttc")
     body = client.get("/readyz").get_json()
     assert body["ready"] is True and body["certificate_font"].startswith("missing: /nonexistent/wqy-zenhei.ttc")
     # The worker logs what is missing and goes on (here the consumer is stopped at once).
     started = []
 
     def failing_warm_up() -> None:
-        render.register_fonts("/nonexistent/wqy-zenhei.ttc")
+        fonts.register_fonts("/nonexistent/wqy-zenhei.ttc")
 
-    monkeypatch.setattr(render, "warm_up", failing_warm_up)
-    monkeypatch.setattr(render, "_font", None)
+    monkeypatch.setattr(png, "warm_up", failing_warm_up)
+    monkeypatch.setattr(fonts, "_font", None)
     from jobs import queue as queue_mod
 
     class Consumer:

@@ -12,8 +12,10 @@ from sqlalchemy import func, select, update
 
 from config import ConfigError, load_config
 from database import get_database
-from handlers import payments
-from handlers.certificates import change_channel, claim
+from handlers.certificates.claims import change_channel, claim
+from handlers.errors import Refused
+from handlers.payments import billing, notifications, orders, shipping
+from handlers.payments import refunds as payment_refunds
 from jobs.queue import get_queue
 from models import Certificate, CertificateEvent, CertificateOrder, Job, OrderEvent, PaymentFlag, School
 from models.base import utcnow
@@ -91,7 +93,7 @@ def test_a_notification_pays_the_order_once(shop) -> None:  # type: ignore[no-un
     assert order.status == "paid" and order.transaction_id.startswith("4200") and order.paid_at is not None
     with get_database(shop["app"]).sessions() as session:
         assert session.get(Certificate, shop["cert_id"]).paper_status == "paid"
-        events = [(e.from_status, e.to_status, e.actor) for e in payments.events_of(session, order.id)]
+        events = [(e.from_status, e.to_status, e.actor) for e in orders.events_of(session, order.id)]
     assert events == [
         (None, "created", f"student:{shop['user_id']}"),
         ("created", "paying", f"student:{shop['user_id']}"),
@@ -143,18 +145,18 @@ def test_the_query_job_pays_when_no_notification_comes_and_a_late_one_changes_no
     start_paying(shop)
     order = the_order(shop["app"])
     fake = shop["fake"].pay
-    assert run_jobs(shop["app"], payments.QUERY_JOB) == ["done"]  # not paid yet: nothing to do
+    assert run_jobs(shop["app"], orders.QUERY_JOB) == ["done"]  # not paid yet: nothing to do
     assert the_order(shop["app"]).status == "paying"
     fake.pay(fake.find(order.out_trade_no), notify=False)  # paid, but the notification is lost
     with get_database(shop["app"]).sessions() as session:
         session.execute(update(CertificateOrder).values(updated_at=utcnow() - timedelta(minutes=5)))
         session.commit()
-    get_queue(shop["app"]).execute(_record(shop["app"], payments.RECONCILE_JOB))
-    assert run_jobs(shop["app"], payments.QUERY_JOB) == ["done"]
+    get_queue(shop["app"]).execute(_record(shop["app"], orders.RECONCILE_JOB))
+    assert run_jobs(shop["app"], orders.QUERY_JOB) == ["done"]
     paid = the_order(shop["app"])
     assert paid.status == "paid"
     with get_database(shop["app"]).sessions() as session:
-        assert [e.actor for e in payments.events_of(session, paid.id)][-1] == "job:query"
+        assert [e.actor for e in orders.events_of(session, paid.id)][-1] == "job:query"
     assert fake.deliver(fake.find(order.out_trade_no)) == [204]  # the notification arrives after all
     assert paid_events(shop["app"]) == 1 and flags(shop["app"]) == {}
 
@@ -165,7 +167,7 @@ def test_a_notification_before_the_query_job_leaves_the_job_nothing_to_do(shop) 
     fake = shop["fake"].pay
     fake.pay(fake.find(order.out_trade_no))
     before = len(shop["fake"].requests("/v3/pay/transactions/out-trade-no/" + order.out_trade_no))
-    assert run_jobs(shop["app"], payments.QUERY_JOB) == ["done"]
+    assert run_jobs(shop["app"], orders.QUERY_JOB) == ["done"]
     # The job saw the order paid and did not even ask WeChat Pay.
     assert len(shop["fake"].requests("/v3/pay/transactions/out-trade-no/" + order.out_trade_no)) == before
     assert paid_events(shop["app"]) == 1
@@ -218,7 +220,7 @@ def test_a_delayed_notification_after_the_students_query_changes_nothing(shop) -
     assert [s["status"] for s in fake.sent] == [204]
     assert paid_events(shop["app"]) == 1
     with get_database(shop["app"]).sessions() as session:
-        assert payments.events_of(session, order.id)[-1].actor == f"student:{shop['user_id']}"
+        assert orders.events_of(session, order.id)[-1].actor == f"student:{shop['user_id']}"
 
 
 def _record(app, kind: str) -> int:  # type: ignore[no-untyped-def]
@@ -239,14 +241,14 @@ def test_unpaid_orders_close_after_the_timeout_here_and_at_wechat_pay(shop) -> N
     # The student tries again meanwhile: told to wait for WeChat Pay's answer, nothing opened.
     late = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF})
     assert late.status_code == 409 and "超时" in late.get_json()["message"]
-    assert get_queue(shop["app"]).execute(_record(shop["app"], payments.RECONCILE_JOB)) == "done"
-    assert set(run_jobs(shop["app"], payments.QUERY_JOB)) == {"done"}
+    assert get_queue(shop["app"]).execute(_record(shop["app"], orders.RECONCILE_JOB)) == "done"
+    assert set(run_jobs(shop["app"], orders.QUERY_JOB)) == {"done"}
     closed = the_order(shop["app"])
     assert closed.status == "closed" and closed.closed_at is not None
     assert shop["fake"].pay.find(order.out_trade_no).trade_state == "CLOSED"
     with get_database(shop["app"]).sessions() as session:
         assert session.get(Certificate, shop["cert_id"]).paper_status == "awaiting_payment"
-        assert payments.events_of(session, closed.id)[-1].actor == "job:timeout"
+        assert orders.events_of(session, closed.id)[-1].actor == "job:timeout"
     # A new order opens (a new out_trade_no); paying the old one now is impossible at WeChat Pay.
     again = start_paying(shop)
     assert again["order_id"] != order.id and the_order(shop["app"]).out_trade_no != order.out_trade_no
@@ -326,18 +328,18 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
     app = shop["app"]
     pay = get_wechat_pay(app)
     with get_database(app).sessions() as session:
-        with pytest.raises(payments.Refused):
-            payments.refund_plan(session, 999999)
-        plan = payments.refund_plan(session, order.id)
-        number, out_trade_no, total = payments.refund_number(plan), plan.out_trade_no, plan.total_fen
+        with pytest.raises(Refused):
+            payment_refunds.refund_plan(session, 999999)
+        plan = payment_refunds.refund_plan(session, order.id)
+        number, out_trade_no, total = payment_refunds.refund_number(plan), plan.out_trade_no, plan.total_fen
         session.rollback()
         result = pay.refund_order(out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total,
                                   reason="学生申请退款")
         again = pay.refund_order(out_trade_no=out_trade_no, out_refund_no=number, total_fen=total, refund_fen=total,
                                  reason="学生申请退款")
         assert result["refund_id"] == again["refund_id"]  # one refund at WeChat Pay however often asked
-        payments.apply_refund(session, order.id, result, "staff:wang", "学生申请退款", utcnow())
-        payments.apply_refund(session, order.id, again, "staff:wang", "学生申请退款", utcnow())
+        payment_refunds.apply_refund(session, order.id, result, "staff:wang", "学生申请退款", utcnow())
+        payment_refunds.apply_refund(session, order.id, again, "staff:wang", "学生申请退款", utcnow())
         session.commit()
         refunded = session.get(CertificateOrder, order.id)
         assert refunded.status == "refunded" and refunded.out_refund_no == "R" + out_trade_no
@@ -345,8 +347,8 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
         assert (
             session.scalar(select(func.count()).select_from(OrderEvent).where(OrderEvent.to_status == "refunded")) == 1
         )
-        with pytest.raises(payments.Refused):
-            payments.refund_plan(session, order.id)
+        with pytest.raises(Refused):
+            payment_refunds.refund_plan(session, order.id)
     assert fake.find(out_trade_no).trade_state == "REFUND"
     # A replay of the old notification after the refund changes nothing.
     assert fake.deliver(fake.find(out_trade_no)) == [204]
@@ -368,9 +370,9 @@ def test_a_refund_that_ends_abnormal_is_flagged_for_staff(shop) -> None:  # type
     token = console_sign_in(staff, app, make_staff(app))
     staff.post(f"/console/payments/orders/{order.id}/refund", data={"reason": "重复购买", "csrf_token": token})
     assert the_order(app).status == "refunded"
-    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["retry"]  # still processing: asked again later
+    assert run_jobs(app, orders.REFUND_CHECK_JOB) == ["retry"]  # still processing: asked again later
     fake.refund_outcome = "ABNORMAL"
-    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["done"]
+    assert run_jobs(app, orders.REFUND_CHECK_JOB) == ["done"]
     assert flags(app) == {"refund_abnormal": 1}
     assert "refund_abnormal" in staff.get("/console/payments/flags").get_data(as_text=True)
 
@@ -387,7 +389,7 @@ def test_type_change_is_free_before_payment_and_refused_after(shop) -> None:  # 
     assert client.post(f"/h5/certificates/{cert_id}/channel",
                        data={"channel": "electronic", "csrf_token": CSRF}).status_code == 302
     assert the_order(shop["app"]).status == "closed"
-    assert run_jobs(shop["app"], payments.CLOSE_REMOTE_JOB) == ["done"]
+    assert run_jobs(shop["app"], orders.CLOSE_REMOTE_JOB) == ["done"]
     assert shop["fake"].pay.find(order.out_trade_no).trade_state == "CLOSED"
     electronic = client.post(f"/h5/certificates/{cert_id}/pay", headers={"X-CSRF-Token": CSRF})
     assert electronic.status_code == 409 and "学校支付" in electronic.get_json()["message"]
@@ -417,14 +419,14 @@ def test_another_students_order_is_not_found(shop, graduates) -> None:  # type: 
 
 
 def test_amounts_are_whole_fen_never_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert payments.price_for({"*": (2000, 1000)}, "any") == (2000, 1000)
+    assert orders.price_for({"*": (2000, 1000)}, "any") == (2000, 1000)
     with pytest.raises(TypeError):
-        payments.price_for({"*": (20.0, 1000)}, "any")  # type: ignore[dict-item]
+        orders.price_for({"*": (20.0, 1000)}, "any")  # type: ignore[dict-item]
     for bad in ('{"*": {"fee": 20.0, "postage": 1000}}', '{"*": {"fee": "2000", "postage": 1000}}',
                 '{"*": {"fee": 2000, "postage": 8.5}}', '{"x": {"fee": 2000, "postage": 0}}', "not json"):
         with pytest.raises(ConfigError, match="PAPER_CERT_PRICES"):
             load_config({}, {"PAPER_CERT_PRICES": bad}, instance_path=str(tmp_path))
-    assert payments.yuan(3005) == "30.05" and payments.yuan(0) == "0.00"
+    assert orders.yuan(3005) == "30.05" and orders.yuan(0) == "0.00"
     assert all(str(c.type) == "INTEGER" for c in CertificateOrder.__table__.columns if c.name.endswith("_fen"))
 
 
@@ -462,30 +464,30 @@ def test_staff_print_ship_and_the_student_is_told(shop, graduates) -> None:  # t
     client.post(f"/h5/certificates/{other_id}/pay", headers={"X-CSRF-Token": CSRF})
     fake.pay.pay(fake.pay.find(the_order(app).out_trade_no))
     with get_database(app).sessions() as session:
-        batches = payments.paper_orders_by_school(session)
+        batches = shipping.paper_orders_by_school(session)
         assert [(b.school.name, len(b.orders)) for b in batches] == [("证书大学", 2)]
         ids = [o.id for o in batches[0].orders]
         assert [o.recipient_phone for o in batches[0].orders] == ["13800000000"] * 2  # staff can call
-        printing = payments.start_printing(session, ids, "staff:wang", utcnow())
+        printing = shipping.start_printing(session, ids, "staff:wang", utcnow())
         session.commit()
         assert [o.status for o in printing] == ["printing", "printing"]
-        pdf = payments.batch_pdf(session, ids)
+        pdf = shipping.batch_pdf(session, ids)
         import pypdfium2 as pdfium
         assert len(pdfium.PdfDocument(pdf)) == 2
-        with pytest.raises(payments.Refused):
-            payments.mark_shipped(session, ids[0], "顺丰", "  ", "staff:wang", utcnow())
-        payments.mark_shipped(session, ids[0], "顺丰速运", "SF 1234 5678 901", "staff:wang", utcnow())
+        with pytest.raises(Refused):
+            shipping.mark_shipped(session, ids[0], "顺丰", "  ", "staff:wang", utcnow())
+        shipping.mark_shipped(session, ids[0], "顺丰速运", "SF 1234 5678 901", "staff:wang", utcnow())
         session.commit()
-    assert run_jobs(app, payments.NOTIFY_SHIPPED_JOB) == ["done"]
+    assert run_jobs(app, orders.NOTIFY_SHIPPED_JOB) == ["done"]
     sent = [m for m in fake.sent_messages if m.get("touser") == "o_cert_0"]
     assert sent and "SF12345678901" in sent[-1]["text"]["content"] and "顺丰速运" in sent[-1]["text"]["content"]
     page = shop["client"].get(f"/h5/orders/{ids[0]}").get_data(as_text=True)
     assert "已寄出" in page and "SF12345678901" in page
     with get_database(app).sessions() as session:
-        payments.mark_delivered(session, ids[0], "staff:wang", utcnow())
+        shipping.mark_delivered(session, ids[0], "staff:wang", utcnow())
         session.commit()
-        with pytest.raises(payments.Refused):  # delivered cannot go back to shipped
-            payments.mark_shipped(session, ids[0], "顺丰速运", "SF1", "staff:wang", utcnow())
+        with pytest.raises(Refused):  # delivered cannot go back to shipped
+            shipping.mark_shipped(session, ids[0], "顺丰速运", "SF1", "staff:wang", utcnow())
     assert "已送达" in shop["client"].get(f"/h5/orders/{ids[0]}").get_data(as_text=True)
 
 
@@ -497,16 +499,16 @@ def test_outside_the_48_hour_window_the_shipping_notice_is_a_template_message(sh
     fake.set_user("o_cert_0", in_window=False)
     with get_database(app).sessions() as session:
         session.execute(update(School).values(address="新校区 8 号楼"))  # staff corrected the address meanwhile
-        shipped = payments.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
+        shipped = shipping.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
         assert shipped.mail_address == "新校区 8 号楼"
         session.commit()
-    assert run_jobs(app, payments.NOTIFY_SHIPPED_JOB) == ["done"]  # no template configured: the page tells
+    assert run_jobs(app, orders.NOTIFY_SHIPPED_JOB) == ["done"]  # no template configured: the page tells
     assert fake.sent_messages == []
     app.config["WECHAT_TEMPLATE_SHIPPED"] = "tmpl_shipped_1"
     with get_database(app).sessions() as session:
-        session.execute(update(Job).where(Job.kind == payments.NOTIFY_SHIPPED_JOB).values(status="pending"))
+        session.execute(update(Job).where(Job.kind == orders.NOTIFY_SHIPPED_JOB).values(status="pending"))
         session.commit()
-    assert run_jobs(app, payments.NOTIFY_SHIPPED_JOB) == ["done"]
+    assert run_jobs(app, orders.NOTIFY_SHIPPED_JOB) == ["done"]
     (sent,) = fake.sent_messages
     assert sent["kind"] == "template" and sent["template_id"] == "tmpl_shipped_1"
     assert sent["data"]["keyword2"]["value"] == "1190001" and sent["client_msg_id"] == f"shipped-{order.id}"
@@ -520,13 +522,13 @@ def test_school_billing_counts_electronic_certificates_per_school(app, graduates
         session.execute(update(Certificate).where(Certificate.user_id == graduates[4])
                         .values(issued_on=date(2026, 12, 2), school_name="=HYPERLINK(\"x\")"))
         session.commit()
-        rows = payments.school_billing(session, date(2026, 11, 1), date(2026, 11, 30))
+        rows = billing.school_billing(session, date(2026, 11, 1), date(2026, 11, 30))
         assert [(r.school, r.count) for r in rows] == [("证书大学", 3)]
-        december = payments.school_billing(session, date(2026, 12, 1), date(2026, 12, 31))
-        text = payments.billing_csv(december, date(2026, 12, 1), date(2026, 12, 31))
+        december = billing.school_billing(session, date(2026, 12, 1), date(2026, 12, 31))
+        text = billing.billing_csv(december, date(2026, 12, 1), date(2026, 12, 31))
         assert text.startswith("\ufeff学校,电子证书数量") and "'=HYPERLINK" in text
-        with pytest.raises(payments.Refused):
-            payments.school_billing(session, date(2026, 12, 1), date(2026, 11, 1))
+        with pytest.raises(Refused):
+            billing.school_billing(session, date(2026, 12, 1), date(2026, 11, 1))
 
 
 def test_console_pages_are_for_staff_only(shop) -> None:  # type: ignore[no-untyped-def]
@@ -690,7 +692,7 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
     page for the closed order, and WeChat Pay's side must be closed too (else it could be paid)."""
     from web import payments as pay_view
 
-    original = payments.record_prepay
+    original = orders.record_prepay
 
     def channel_changed_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
         with get_database(shop["app"]).sessions() as session:
@@ -698,7 +700,7 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
             session.commit()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pay_view.payments, "record_prepay", channel_changed_meanwhile)
+    monkeypatch.setattr(pay_view.orders, "record_prepay", channel_changed_meanwhile)
     resp = shop["client"].post(f"/h5/certificates/{shop['cert_id']}/pay", headers={"X-CSRF-Token": CSRF})
     monkeypatch.undo()
     assert resp.status_code == 409 and "params" not in resp.get_json()
@@ -706,12 +708,12 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
     assert order.status == "closed"
     fake = shop["fake"].pay
     assert fake.find(order.out_trade_no).trade_state == "NOTPAY"  # WeChat Pay created it meanwhile
-    assert set(run_jobs(shop["app"], payments.CLOSE_REMOTE_JOB)) == {"done"}
+    assert set(run_jobs(shop["app"], orders.CLOSE_REMOTE_JOB)) == {"done"}
     assert fake.find(order.out_trade_no).trade_state == "CLOSED"  # and now nobody can pay it
     with get_database(shop["app"]).sessions() as session:
         certificate = session.get(Certificate, shop["cert_id"])
         assert (certificate.channel, certificate.paper_status) == ("electronic", None)
-        assert [e.to_status for e in payments.events_of(session, order.id)] == ["created", "closed"]
+        assert [e.to_status for e in orders.events_of(session, order.id)] == ["created", "closed"]
 
 
 def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(shop) -> None:  # type: ignore[no-untyped-def]
@@ -728,11 +730,11 @@ def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(
         """How many query jobs reconcile runs once a minute for `minutes` would record."""
         with get_database(app).sessions() as session:
             session.execute(update(CertificateOrder).values(expires_at=now - expired_ago))
-            session.execute(Job.__table__.delete().where(Job.kind == payments.QUERY_JOB))
+            session.execute(Job.__table__.delete().where(Job.kind == orders.QUERY_JOB))
             for minute in range(minutes):
-                payments.schedule_queries(session, now + timedelta(minutes=minute), 60)
+                notifications.schedule_queries(session, now + timedelta(minutes=minute), 60)
             session.commit()
-            return session.scalar(select(func.count()).select_from(Job).where(Job.kind == payments.QUERY_JOB))
+            return session.scalar(select(func.count()).select_from(Job).where(Job.kind == orders.QUERY_JOB))
 
     assert scheduled(timedelta(minutes=5), 10) == 10  # just expired: asked every minute
     assert scheduled(timedelta(hours=3), 10) <= 2  # hours late: once an hour
@@ -740,7 +742,7 @@ def test_reconcile_backs_off_for_an_order_wechat_pay_cannot_settle_and_flags_it(
     assert scheduled(timedelta(days=2), 120) == 1  # days late: once a day, and staff are told
     assert flags(app) == {"unsettled": 1}
     # WeChat Pay answers again: the daily query settles it (here: unpaid, so it closes).
-    assert set(run_jobs(app, payments.QUERY_JOB)) == {"done"}
+    assert set(run_jobs(app, orders.QUERY_JOB)) == {"done"}
     assert the_order(app).status == "closed" and shop["fake"].pay.find(order.out_trade_no).trade_state == "CLOSED"
 
 
@@ -773,7 +775,7 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     """Staff correct a paid paper certificate: version 2 is the one printed and mailed, so it carries
     the payment. Else version 2 shows as unpaid: the student could switch to electronic and back
     and pay a second time, and staff would print the uncorrected version 1."""
-    from handlers.certificates import decide_correction, request_correction
+    from handlers.certificates.corrections import decide_correction, request_correction
 
     app, fake = shop["app"], shop["fake"].pay
     start_paying(shop)
@@ -790,14 +792,14 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     order = the_order(app)
     assert order.certificate_id == new_id  # printing takes version 2's PDF
     with get_database(app).sessions() as session:
-        assert payments.events_of(session, order.id)[-1].detail["certificate_id"] == new_id
+        assert orders.events_of(session, order.id)[-1].detail["certificate_id"] == new_id
     # No way to pay again: no pay button, no type change, no second order.
     page = shop["client"].get(f"/h5/certificates/{new_id}").get_data(as_text=True)
     assert "微信支付" not in page and "更改证书类型" not in page
     again = shop["client"].post(f"/h5/certificates/{new_id}/pay", headers={"X-CSRF-Token": CSRF})
     assert again.status_code == 409
     with get_database(app).sessions() as session:
-        with pytest.raises(payments.Refused):
+        with pytest.raises(Refused):
             change_channel(session, shop["user_id"], new_id, "electronic", ISSUER)
         session.rollback()
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
@@ -806,7 +808,7 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
 def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> None:  # type: ignore[no-untyped-def]
     """The notification reads the order (version 1), then waits for version 1's lock, held by staff
     approving a correction that moves the order to version 2: the payment lands on version 2."""
-    from handlers.certificates import decide_correction, request_correction
+    from handlers.certificates.corrections import decide_correction, request_correction
 
     app, fake = shop["app"], shop["fake"].pay
     start_paying(shop)
@@ -835,7 +837,7 @@ def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> No
 def test_revoking_a_certificate_closes_its_unpaid_order_here_and_at_wechat_pay(shop) -> None:  # type: ignore[no-untyped-def]
     """A revoked certificate is not printed: an order still open for it must not be payable any more
     (else the student pays for a copy staff will not mail), and a payment that still comes is flagged."""
-    from handlers.certificates import revoke
+    from handlers.certificates.corrections import revoke
 
     app, fake = shop["app"], shop["fake"].pay
     start_paying(shop)
@@ -846,13 +848,13 @@ def test_revoking_a_certificate_closes_its_unpaid_order_here_and_at_wechat_pay(s
     closed = the_order(app)
     assert closed.status == "closed"
     with get_database(app).sessions() as session:
-        assert payments.events_of(session, order.id)[-1].actor == "staff:wang"
-    assert set(run_jobs(app, payments.CLOSE_REMOTE_JOB)) == {"done"}
+        assert orders.events_of(session, order.id)[-1].actor == "staff:wang"
+    assert set(run_jobs(app, orders.CLOSE_REMOTE_JOB)) == {"done"}
     assert fake.find(order.out_trade_no).trade_state == "CLOSED"
 
 
 def test_revoking_a_paid_certificate_flags_its_order_for_a_refund(shop) -> None:  # type: ignore[no-untyped-def]
-    from handlers.certificates import revoke
+    from handlers.certificates.corrections import revoke
 
     app, fake = shop["app"], shop["fake"].pay
     start_paying(shop)
@@ -929,13 +931,13 @@ def test_a_shipping_notice_whose_worker_died_is_never_sent_as_text_twice(shop) -
     order = paid_order(shop)
     app.config["WECHAT_TEMPLATE_SHIPPED"] = "tmpl_shipped_1"
     with get_database(app).sessions() as session:
-        payments.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
+        shipping.mark_shipped(session, order.id, "EMS", "1190001", "staff:wang", utcnow())
         session.commit()
         # A worker took the job (attempt 1 of 5), sent the text, and died before recording it.
-        session.execute(update(Job).where(Job.kind == payments.NOTIFY_SHIPPED_JOB).values(
+        session.execute(update(Job).where(Job.kind == orders.NOTIFY_SHIPPED_JOB).values(
             status="running", attempts=1, last_error=None, lease_until=utcnow() - timedelta(minutes=1)))
         session.commit()
-        job_id = session.scalar(select(Job.id).where(Job.kind == payments.NOTIFY_SHIPPED_JOB))
+        job_id = session.scalar(select(Job.id).where(Job.kind == orders.NOTIFY_SHIPPED_JOB))
     assert get_queue(app).execute(job_id) == "done"
     kinds = [m["kind"] for m in fake.sent_messages if m.get("touser") == "o_cert_0" and m["kind"] != "template"
              or m.get("template_id") == "tmpl_shipped_1"]
@@ -952,22 +954,22 @@ def test_a_refund_notification_settles_the_refund_once(shop) -> None:  # type: i
     from wechat.pay import make_wechat_pay
 
     with get_database(app).sessions() as session:
-        plan = payments.refund_plan(session, order.id)
-        number = payments.refund_number(plan)
+        plan = payment_refunds.refund_plan(session, order.id)
+        number = payment_refunds.refund_number(plan)
         session.rollback()
         result = make_wechat_pay(app.config).refund_order(out_trade_no=plan.out_trade_no, out_refund_no=number,
                                                           total_fen=plan.total_fen, refund_fen=plan.total_fen,
                                                           reason="测试")
-        payments.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
+        payment_refunds.apply_refund(session, order.id, result, "staff:wang", "测试", utcnow())
         session.commit()
     fake.pay.refund_outcome = "SUCCESS"
     assert fake.pay.deliver_refund(number, copies=3) == [204, 204, 204]
     with get_database(app).sessions() as session:
-        told = [e for e in payments.events_of(session, order.id) if (e.detail or {}).get("refund_status")]
+        told = [e for e in orders.events_of(session, order.id) if (e.detail or {}).get("refund_status")]
         assert [(e.from_status, e.to_status, e.actor) for e in told] == [(None, "refunded", "wechatpay:refund")]
-    assert run_jobs(app, payments.REFUND_CHECK_JOB) == ["done"]
+    assert run_jobs(app, orders.REFUND_CHECK_JOB) == ["done"]
     with get_database(app).sessions() as session:
-        assert len([e for e in payments.events_of(session, order.id) if (e.detail or {}).get("refund_status")]) == 1
+        assert len([e for e in orders.events_of(session, order.id) if (e.detail or {}).get("refund_status")]) == 1
     # A forged one is refused and flagged, never applied.
     headers, body = fake.pay.notification(None, resource={"out_trade_no": order.out_trade_no}, tamper=True,  # type: ignore[arg-type]
                                           event_type="REFUND.SUCCESS", original_type="refund")

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from content.videos import make_demo_clip
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.identity import ProfileForm, submit_profile
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog
 from models import RosterEntry, School, User, WatchSession
 from tests.conftest import ARTIFACTS
 from tests.factories import browser_sign_in, course, q, to_toml
@@ -125,8 +125,29 @@ def test_a_seek_ahead_after_a_pause_is_sent_back(app, live_server, phone, tmp_pa
     page.evaluate("() => { document.getElementById('player').currentTime = 7.5; }")
     play(page)
     page.wait_for_function("() => document.getElementById('player').currentTime < 5")
-    page.get_by_text("不能跳过").wait_for()
+    page.locator("#status").get_by_text("不能跳过").wait_for()
+    page.locator(".weui-toptips_warn").get_by_text("不能跳过").wait_for()  # WeUI's top tips say it too
     shot(page, "seek-ahead-refused")
+
+
+def test_another_tab_takes_over_and_the_student_may_take_it_back(app, live_server, phone, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    page = open_player(app, live_server, phone, tmp_path, 8)
+    play(page)
+    page.wait_for_function("() => document.getElementById('player').currentTime >= 1")
+    other = page.context.new_page()  # the same student opens the video again, in another tab
+    other.goto(page.url)
+    other.wait_for_function("() => window.xinweiReady && window.xinweiReady()")
+    taken = verified(app).id
+    page.evaluate("() => window.xinweiBeat()")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("这里已暂停计时").wait_for()
+    assert page.evaluate("() => document.getElementById('player').paused")
+    shot(page, "taken-over")
+    dialog.get_by_role("button", name="在这里继续").click()
+    page.wait_for_function("() => window.xinweiReady && window.xinweiReady()")
+    assert dialog.count() == 0
+    assert verified(app).id > taken and verified(app).active  # a new watch session here; the other tab's stops earning
+    other.close()
 
 
 def test_beats_lost_for_20_seconds_lose_nothing(app, live_server, phone, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select, update
 
 from database import get_database
-from handlers import pushes
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.learning import Refused
+from handlers.catalog.loader import load_catalog, parse_catalog
+from handlers.errors import Refused
 from handlers.outbox import record_job
+from handlers.pushes import bindings, compose
+from handlers.pushes import deliveries as push_deliveries
 from jobs.periodic import PERIODIC, record_period
 from jobs.queue import get_queue
 from models import (
@@ -108,9 +109,9 @@ def run_jobs(app, kind: str | None = None) -> list[str]:  # type: ignore[no-unty
 
 def compose_notices(app, at: datetime = WINDOW_END) -> None:  # type: ignore[no-untyped-def]
     with sessions(app) as session:
-        record_job(session, pushes.NOTICES_JOB, {"period": f"periodic:{pushes.NOTICES_JOB}:{at:%Y-%m-%dT%H:%M}"})
+        record_job(session, compose.NOTICES_JOB, {"period": f"periodic:{compose.NOTICES_JOB}:{at:%Y-%m-%dT%H:%M}"})
         session.commit()
-    assert run_jobs(app, pushes.NOTICES_JOB) == ["done"]
+    assert run_jobs(app, compose.NOTICES_JOB) == ["done"]
 
 
 def deliveries(app) -> list[PushDelivery]:  # type: ignore[no-untyped-def]
@@ -276,7 +277,7 @@ def test_a_push_queued_before_unbinding_is_not_sent(app, client, fake_wechat) ->
     _, account_id = one_queued_notice(app)
     token = sign_in(client, app, account_id)
     client.post("/console/school/pushes/unbind", data={"csrf_token": token})
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     assert fake_wechat.requests(SEND) == []
     (row,) = deliveries(app)
     assert (row.status, row.errmsg) == ("failed", "unbound")
@@ -307,7 +308,7 @@ def test_history_is_paged_newest_first_and_per_school(app, client) -> None:  # t
 def test_concurrent_confirmations_bind_once(app) -> None:  # type: ignore[no-untyped-def]
     account_id = make_school_admin(app, make_school(app))
     with sessions(app) as session:
-        token = pushes.create_bind_token(session, session.get(ConsoleAccount, account_id), utcnow())
+        token = bindings.create_bind_token(session, session.get(ConsoleAccount, account_id), utcnow())
         users = [User(openid=f"o_race_{i}") for i in range(4)]
         session.add_all(users)
         session.commit()
@@ -317,7 +318,7 @@ def test_concurrent_confirmations_bind_once(app) -> None:  # type: ignore[no-unt
     def attempt(user_id: int) -> None:
         with sessions(app) as session:
             try:
-                pushes.bind(session, token, user_id, utcnow())
+                bindings.bind(session, token, user_id, utcnow())
                 session.commit()
                 results.append("bound")
             except Refused as refused:
@@ -354,7 +355,7 @@ def test_ten_passes_make_one_notice_per_admin_per_window(app, fake_wechat) -> No
     assert sorted(d.account_id for d in rows) == sorted(admins)
     assert {d.kind for d in rows} == {"pass_notice"}
     assert rows[0].payload["summary"] == "10 名学生通过考核：张三、李四、王五…"
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"] * 3
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"] * 3
     sent = templates_sent(fake_wechat)
     assert sorted(m["touser"] for m in sent) == ["o_admin_a", "o_admin_b", "o_admin_other"]
     message = next(m for m in sent if m["touser"] == "o_admin_a")
@@ -382,25 +383,25 @@ def test_pending_approvals_are_noticed_separately(app, fake_wechat) -> None:  # 
 
 def test_a_rerun_sends_nothing_twice(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     one_queued_notice(app)
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     # The same period composed again (another scheduler, a retried job): no new delivery, no new send.
     compose_notices(app)
     with sessions(app) as session:
-        pushes.compose_notices(session, app.config, WINDOW_END + timedelta(minutes=5))  # same window
+        compose.compose_notices(session, app.config, WINDOW_END + timedelta(minutes=5))  # same window
         session.commit()
-    assert len(deliveries(app)) == 1 and run_jobs(app, pushes.SEND_JOB) == []
+    assert len(deliveries(app)) == 1 and run_jobs(app, push_deliveries.SEND_JOB) == []
     # A send job re-run after its delivery was sent does not call WeChat again.
     with sessions(app) as session:
-        session.execute(update(Job).where(Job.kind == pushes.SEND_JOB).values(status="pending"))
+        session.execute(update(Job).where(Job.kind == push_deliveries.SEND_JOB).values(status="pending"))
         session.commit()
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"] and len(fake_wechat.requests(SEND)) == 1
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"] and len(fake_wechat.requests(SEND)) == 1
     # WeChat accepted but the job's commit was lost (a crash): the re-run calls again, WeChat dedups
     # by client_msg_id.
     with sessions(app) as session:
-        session.execute(update(Job).where(Job.kind == pushes.SEND_JOB).values(status="pending"))
+        session.execute(update(Job).where(Job.kind == push_deliveries.SEND_JOB).values(status="pending"))
         session.execute(update(PushDelivery).values(status="queued", msgid=None, sent_at=None))
         session.commit()
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     calls = fake_wechat.requests(SEND)
     assert len(calls) == 2 and calls[0]["json"]["client_msg_id"] == calls[1]["json"]["client_msg_id"]
     assert len(templates_sent(fake_wechat)) == 1
@@ -409,11 +410,11 @@ def test_a_rerun_sends_nothing_twice(app, fake_wechat) -> None:  # type: ignore[
 
 
 def test_client_msg_id_is_deterministic() -> None:
-    a = pushes.client_msg_id("pass_notice", 7, "2026-11-29T14:40")
-    assert a == pushes.client_msg_id("pass_notice", 7, "2026-11-29T14:40")
-    assert a != pushes.client_msg_id("pass_notice", 8, "2026-11-29T14:40")
-    assert a != pushes.client_msg_id("approval_notice", 7, "2026-11-29T14:40")
-    assert a != pushes.client_msg_id("pass_notice", 7, "2026-11-29T14:50")
+    a = compose.client_msg_id("pass_notice", 7, "2026-11-29T14:40")
+    assert a == compose.client_msg_id("pass_notice", 7, "2026-11-29T14:40")
+    assert a != compose.client_msg_id("pass_notice", 8, "2026-11-29T14:40")
+    assert a != compose.client_msg_id("approval_notice", 7, "2026-11-29T14:40")
+    assert a != compose.client_msg_id("pass_notice", 7, "2026-11-29T14:50")
 
 
 # -- failures from WeChat ---------------------------------------------------------------------
@@ -421,8 +422,8 @@ def test_client_msg_id_is_deterministic() -> None:
 def test_43004_is_final_and_marks_the_admin_not_following(app, client, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     fake_wechat.set_user("o_admin", following=False)
     _, account_id = one_queued_notice(app)
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
-    assert run_jobs(app, pushes.SEND_JOB) == []  # nothing left to retry
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == []  # nothing left to retry
     (row,) = deliveries(app)
     assert (row.status, row.errcode, row.attempts) == ("failed", 43004, 1)
     assert len(fake_wechat.requests(SEND)) == 1
@@ -436,10 +437,10 @@ def test_43004_is_final_and_marks_the_admin_not_following(app, client, fake_wech
 def test_43101_is_recorded_and_not_retried(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     one_queued_notice(app)
     fake_wechat.fail(SEND, errcode=43101)
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     (row,) = deliveries(app)
     assert (row.status, row.errcode) == ("failed", 43101)
-    assert pushes.explain(row.errcode, row.errmsg) == "已在微信中拒收此类消息"
+    assert push_deliveries.explain(row.errcode, row.errmsg) == "已在微信中拒收此类消息"
     assert templates_sent(fake_wechat) == []
 
 
@@ -447,11 +448,12 @@ def test_a_timeout_is_retried_then_sent_once(app, fake_wechat) -> None:  # type:
     get_wechat_client(app).timeout = 0.5  # as WECHAT_HTTP_TIMEOUT would set it
     one_queued_notice(app)
     fake_wechat.fail(SEND, delay=1.5)
-    assert run_jobs(app, pushes.SEND_JOB) == ["retry"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["retry"]
     (row,) = deliveries(app)
     assert (row.status, row.attempts, row.errcode) == ("queued", 1, None)
-    assert "timed out" in (row.errmsg or "") and pushes.explain(row.errcode, row.errmsg).startswith("微信接口无应答")
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert "timed out" in (row.errmsg or "")
+    assert push_deliveries.explain(row.errcode, row.errmsg).startswith("微信接口无应答")
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     (row,) = deliveries(app)
     assert (row.status, row.attempts, row.errcode, row.errmsg) == ("sent", 2, None, None)
     # The slow first request still reached WeChat; the retry carried the same client_msg_id.
@@ -461,11 +463,11 @@ def test_a_timeout_is_retried_then_sent_once(app, fake_wechat) -> None:  # type:
 
 def test_system_errors_retry_until_the_last_attempt_then_fail(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     one_queued_notice(app)
-    fake_wechat.fail(SEND, errcode=-1, times=pushes.MAX_ATTEMPTS)
-    outcomes = [run_jobs(app, pushes.SEND_JOB) for _ in range(pushes.MAX_ATTEMPTS)]
-    assert outcomes == [["retry"]] * (pushes.MAX_ATTEMPTS - 1) + [["done"]]
+    fake_wechat.fail(SEND, errcode=-1, times=push_deliveries.MAX_ATTEMPTS)
+    outcomes = [run_jobs(app, push_deliveries.SEND_JOB) for _ in range(push_deliveries.MAX_ATTEMPTS)]
+    assert outcomes == [["retry"]] * (push_deliveries.MAX_ATTEMPTS - 1) + [["done"]]
     (row,) = deliveries(app)
-    assert (row.status, row.errcode, row.attempts) == ("failed", -1, pushes.MAX_ATTEMPTS)
+    assert (row.status, row.errcode, row.attempts) == ("failed", -1, push_deliveries.MAX_ATTEMPTS)
     assert templates_sent(fake_wechat) == []
 
 
@@ -485,7 +487,7 @@ def finish_event(wechat, openid: str, msgid: str, status: str, created: int):  #
 def test_the_finish_event_updates_the_delivery(app, client, wechat, fake_wechat, status, expected,  # type: ignore[no-untyped-def]
                                                reason) -> None:
     one_queued_notice(app)
-    run_jobs(app, pushes.SEND_JOB)
+    run_jobs(app, push_deliveries.SEND_JOB)
     (row,) = deliveries(app)
     delivery = finish_event(wechat, "o_admin", row.msgid, status, 1_900_000_000)
     resp = client.post("/wechat?" + delivery.query, data=delivery.body)
@@ -493,12 +495,12 @@ def test_the_finish_event_updates_the_delivery(app, client, wechat, fake_wechat,
     (row,) = deliveries(app)
     assert (row.status, row.errmsg) == (expected, reason) and row.finished_at is not None
     if reason:
-        assert pushes.explain(row.errcode, row.errmsg) in ("管理员在微信中屏蔽了推送", "微信系统原因未送达")
+        assert push_deliveries.explain(row.errcode, row.errmsg) in ("管理员在微信中屏蔽了推送", "微信系统原因未送达")
 
 
 def test_a_finish_event_for_another_message_changes_nothing(app, client, wechat, fake_wechat) -> None:  # type: ignore[no-untyped-def]
     one_queued_notice(app)
-    run_jobs(app, pushes.SEND_JOB)
+    run_jobs(app, push_deliveries.SEND_JOB)
     (row,) = deliveries(app)
     for openid, msgid in (("o_admin", "999999999"), ("o_stranger", row.msgid)):
         delivery = finish_event(wechat, openid, msgid, "failed:user block", 1_900_000_100)
@@ -510,7 +512,7 @@ def test_two_messages_finishing_in_the_same_second_are_both_recorded(app, client
     school_id, _ = one_queued_notice(app)
     student(app, school_id, "待审", status="pending", confirmed_at=WINDOW_END + timedelta(minutes=5))
     compose_notices(app, WINDOW_END + timedelta(minutes=10))
-    run_jobs(app, pushes.SEND_JOB)
+    run_jobs(app, push_deliveries.SEND_JOB)
     rows = deliveries(app)
     assert len(rows) == 2 and len({row.msgid for row in rows}) == 2
     for row in rows:
@@ -522,7 +524,7 @@ def test_two_messages_finishing_in_the_same_second_are_both_recorded(app, client
 # -- digests ------------------------------------------------------------------------------------
 
 def at_china(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=pushes.CHINA).astimezone(timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=compose.CHINA).astimezone(timezone.utc)
 
 
 def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
@@ -569,16 +571,16 @@ def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> No
             )
         session.commit()
     with sessions(app) as session:
-        digest = pushes.digest_for(session, school_id, yesterday)
+        digest = compose.digest_for(session, school_id, yesterday)
     assert (digest.verified, digest.topics, digest.passed, digest.certificates) == (2, 2, 1, 1)
     with sessions(app) as session:
-        record_job(session, pushes.DIGESTS_JOB, {"period": f"periodic:{pushes.DIGESTS_JOB}:{today.isoformat()}"})
+        record_job(session, compose.DIGESTS_JOB, {"period": f"periodic:{compose.DIGESTS_JOB}:{today.isoformat()}"})
         session.commit()
-    assert run_jobs(app, pushes.DIGESTS_JOB) == ["done"]
+    assert run_jobs(app, compose.DIGESTS_JOB) == ["done"]
     (row,) = deliveries(app)  # the quiet school had an all-zero day: nothing to it
     assert row.kind == "digest" and row.openid == "o_digest"
     assert row.payload["summary"] == "11月28日：新认证 2 人，完成专题 2 个，通过考核 1 人，颁发证书 1 张"
-    assert run_jobs(app, pushes.SEND_JOB) == ["done"]
+    assert run_jobs(app, push_deliveries.SEND_JOB) == ["done"]
     (message,) = templates_sent(fake_wechat)
     assert message["template_id"] == "dev-template-daily-digest"
     assert {k: v["value"] for k, v in message["data"].items()} == {
@@ -586,7 +588,7 @@ def test_the_daily_digest_counts_yesterday_in_china_time(app, fake_wechat) -> No
 
 
 def test_the_periodic_notice_job_closes_the_window_a_minute_before(app, fake_wechat) -> None:  # type: ignore[no-untyped-def]
-    periodic = next(p for p in PERIODIC if p.kind == pushes.NOTICES_JOB)
+    periodic = next(p for p in PERIODIC if p.kind == compose.NOTICES_JOB)
     fires = [m for m in range(60) if periodic.crontab()(datetime(2026, 11, 29, 14, m))]
     assert fires == [1, 11, 21, 31, 41, 51]
     school_id = make_school(app)
@@ -597,7 +599,7 @@ def test_the_periodic_notice_job_closes_the_window_a_minute_before(app, fake_wec
         for _ in range(3):  # three schedulers fire the same minute
             record_period(session, periodic, WINDOW_END + timedelta(minutes=1, seconds=2))
         session.commit()
-    assert run_jobs(app, pushes.NOTICES_JOB) == ["done"]
+    assert run_jobs(app, compose.NOTICES_JOB) == ["done"]
     (row,) = deliveries(app)
     assert row.payload["summary"] == "1 名学生通过考核：踩线者"
     assert row.payload["data"]["time4"] == {"value": "2026-11-29 22:40"}
@@ -605,11 +607,11 @@ def test_the_periodic_notice_job_closes_the_window_a_minute_before(app, fake_wec
 
 def test_period_time_reads_the_periodic_key() -> None:
     fallback = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    assert pushes.period_time({"period": "periodic:pushes.notices:2026-11-29T14:40"}, fallback) == WINDOW_END
-    assert pushes.period_time({"period": "periodic:pushes.digests:2026-11-30"}, fallback) == datetime(
+    assert compose.period_time({"period": "periodic:pushes.notices:2026-11-29T14:40"}, fallback) == WINDOW_END
+    assert compose.period_time({"period": "periodic:pushes.digests:2026-11-30"}, fallback) == datetime(
         2026, 11, 30, tzinfo=timezone.utc)
-    assert pushes.period_time({}, fallback) == fallback
-    assert pushes.window_end(datetime(2026, 11, 29, 14, 49, 59, tzinfo=timezone.utc)) == WINDOW_END
+    assert compose.period_time({}, fallback) == fallback
+    assert compose.window_end(datetime(2026, 11, 29, 14, 49, 59, tzinfo=timezone.utc)) == WINDOW_END
 
 
 # -- hostile names --------------------------------------------------------------------------------
@@ -620,10 +622,10 @@ def test_script_in_a_student_name_is_plain_text_in_the_push_and_page(app, client
     name = "<script>alert(1)</script>"
     student(app, school_id, name, passed_at=WINDOW_END - timedelta(minutes=2))
     compose_notices(app)
-    run_jobs(app, pushes.SEND_JOB)
+    run_jobs(app, push_deliveries.SEND_JOB)
     (message,) = templates_sent(fake_wechat)
     # Template fields are plain text on WeChat's side: the name goes as text, cut to the field's limit.
-    assert message["data"]["thing3"]["value"] == name[:pushes.FIELD_LIMIT - 1] + "…"
+    assert message["data"]["thing3"]["value"] == name[:compose.FIELD_LIMIT - 1] + "…"
     sign_in(client, app, account_id)
     html = client.get("/console/school/pushes").get_data(as_text=True)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -6,11 +6,11 @@ from datetime import timedelta
 import pytest
 
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog, topic_test_points
-from handlers.identity import ProfileForm, submit_profile
-from handlers.learning import enroll, progress
-from handlers.quiz import review_sheet, start_attempt, submit_attempt
-from handlers.watching import heartbeat, start_watch
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog, topic_test_points
+from handlers.learning.enrolment import enroll, progress
+from handlers.learning.quiz import review_sheet, start_attempt, submit_attempt
+from handlers.learning.watching import heartbeat, start_watch
 from models import Question, RosterEntry, School, User
 from models.base import utcnow
 from tests.factories import course, problems_of, q, to_toml

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers import roster
-from handlers.console_accounts import Actor
-from handlers.identity import ProfileForm, submit_profile
-from handlers.learning import Refused
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.audit import Actor
+from handlers.errors import Refused
+from handlers.schools import roster, roster_files
 from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.factories import run_upload_jobs
@@ -22,11 +22,11 @@ from tests.factories import run_upload_jobs
 HEADER = "姓名,学号,学院,年级,手机\n"
 
 
-def parse(text: str, encoding: str = "utf-8") -> roster.ParsedRoster:
-    return roster.parse_roster(text.encode(encoding))
+def parse(text: str, encoding: str = "utf-8") -> roster_files.ParsedRoster:
+    return roster_files.parse_roster(text.encode(encoding))
 
 
-def problems(parsed: roster.ParsedRoster) -> dict[int, tuple[str, str]]:
+def problems(parsed: roster_files.ParsedRoster) -> dict[int, tuple[str, str]]:
     return {p.row: (p.status, "；".join(p.notes)) for p in parsed.problems}
 
 
@@ -54,10 +54,10 @@ def test_gbk_csv_from_excel_is_read() -> None:
 
 def test_utf8_with_bom_and_without_and_utf16_are_read() -> None:
     body = HEADER + "张三,2024001,心理学院,2024级,\n"
-    with_bom = roster.parse_roster(codecs.BOM_UTF8 + body.encode("utf-8"))
+    with_bom = roster_files.parse_roster(codecs.BOM_UTF8 + body.encode("utf-8"))
     assert with_bom.encoding == "UTF-8（带 BOM）" and with_bom.columns["real_name"] == "姓名"
     assert parse(body).encoding == "UTF-8"
-    utf16 = roster.parse_roster(body.replace(",", "\t").encode("utf-16"))
+    utf16 = roster_files.parse_roster(body.replace(",", "\t").encode("utf-16"))
     assert utf16.encoding == "UTF-16" and utf16.delimiter == "\t" and utf16.entries[0]["real_name"] == "张三"
 
 
@@ -143,7 +143,7 @@ def test_xlsx_numbers_formulas_and_the_header_anywhere_in_the_first_rows() -> No
                  [2, "2024002", "李四", "=CONCAT(\"教\",\"育\")", "2024级", None],
                  [3, None, "王五", None, None, None],
                  [4, 2024001, "赵六", None, None, None]])
-    parsed = roster.parse_roster(data)
+    parsed = roster_files.parse_roster(data)
     assert parsed.kind == "xlsx" and parsed.sheet == "名单" and parsed.header_row == 2
     assert parsed.entries[0] == {"student_number": "2024001", "real_name": "张三", "college": "心理学院",
                                  "grade": "2024", "phone": "13800138000"}
@@ -164,15 +164,15 @@ def test_xlsx_numbers_formulas_and_the_header_anywhere_in_the_first_rows() -> No
 ])
 def test_unreadable_files_are_refused_clearly(data: bytes, code: str) -> None:
     with pytest.raises(Refused) as refused:
-        roster.parse_roster(data)
+        roster_files.parse_roster(data)
     assert refused.value.code == code and refused.value.message
 
 
 def test_size_and_row_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Refused) as too_large:
-        roster.parse_roster(b"x" * (roster.MAX_BYTES + 1))
+        roster_files.parse_roster(b"x" * (roster_files.MAX_BYTES + 1))
     assert too_large.value.code == "too_large" and "10 MB" in too_large.value.message
-    monkeypatch.setattr(roster, "MAX_ROWS", 100)
+    monkeypatch.setattr(roster_files, "MAX_ROWS", 100)
     rows = "".join(f"学生{chr(0x4e00 + i)},{2024000 + i},,,\n" for i in range(101))
     with pytest.raises(Refused) as too_many:
         parse(HEADER + rows)
@@ -182,7 +182,7 @@ def test_size_and_row_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_real_limit_holds_sixty_thousand_rows() -> None:
     rows = "".join(f"学生{chr(0x4e00 + i % 20000)}{chr(0x4e00 + i // 20000)},{3000000 + i},心理学院,2024级,\n"
-                   for i in range(roster.MAX_ROWS + 1))
+                   for i in range(roster_files.MAX_ROWS + 1))
     with pytest.raises(Refused) as too_many:
         parse(HEADER + rows)
     assert "60000" in too_many.value.message
@@ -191,7 +191,7 @@ def test_the_real_limit_holds_sixty_thousand_rows() -> None:
 def test_the_demo_roster_file_is_gbk_and_clean() -> None:
     from pathlib import Path
     data = (Path(__file__).resolve().parent.parent / "content" / "demo-roster-gbk.csv").read_bytes()
-    parsed = roster.parse_roster(data)
+    parsed = roster_files.parse_roster(data)
     assert parsed.encoding == "GBK/GB18030" and parsed.rejected >= 1 and parsed.fixed >= 1 and len(parsed.entries) >= 8
 
 
@@ -206,7 +206,7 @@ def school(app):  # type: ignore[no-untyped-def]
 def merge(app, school_id: int, text: str, file_name: str = "roster.csv", mode: str = "merge") -> RosterUpload:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         upload = roster.merge_roster(session, Actor(None, "admin@test", school_id), school_id,
-                                     roster.parse_roster(text.encode("gbk")), file_name, mode)
+                                     roster_files.parse_roster(text.encode("gbk")), file_name, mode)
         session.commit()
         return upload
 
@@ -255,7 +255,7 @@ def test_two_uploads_of_one_school_at_once_queue_instead_of_colliding(app, schoo
     import threading
     import time
 
-    parsed = roster.parse_roster((HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
+    parsed = roster_files.parse_roster((HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
     sessions = get_database(app).sessions
     first = sessions()
     roster.merge_roster(first, Actor(None, "admin-a", school), school, parsed, "a.csv")
@@ -370,7 +370,7 @@ def test_upload_refusals_change_nothing(app, client, admin) -> None:  # type: ig
     assert wrong_mode.status_code == 400 and "未知的上传方式" in wrong_mode.get_data(as_text=True)
     missing = client.post("/console/school/roster/upload", data={"csrf_token": admin["token"]})
     assert missing.status_code == 400 and "请选择" in missing.get_data(as_text=True)
-    too_big = upload_file(client, admin["token"], b"a" * (roster.MAX_BYTES + 100 * 1024))
+    too_big = upload_file(client, admin["token"], b"a" * (roster_files.MAX_BYTES + 100 * 1024))
     assert too_big.status_code == 413
     with get_database(app).sessions() as session:
         assert session.scalar(select(RosterUpload)) is None and session.scalar(select(RosterEntry)) is None
@@ -441,7 +441,7 @@ def test_replace_mode_through_the_page(app, client, admin) -> None:  # type: ign
 def test_template_csv_parses_as_a_roster(client, admin) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/console/school/roster/template.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
-    assert roster.parse_roster(response.data).entries[0]["real_name"] == "张三"
+    assert roster_files.parse_roster(response.data).entries[0]["real_name"] == "张三"
 
 
 def test_console_times_are_shown_in_beijing_time() -> None:

@@ -12,12 +12,15 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from database import get_database
-from handlers import school_console, school_stats
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.certificates import change_channel, claim, decide_correction, request_correction, revoke
-from handlers.identity import ProfileForm, review, submit_profile
-from handlers.learning import enroll
-from handlers.quiz import start_attempt, submit_attempt
+from handlers.accounts.identity import ProfileForm, review, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog
+from handlers.certificates.claims import change_channel, claim
+from handlers.certificates.corrections import decide_correction, request_correction, revoke
+from handlers.learning import school_progress
+from handlers.learning.enrolment import enroll
+from handlers.learning.quiz import start_attempt, submit_attempt
+from handlers.schools import console
+from handlers.schools import exports as school_exports
 from jobs.queue import get_queue
 from models import (
     AuditEntry,
@@ -136,15 +139,15 @@ def test_maintained_counters_equal_a_recount(app, world) -> None:  # type: ignor
         assert mine["college.心理学院"] == 5 and mine["college.教育学院"] == 1
         assert {name: v for (s, c, name), v in counters.items() if s == world["b"] and name.startswith("cert.")} == {
             "cert.electronic.none": 1}  # the correction swapped versions: still one
-        school_stats.rebuild_progress(session, batch=2)  # batches of two enrollments: the paging is exercised
-        school_stats.recount(session)
+        school_progress.rebuild_progress(session, batch=2)  # batches of two enrollments: the paging is exercised
+        school_progress.recount(session)
         session.flush()
         assert _snapshot(session) == (counters, progress)
         # One school alone: its rows and counters rebuilt, the other school's left as they were.
         session.execute(SchoolStat.__table__.delete().where(SchoolStat.school_id == a))
         session.execute(StudentProgress.__table__.delete().where(StudentProgress.school_id == a))
-        assert school_stats.rebuild_progress(session, a) == 4
-        school_stats.recount(session, a)
+        assert school_progress.rebuild_progress(session, a) == 4
+        school_progress.recount(session, a)
         session.flush()
         assert _snapshot(session) == (counters, progress)
         session.rollback()
@@ -170,11 +173,11 @@ def _ids(page) -> list[int]:  # type: ignore[no-untyped-def]
 def test_filters_and_keyset_pages(app, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     p = world["profile"]
     with get_database(app).sessions() as session:
-        course_id, _ = school_console.pick_course(session, None)
+        course_id, _ = console.pick_course(session, None)
         now = utcnow()
 
         def ids(**filters):  # type: ignore[no-untyped-def]
-            return _ids(school_console.student_page(session, world["a"], course_id, school_console.Filters(**filters),
+            return _ids(console.student_page(session, world["a"], course_id, console.Filters(**filters),
                                                     None, now))
 
         everyone = ids()
@@ -191,25 +194,25 @@ def test_filters_and_keyset_pages(app, world, monkeypatch) -> None:  # type: ign
         assert ids(state="stuck") == []
         # Stage pages with profile filters read the progress index in steps: one row a step still finds them all.
         for batch in (1, 2, 500):
-            monkeypatch.setattr(school_console, "STAGE_BATCH", batch)
+            monkeypatch.setattr(console, "STAGE_BATCH", batch)
             assert ids(grade="2023级", state="learning") == [p["partial"]]
             assert ids(college="心理学院", state="learning") == [p["failer"]]
             assert ids(q="王", state="certified") == [p["passed"]] and ids(q="王", state="learning") == []
         later = now + timedelta(days=8)
-        stuck = school_console.student_page(session, world["a"], course_id, school_console.Filters(state="stuck"),
+        stuck = console.student_page(session, world["a"], course_id, console.Filters(state="stuck"),
                                             None, later)
         assert _ids(stuck) == sorted([p["partial"], p["failer"]])
         # Keyset pages of 3: every student once, in order, no OFFSET.
         seen, after = [], None
         while True:
-            page = school_console.student_page(session, world["a"], course_id, school_console.Filters(), after, now,
+            page = console.student_page(session, world["a"], course_id, console.Filters(), after, now,
                                                limit=3)
             seen += _ids(page)
             if page.next_after is None:
                 break
             after = page.next_after
         assert seen == everyone
-        board = school_console.dashboard(session, world["a"], course_id, later)
+        board = console.dashboard(session, world["a"], course_id, later)
         assert (board.enrolled, board.passed, board.certified, board.stuck, board.average_score) == (4, 2, 1, 2, 100.0)
         assert [n for _, _, n in board.funnel] == [4, 2] and board.not_started == 1
 
@@ -231,7 +234,7 @@ def test_pages_show_the_dashboard_table_and_detail(app, client, world) -> None: 
 
 def _run_export_jobs(app) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        jobs = list(session.scalars(select(Job.id).where(Job.kind == school_console.EXPORT_JOB)))
+        jobs = list(session.scalars(select(Job.id).where(Job.kind == school_exports.EXPORT_JOB)))
     for job_id in jobs:
         assert get_queue(app).execute(job_id) == "done"
 
@@ -267,9 +270,9 @@ def test_exports_csv_with_bom_and_xlsx_without_formulas(app, client, world) -> N
 def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: ignore[no-untyped-def]
     # Another school's export, to try from school A.
     with get_database(app).sessions() as session:
-        course_id, _ = school_console.pick_course(session, None)
-        theirs = school_console.request_export(session, world["b"], course_id, "school_admin:x", "csv",
-                                               school_console.Filters())
+        course_id, _ = console.pick_course(session, None)
+        theirs = school_exports.request_export(session, world["b"], course_id, "school_admin:x", "csv",
+                                               console.Filters())
         session.commit()
     _run_export_jobs(app)
     other_profile = world["profile"]["other"]
@@ -312,12 +315,12 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
 
 def test_an_export_reports_progress_batch_by_batch(app, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        course_id, _ = school_console.pick_course(session, None)
-        export = school_console.request_export(session, world["a"], course_id, "school_admin:1", "csv",
-                                               school_console.Filters(state="learning"))
+        course_id, _ = console.pick_course(session, None)
+        export = school_exports.request_export(session, world["a"], course_id, "school_admin:1", "csv",
+                                               console.Filters(state="learning"))
         session.commit()
         seen: list[tuple[int, int]] = []
-        done = school_console.build_export(session, export.id, tmp_path, utcnow(),
+        done = school_exports.build_export(session, export.id, tmp_path, utcnow(),
                                            lambda n, total: seen.append((n, total)), batch=1)
         session.commit()
         assert seen == [(0, 2), (1, 2), (2, 2)] and done.total == 2 and done.status == "done"
@@ -361,8 +364,8 @@ def test_concurrent_enrollments_and_a_double_submit_count_once(app, world) -> No
         assert counters[(world["a"], enrollment.course_id, "enrolled")] == 4 + 6
         row = session.scalar(select(StudentProgress).where(StudentProgress.user_id == users[0]))
         assert (row.attempts, row.topics_done) == (1, 1)
-        school_stats.rebuild_progress(session)
-        school_stats.recount(session)
+        school_progress.rebuild_progress(session)
+        school_progress.recount(session)
         session.flush()
         assert _snapshot(session) == (counters, progress)
         session.rollback()
@@ -374,7 +377,7 @@ def test_the_console_opens_on_the_main_course_and_keeps_the_choice(app, client, 
         main = course(code="main-course", title="主课程", order=1)
         load_catalog(session, parse_catalog(to_toml(main), "main.toml"), "main.toml")
         session.commit()
-        ids = {title: cid for cid, title in school_stats.courses(session)}
+        ids = {title: cid for cid, title in school_progress.courses(session)}
     assert list(ids) == ["主课程", "示例课程"]
     sign_in(client, app, make_school_admin(app, world["a"]))
     html = client.get("/console/school/").get_data(as_text=True)

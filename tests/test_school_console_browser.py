@@ -11,8 +11,9 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from database import get_database
-from handlers import school_console, school_stats
-from handlers.catalog import load_catalog_file
+from handlers.catalog.loader import load_catalog_file
+from handlers.learning import school_progress
+from handlers.schools import console, exports
 from jobs.queue import get_queue
 from models import Certificate, Enrollment, Job, School, StudentProfile, StudentProgress, User
 from models.base import utcnow
@@ -34,7 +35,7 @@ def _showcase(app) -> int:  # type: ignore[no-untyped-def]
         school = School(name="毫末示范大学")
         session.add(school)
         session.flush()
-        course_id = school_console.pick_course(session, None)[0]
+        course_id = console.pick_course(session, None)[0]
         for i in range(240):
             user = User(openid=f"o_show_{i}")
             session.add(user)
@@ -67,7 +68,7 @@ def _showcase(app) -> int:  # type: ignore[no-untyped-def]
                     course_title="心理委员MOOC", score=90, issued_on=date(2026, 11, 29), issuers=["毫末"],
                     verify_url="https://example.cn/verify/x", signature="sig"))
         session.commit()
-        school_stats.recount(session)
+        school_progress.recount(session)
         session.commit()
         return school.id
 
@@ -76,7 +77,7 @@ def _worker(app, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
     """A stand-in worker: runs the export jobs the page records (the queue's consumer is not started in tests)."""
     while not stop.is_set():
         with get_database(app).sessions() as session:
-            jobs = list(session.scalars(select(Job.id).where(Job.kind == school_console.EXPORT_JOB,
+            jobs = list(session.scalars(select(Job.id).where(Job.kind == exports.EXPORT_JOB,
                                                              Job.status == "pending")))
         for job_id in jobs:
             get_queue(app).execute(job_id)

@@ -15,10 +15,11 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from database import get_database
-from handlers import payments, roster
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.console_accounts import Actor
-from handlers.identity import ProfileForm, submit_profile
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.audit import Actor
+from handlers.catalog.loader import load_catalog, parse_catalog
+from handlers.payments import billing, flags
+from handlers.schools import roster, roster_files
 from models import ConsoleAccount, Course, PaymentFlag, StudentExport, StudentProfile, User
 from models.console import SCHOOL_ADMIN
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
@@ -43,7 +44,7 @@ def two_schools(app: Flask):  # type: ignore[no-untyped-def]
             session, user.id, ProfileForm(a, "甲学生", "心理学院", "S001", "2024级", "13800138000")
         )
         upload = roster.merge_roster(session, Actor.of(session.get(ConsoleAccount, admin_a)), a,
-                                     roster.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv")
+                                     roster_files.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv")
         export = StudentExport(school_id=a, course_id=session.scalar(select(Course.id)), requested_by="test",
                                file_format="csv", filters={}, status="done", file_name=f"students-{a}-sec.csv")
         session.add(export)
@@ -142,7 +143,7 @@ def test_forged_notifications_with_ever_new_serials_make_one_flag_a_day(app: Fla
     """The serial header is the sender's choice: keyed by it, each forgery added a row, and a few hundred
     pushed the real flags (money to refund) off the staff page, which shows the newest 200."""
     with get_database(app).sessions() as session:
-        payments.record_flag(
+        flags.record_flag(
             session, "paid_after_close", out_trade_no="XW-REAL", transaction_id="42", order_id=None, detail={}
         )
         session.commit()
@@ -176,7 +177,7 @@ def test_a_link_cannot_put_words_on_the_payments_pages(app: Flask) -> None:
 
 
 def test_billing_csv_neutralises_a_formula_behind_a_tab(app: Flask) -> None:
-    text = payments.billing_csv([payments.BillingRow("\t=HYPERLINK(\"http://evil\")", 1)], date(2026, 11, 1),
+    text = billing.billing_csv([billing.BillingRow("\t=HYPERLINK(\"http://evil\")", 1)], date(2026, 11, 1),
                                 date(2026, 11, 30))
     assert list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))[1][0] == "'\t=HYPERLINK(\"http://evil\")"
 

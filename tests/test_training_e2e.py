@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from content.videos import make_demo_clip
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
+from handlers.catalog.loader import load_catalog, parse_catalog
 from models import Question, QuizAttempt, RosterEntry, School, WatchSession
 from tests.conftest import ARTIFACTS
 from tests.factories import course, to_toml

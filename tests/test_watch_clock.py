@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from database import get_database
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.identity import ProfileForm, submit_profile
-from handlers.learning import Refused, enroll, progress
-from handlers.watching import OPEN_LIMIT, Beat, heartbeat, start_watch
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog
+from handlers.errors import Refused
+from handlers.learning.enrolment import enroll, progress
+from handlers.learning.watching import OPEN_LIMIT, Beat, heartbeat, start_watch
 from models import RosterEntry, School, User, WatchSession
 from models.base import utcnow
 from tests.factories import course, q, to_toml

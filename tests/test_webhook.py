@@ -8,8 +8,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from handlers.accounts import WELCOME
-from handlers.inbox import ACKNOWLEDGEMENT
+from handlers.accounts.followers import WELCOME
+from handlers.inbox.student import ACKNOWLEDGEMENT
 from models import InboundEvent, InboxMessage, User
 from tests.conftest import count
 from wechat.crypto import sign

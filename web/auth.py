@@ -26,12 +26,13 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 import telemetry
 from database import get_database, get_session
-from handlers.accounts import ensure_user
+from handlers.accounts.followers import ensure_user, sign_out
 from models import User
+from web.boundary import commit_early
 from wechat.oauth import OAuthCodeRejected, OAuthUnavailable, authorize_url, exchange_code
 
 logger = logging.getLogger(__name__)
@@ -311,9 +312,7 @@ def oauth_callback() -> Response:
         return _problem(403, "请使用完整服务", "当前是预览模式，无法识别你的身份。请点击右下角「使用完整服务」后重试。",
                         retry=None)
 
-    db = get_session()
-    user_id = ensure_user(db, grant.openid).id
-    db.commit()
+    user_id = ensure_user(get_session(), grant.openid).id
     # Rotate: nothing from before the login (pending states, another student's keys) survives.
     session.clear()
     session.permanent = True
@@ -336,10 +335,8 @@ def logout() -> Response:
     if isinstance(user_id, int):
         # Revoked on the server: a copy of this cookie (or another device's) stops working.
         # Other hosts notice within H5_USER_CHECK_SECONDS (their cache of checked users).
-        db = get_session()
-        signed_out = datetime.fromtimestamp(_now(), timezone.utc)
-        db.execute(update(User).where(User.id == user_id).values(signed_out_at=signed_out))
-        db.commit()
+        sign_out(get_session(), user_id, datetime.fromtimestamp(_now(), timezone.utc))
+        commit_early()  # this host's cache is cleared only once the sign-out is durable
         checked: dict[tuple[int, str, float], float] = current_app.extensions.setdefault(CHECKED_USERS, {})
         for key in [k for k in checked if k[0] == user_id]:
             checked.pop(key, None)

@@ -9,11 +9,18 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 
 import certs
+from config import paper_prices
 from database import get_database, get_session
-from handlers import certificates, china_time, learning, ratelimit
+from handlers import china_time, ratelimit
+from handlers.certificates import claims, corrections
+from handlers.certificates import verify as certificate_verify
+from handlers.errors import Refused
+from handlers.payments import orders as payment_orders
 from models import Certificate, CorrectionRequest, Course
 from web.auth import csrf_ok, current_user_id, login_required
+from web.boundary import on_refused
 from web.clock import now
+from web.refusals import refusal_page, refused_page
 
 bp = Blueprint("certificates", __name__, template_folder="templates")
 
@@ -24,8 +31,8 @@ CHANNEL_LABELS = {
 }
 
 
-def issuer() -> certificates.Issuer:
-    return certificates.Issuer(signing_key=base64.b64decode(current_app.config["CERT_SIGNING_KEY"]),
+def issuer() -> claims.Issuer:
+    return claims.Issuer(signing_key=base64.b64decode(current_app.config["CERT_SIGNING_KEY"]),
                                public_url=current_app.config["PUBLIC_URL"])
 
 
@@ -44,24 +51,21 @@ def _own(certificate_id: int) -> Certificate:
 
 @bp.route("/h5/courses/<code>/certificate", methods=["GET", "POST"])
 @login_required
+@on_refused(refused_page(403))
 def claim(code: str) -> Any:
     """Choose the channel and claim. Claiming twice gives the same certificate."""
     session = get_session()
     course = session.scalar(select(Course).where(Course.code == code))
     if course is None:
         abort(404)
-    existing = certificates.live_certificate(session, current_user_id(), course.id)  # type: ignore[arg-type]
+    existing = claims.live_certificate(session, current_user_id(), course.id)  # type: ignore[arg-type]
     if existing is not None:
         return redirect(url_for("certificates.show", certificate_id=existing.id))
     if request.method == "POST":
         if not csrf_ok():
             abort(400, "页面已过期，请刷新后重试。")
-        try:
-            certificate = certificates.claim(session, current_user_id(), code, request.form.get("channel", ""),  # type: ignore[arg-type]
-                                             issuer(), china_time.today(now()))
-        except learning.Refused as refusal:
-            return render_template("h5/refused.html", refusal=refusal), 403
-        session.commit()
+        certificate = claims.claim(session, current_user_id(), code, request.form.get("channel", ""),  # type: ignore[arg-type]
+                                   issuer(), china_time.today(now()))
         return redirect(url_for("certificates.show", certificate_id=certificate.id))
     return render_template("h5/certificate_claim.html", code=code, choices=_claim_choices(code))
 
@@ -69,12 +73,9 @@ def claim(code: str) -> Any:
 def _claim_choices(course_code: str) -> list[tuple[str, str, str]]:
     """(channel, name, what it costs the student), with the price written out for each choice
     before anything is chosen: paper is the fee plus postage, mailed to the school."""
-    from config import paper_prices
-    from handlers import payments
-
-    fee, postage = payments.price_for(paper_prices(current_app.config), course_code)
-    paper = (f"证书费 ¥{payments.yuan(fee)} + 邮费 ¥{payments.yuan(postage)}，"
-             f"共 ¥{payments.yuan(fee + postage)}，寄到学校")
+    fee, postage = payment_orders.price_for(paper_prices(current_app.config), course_code)
+    paper = (f"证书费 ¥{payment_orders.yuan(fee)} + 邮费 ¥{payment_orders.yuan(postage)}，"
+             f"共 ¥{payment_orders.yuan(fee + postage)}，寄到学校")
     return [("electronic", "电子版", "学校已支付，本人免费"),
             ("paper", "纸质版", paper),
             ("both", "电子版 + 纸质版", f"电子版免费；纸质版{paper}")]
@@ -97,29 +98,26 @@ def show(certificate_id: int) -> str:
 
 def _paper(certificate: Certificate) -> dict[str, Any]:
     """The paper copy's price and latest order, for the certificate page."""
-    from config import paper_prices
-    from handlers import payments
-
     session = get_session()
     course = session.get(Course, certificate.course_id)
-    fee, postage = payments.price_for(paper_prices(current_app.config), course.code if course else "*")
-    orders = payments.orders_of(session, certificate.user_id, certificate.id)
-    return {"paper_price": payments.yuan(fee + postage), "paper_fee": payments.yuan(fee),
-            "paper_postage": payments.yuan(postage), "paper_order": orders[0] if orders else None,
-            "order_labels": payments.STATUS_LABELS}
+    fee, postage = payment_orders.price_for(paper_prices(current_app.config), course.code if course else "*")
+    orders = payment_orders.orders_of(session, certificate.user_id, certificate.id)
+    return {"paper_price": payment_orders.yuan(fee + postage), "paper_fee": payment_orders.yuan(fee),
+            "paper_postage": payment_orders.yuan(postage), "paper_order": orders[0] if orders else None,
+            "order_labels": payment_orders.STATUS_LABELS}
 
 
 @bp.get("/h5/certificates/<int:certificate_id>.<kind>")
 @login_required
-def download(certificate_id: int, kind: str) -> Response:
+def download(certificate_id: int, kind: str) -> Any:
     if kind not in ("pdf", "png"):
         abort(404)
     certificate = _own(certificate_id)
     if certificate.status == "revoked":
         # A revoked certificate is not handed out again as if it were valid.
-        refusal = learning.Refused("revoked", "该证书已被撤销，不能再下载。如有疑问，请在公众号留言联系工作人员。")
-        return Response(render_template("h5/refused.html", refusal=refusal), status=410)
-    stored = certificates.certificate_file(get_session(), certificate.id, kind)
+        revoked = Refused("revoked", "该证书已被撤销，不能再下载。如有疑问，请在公众号留言联系工作人员。")
+        return refusal_page(revoked, 410)
+    stored = claims.certificate_file(get_session(), certificate.id, kind)
     if stored is None:
         abort(404)
     response = Response(stored.content, mimetype="application/pdf" if kind == "pdf" else "image/png")
@@ -132,35 +130,33 @@ def download(certificate_id: int, kind: str) -> Response:
 
 @bp.post("/h5/certificates/<int:certificate_id>/channel")
 @login_required
+@on_refused(refused_page(409))
 def channel(certificate_id: int) -> Any:
     if not csrf_ok():
         abort(400, "页面已过期，请刷新后重试。")
-    session = get_session()
-    try:
-        certificates.change_channel(session, current_user_id(), certificate_id,  # type: ignore[arg-type]
-                                    request.form.get("channel", ""), issuer())
-    except learning.Refused as refusal:
-        return render_template("h5/refused.html", refusal=refusal), 409
-    session.commit()
+    claims.change_channel(get_session(), current_user_id(), certificate_id,  # type: ignore[arg-type]
+                          request.form.get("channel", ""), issuer())
     return redirect(url_for("certificates.show", certificate_id=certificate_id))
+
+
+def _correction_refused(refusal: Refused, certificate_id: int) -> tuple[str, int]:
+    """The certificate page again, with the reason beside the correction form."""
+    certificate = _own(certificate_id)
+    return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS,
+                           correction_error=refusal.message, **_paper(certificate)), 400
 
 
 @bp.post("/h5/certificates/<int:certificate_id>/correction")
 @login_required
+@on_refused(_correction_refused)
 def correction(certificate_id: int) -> Any:
     """The student asks staff to fix a printed field; staff decide in their console."""
     if not csrf_ok():
         abort(400, "页面已过期，请刷新后重试。")
     certificate = _own(certificate_id)
-    session = get_session()
-    changes = {key: request.form.get(key, "") for key in certificates.CORRECTABLE}
-    try:
-        certificates.request_correction(session, current_user_id(), certificate.id,  # type: ignore[arg-type]
-                                        changes, request.form.get("reason", ""))
-    except learning.Refused as refusal:
-        return render_template("h5/certificate.html", certificate=certificate, labels=CHANNEL_LABELS,
-                               correction_error=refusal.message, **_paper(certificate)), 400
-    session.commit()
+    changes = {key: request.form.get(key, "") for key in corrections.CORRECTABLE}
+    corrections.request_correction(get_session(), current_user_id(), certificate.id,  # type: ignore[arg-type]
+                                   changes, request.form.get("reason", ""))
     return redirect(url_for("certificates.show", certificate_id=certificate.id, asked=1))
 
 
@@ -170,7 +166,7 @@ def verify(token: str) -> tuple[str, int]:
     if len(token) > 64:
         abort(404)
     with get_database().readers() as session:
-        seen = certificates.verify(session, token, public_keys())
+        seen = certificate_verify.verify(session, token, public_keys())
         page = render_template("h5/verify.html", seen=seen)
     return page, 200 if seen is not None else 404
 
@@ -196,9 +192,9 @@ def search() -> Any:
     session = get_session()
     if not ratelimit.allow(session, "verify_search", ratelimit.key_of(request.remote_addr), now(),
                            SEARCH_LIMIT, SEARCH_WINDOW):
-        session.rollback()
+        session.rollback()  # a refused look-up is not counted again
         return render_template("h5/verify.html", seen=None, searched=serial, limited=True), 429
-    session.commit()  # the look-up counts even when it finds nothing
+    # The look-up counts even when it finds nothing: the boundary commits with the 404 too.
     token = session.scalar(select(Certificate.verify_token).where(
         Certificate.serial == serial, Certificate.holder_name == name)
         .order_by(Certificate.version.desc()).limit(1)) if name else None

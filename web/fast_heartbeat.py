@@ -10,7 +10,7 @@ Same checks as the Flask view, done cheaper:
 - signed student session -> the token's signature (constant-time), its expiry (never past the
   login's own absolute lifetime), and the user-existence check cached for H5_USER_CHECK_SECONDS;
 - CSRF -> the token itself: it is never in a cookie, so another site cannot make a browser send it;
-- watch ownership, order (CAS on last_seq) and server-verified progress -> handlers.watching.heartbeat,
+- watch ownership, order (CAS on last_seq) and server-verified progress -> handlers.learning.watching.heartbeat,
   unchanged, with the token's user and watch session.
 Beats without `beat` (pages loaded before this existed) go through Flask as before.
 """
@@ -32,8 +32,8 @@ from sqlalchemy import select
 
 import telemetry
 from database import get_database
-from handlers import watching
-from handlers.learning import Refused
+from handlers.errors import Refused
+from handlers.learning import watching
 from models import User
 from models.base import DB_INT_MAX
 from web import clock

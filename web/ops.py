@@ -120,7 +120,7 @@ def readyz() -> tuple[Response, int]:
 
 
 def _font_check() -> str:
-    from certs.render import FONT_PATH
+    from certs.fonts import FONT_PATH
 
     return "ok" if os.access(FONT_PATH, os.R_OK) else f"missing: {FONT_PATH} (apt-get install fonts-wqy-zenhei)"
 

@@ -11,11 +11,13 @@ from sqlalchemy import select
 
 from config import paper_prices
 from database import get_session
-from handlers import china_time, payments, ratelimit
-from handlers.learning import Refused
+from handlers import china_time, ratelimit
+from handlers.errors import Refused
+from handlers.payments import notifications, orders, refunds
 from models import Certificate, CertificateOrder
 from web import links
 from web.auth import csrf_ok, current_user_id, login_required
+from web.boundary import commit_early
 from web.clock import now
 from wechat.pay import BadNotification, PayError, get_wechat_pay, jssdk_config
 from wechat.services import get_wechat_client
@@ -27,8 +29,8 @@ CHINA = china_time.CHINA
 NOTIFY_MAX_BODY = 64 * 1024
 
 
-def merchant() -> payments.Merchant:
-    return payments.Merchant(current_app.config["WECHAT_APP_ID"], current_app.config["WECHAT_PAY_MCHID"])
+def merchant() -> orders.Merchant:
+    return orders.Merchant(current_app.config["WECHAT_APP_ID"], current_app.config["WECHAT_PAY_MCHID"])
 
 
 def _own_order(order_id: int) -> CertificateOrder:
@@ -52,12 +54,11 @@ def pay(certificate_id: int) -> Response:
         abort(400, "页面已过期，请刷新后重试。")
     session, cfg = get_session(), current_app.config
     try:
-        order = payments.open_order(session, current_user_id(), certificate_id, paper_prices(cfg),  # type: ignore[arg-type]
-                                    now(), int(cfg["PAY_ORDER_TIMEOUT_SECONDS"]))
+        order = orders.open_order(session, current_user_id(), certificate_id, paper_prices(cfg),  # type: ignore[arg-type]
+                                  now(), int(cfg["PAY_ORDER_TIMEOUT_SECONDS"]))
     except Refused as refusal:
-        session.commit()  # an expired order's query job is kept
-        return _refusal(refusal)
-    session.commit()
+        return _refusal(refusal)  # answered, not raised: an expired order's query job is kept
+    commit_early()
     wechat_pay = get_wechat_pay(current_app._get_current_object())  # type: ignore[attr-defined]
     prepay_id = order.prepay_id
     if prepay_id is None:
@@ -70,14 +71,12 @@ def pay(certificate_id: int) -> Response:
             log.warning("jsapi order %s refused: %s", order.out_trade_no, exc)
             return make_response(jsonify(error="pay_unavailable", message="微信支付暂时不可用，请稍后再试。"), 503)
         try:
-            payments.record_prepay(session, order.id, prepay_id, f"student:{current_user_id()}", now(),
-                                   int(cfg["PAY_QUERY_AFTER_SECONDS"]))
+            orders.record_prepay(session, order.id, prepay_id, f"student:{current_user_id()}", now(),
+                                 int(cfg["PAY_QUERY_AFTER_SECONDS"]))
         except Refused as refusal:
-            session.commit()  # the job closing it at WeChat Pay is kept
-            return _refusal(refusal)
-        session.commit()
+            return _refusal(refusal)  # answered, not raised: the job closing it at WeChat Pay is kept
     order_url = links.absolute("payments.order_page", order_id=order.id)
-    body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": payments.yuan(order.total_fen),
+    body: dict[str, Any] = {"order_id": order.id, "order_url": order_url, "total": orders.yuan(order.total_fen),
                             "params": wechat_pay.jsapi_params(prepay_id)}
     try:
         # wx.config is signed for the page's own URL (the page sends it: no Referer is sent).
@@ -101,9 +100,9 @@ def order_page(order_id: int) -> str:
     order = _own_order(order_id)
     session = get_session()
     certificate = session.get(Certificate, order.certificate_id)
-    return render_template("h5/order.html", order=order, certificate=certificate, yuan=payments.yuan,
-                           labels=payments.STATUS_LABELS, events=payments.events_of(session, order.id),
-                           unpaid=order.status in payments.UNPAID, china=CHINA)
+    return render_template("h5/order.html", order=order, certificate=certificate, yuan=orders.yuan,
+                           labels=orders.STATUS_LABELS, events=orders.events_of(session, order.id),
+                           unpaid=order.status in orders.UNPAID, china=CHINA)
 
 
 REFRESH_LIMIT = 6
@@ -119,27 +118,24 @@ def refresh(order_id: int) -> Response:
         abort(400, "页面已过期，请刷新后重试。")
     order = _own_order(order_id)
     session = get_session()
-    if order.status in payments.UNPAID and order.prepay_id:
+    if order.status in orders.UNPAID and order.prepay_id:
         # Each refresh is a call to WeChat Pay: a few a minute per order is plenty (the
         # notification and the query job settle it anyway); past that the stored state answers.
         if not ratelimit.allow(session, "pay_refresh", ratelimit.key_of(order.id), now(), REFRESH_LIMIT,
                                REFRESH_WINDOW):
-            session.rollback()
-            return jsonify(status=order.status, label=payments.STATUS_LABELS[order.status], limited=True)
-        session.commit()
-        order = _own_order(order_id)
+            session.rollback()  # a refused refresh is not counted again
+            return jsonify(status=order.status, label=orders.STATUS_LABELS[order.status], limited=True)
         out_trade_no = order.out_trade_no
-        session.rollback()
+        commit_early()
         try:
             transaction = get_wechat_pay(current_app._get_current_object()).query_order(out_trade_no)  # type: ignore[attr-defined]
         except PayError as exc:
             log.warning("query %s failed: %s", out_trade_no, exc)
             transaction = None
         if transaction is not None:
-            payments.apply_transaction(session, transaction, merchant(), f"student:{current_user_id()}", now())
-            session.commit()
+            notifications.apply_transaction(session, transaction, merchant(), f"student:{current_user_id()}", now())
         order = _own_order(order_id)
-    return jsonify(status=order.status, label=payments.STATUS_LABELS[order.status])
+    return jsonify(status=order.status, label=orders.STATUS_LABELS[order.status])
 
 
 def _verified_notification() -> Any:
@@ -159,7 +155,7 @@ def _verified_notification() -> Any:
     except BadNotification as exc:
         # Never the body: it may be a forgery, and is a payer's data if genuine.
         log.warning("payment notification refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-"))
-        payments.flag_refused_notification(
+        notifications.flag_refused_notification(
             session,
             f"notify_{exc.reason}"[:32],
             {
@@ -170,8 +166,7 @@ def _verified_notification() -> Any:
             },
             now(),
         )
-        session.commit()
-        return _fail(401, exc.reason)
+        return _fail(401, exc.reason)  # the boundary commits the flag with this answer
 
 
 @bp.post("/pay/refund-notify")
@@ -191,11 +186,10 @@ def refund_notify() -> Response:
     if order is None:
         log.warning("refund notification for an unknown refund %s", resource.get("out_refund_no"))
         return Response(status=204)  # nothing of ours: retrying would not help
-    payments.refund_outcome(session, order.id, {"status": resource.get("refund_status"),
+    refunds.refund_outcome(session, order.id, {"status": resource.get("refund_status"),
                                                 "refund_id": resource.get("refund_id"),
-                                                "amount": resource.get("amount")}, now())
-    session.commit()
-    return Response(status=204)
+                                               "amount": resource.get("amount")}, now())
+    return Response(status=204)  # after the boundary's commit: WeChat Pay retries until then
 
 
 @bp.post("/pay/notify")
@@ -209,8 +203,7 @@ def notify() -> Response:
     if notification.event_type != "TRANSACTION.SUCCESS":
         log.info("payment notification %s ignored", notification.event_type)
         return Response(status=204)
-    outcome = payments.apply_transaction(session, notification.resource, merchant(), "wechatpay:notify", now())
-    session.commit()
+    outcome = notifications.apply_transaction(session, notification.resource, merchant(), "wechatpay:notify", now())
     log.info("payment notification for %s: %s", notification.resource.get("out_trade_no"), outcome)
     return Response(status=204)
 

@@ -8,15 +8,19 @@ from flask import session as cookie
 from sqlalchemy import select
 
 from database import get_database, get_session
-from handlers import identity, learning, quiz, watching
-from handlers.catalog import list_courses
+from handlers.accounts import identity
+from handlers.catalog.loader import list_courses
+from handlers.errors import Refused
+from handlers.learning import enrolment, quiz, watching
 from models import Course, Enrollment, QuizAttempt, School
 from models.base import DB_INT_MAX
 from web import fast_heartbeat
 from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
+from web.boundary import on_refused
 from web.clock import now
 from web.ids import id_value
 from web.media import video_url
+from web.refusals import json_refusal, refused_page
 
 bp = Blueprint("training", __name__, url_prefix="/h5", template_folder="templates")
 
@@ -28,12 +32,8 @@ def _require_csrf() -> None:
         abort(400, "页面已过期，请刷新后重试。")
 
 
-def _refused(refusal: learning.Refused, status: int = 409) -> tuple[str, int]:
-    return render_template("h5/refused.html", refusal=refusal), status
-
-
 def _enrollment(course_code: str) -> Enrollment:
-    return learning.enroll(get_session(), current_user_id(), course_code)  # type: ignore[arg-type]
+    return enrolment.enroll(get_session(), current_user_id(), course_code)  # type: ignore[arg-type]
 
 
 @bp.get("/")
@@ -46,9 +46,8 @@ def home() -> str:
     for version in list_courses(session):
         enrollment = session.scalar(select(Enrollment).join(Course).where(
             Enrollment.user_id == user_id, Course.code == version.course.code))
-        current = learning.progress(session, enrollment) if enrollment else None
+        current = enrolment.progress(session, enrollment) if enrollment else None
         courses.append((version, current))
-    session.commit()
     in_wechat = "MicroMessenger" in request.headers.get("User-Agent", "")
     return render_template("h5/home.html", profile=profile, courses=courses, in_wechat=in_wechat)
 
@@ -67,96 +66,97 @@ def my_progress() -> Any:
     return redirect(url_for("training.home"))
 
 
-@bp.route("/profile", methods=["GET", "POST"])
-@login_required
-def profile() -> Any:
-    """Fill in → see exactly what will be printed → confirm. After that, no silent edits."""
-    session = get_session()
-    user_id = current_user_id()
-    existing = identity.profile_of(session, user_id)  # type: ignore[arg-type]
-    schools = list(session.scalars(select(School).order_by(School.name)))
+def _profile_form() -> identity.ProfileForm:
+    return identity.normalize(identity.ProfileForm(
+        school_id=id_value(request.form.get("school_id")) or 0, real_name=request.form.get("real_name", ""),
+        college=request.form.get("college", ""), student_number=request.form.get("student_number", ""),
+        grade=request.form.get("grade", ""), phone=request.form.get("phone", "")))
+
+
+def _locked_page() -> Any:
+    """The confirmed profile, when there is one: after confirmation, no silent edits."""
+    existing = identity.profile_of(get_session(), current_user_id())  # type: ignore[arg-type]
     if existing is not None and existing.status != "rejected":
-        return render_template("h5/profile_locked.html", profile=existing, message=identity.ProfileLocked.message)
-    errors: dict[str, str] = {}
-    form = None
-    if request.method == "POST":
-        _require_csrf()
-        school_id = id_value(request.form.get("school_id")) or 0
-        form = identity.normalize(identity.ProfileForm(
-            school_id=school_id, real_name=request.form.get("real_name", ""), college=request.form.get("college", ""),
-            student_number=request.form.get("student_number", ""), grade=request.form.get("grade", ""),
-            phone=request.form.get("phone", "")))
-        errors = identity.check(session, form)
-        step = request.form.get("step")
-        if not errors and step == "confirm":
-            try:
-                identity.submit_profile(session, user_id, form)  # type: ignore[arg-type]
-            except identity.NumberTaken as exc:
-                errors["student_number"] = exc.message
-            except identity.ProfileInvalid as exc:
-                errors.update(exc.errors)
-            else:
-                session.commit()
-                return redirect(url_for("training.home"))
-        if not errors and step == "preview":
-            return render_template("h5/profile_confirm.html", form=form,
-                                   printed=identity.printed_fields(session, form))
+        return render_template("h5/profile_locked.html", profile=existing, message=identity.ProfileLocked.MESSAGE)
+    return None
+
+
+def _profile_page(form: Any, errors: dict[str, str]) -> Any:
+    session = get_session()
+    existing = identity.profile_of(session, current_user_id())  # type: ignore[arg-type]
+    schools = list(session.scalars(select(School).order_by(School.name)))
     return render_template("h5/profile.html", schools=schools, form=form or existing, errors=errors,
                            rejected=existing if existing is not None and existing.status == "rejected" else None)
 
 
+def _profile_refused(refusal: Refused) -> Any:
+    """The confirm step refused: the form again, the reason beside its field."""
+    if isinstance(refusal, identity.ProfileInvalid):
+        errors = refusal.errors
+    elif isinstance(refusal, identity.NumberTaken):
+        errors = {"student_number": refusal.message}
+    else:
+        errors = {"reason": refusal.message}
+    return _profile_page(_profile_form(), errors)
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+@on_refused(_profile_refused)
+def profile() -> Any:
+    """Fill in → see exactly what will be printed → confirm. After that, no silent edits."""
+    locked = _locked_page()
+    if locked is not None:
+        return locked
+    if request.method == "GET":
+        return _profile_page(None, {})
+    _require_csrf()
+    session = get_session()
+    form = _profile_form()
+    errors = identity.check(session, form)
+    step = request.form.get("step")
+    if not errors and step == "confirm":
+        identity.submit_profile(session, current_user_id(), form)  # type: ignore[arg-type]
+        return redirect(url_for("training.home"))
+    if not errors and step == "preview":
+        return render_template("h5/profile_confirm.html", form=form, printed=identity.printed_fields(session, form))
+    return _profile_page(form, errors)
+
+
 @bp.get("/courses/<code>")
 @login_required
+@on_refused(refused_page(403, no_course=404))
 def course(code: str) -> Any:
-    session = get_session()
-    try:
-        enrollment = _enrollment(code)
-    except learning.Refused as refusal:
-        return _refused(refusal, 404 if refusal.code == "no_course" else 403)
-    current = learning.progress(session, enrollment)
-    session.commit()
+    current = enrolment.progress(get_session(), _enrollment(code))
     return render_template("h5/course.html", progress=current, labels=STATE_LABELS)
 
 
 @bp.post("/courses/<code>/restart")
 @login_required
+@on_refused(refused_page())
 def restart(code: str) -> Any:
     _require_csrf()
-    session = get_session()
-    try:
-        learning.start_next_round(session, _enrollment(code))
-    except learning.Refused as refusal:
-        return _refused(refusal)
-    session.commit()
+    enrolment.start_next_round(get_session(), _enrollment(code))
     return redirect(url_for("training.course", code=code))
 
 
 @bp.get("/courses/<code>/topics/<topic>")
 @login_required
+@on_refused(refused_page(403))
 def topic(code: str, topic: str) -> Any:
-    session = get_session()
-    try:
-        enrollment = _enrollment(code)
-        current, state = learning.topic_state(session, enrollment, topic)
-    except learning.Refused as refusal:
-        return _refused(refusal, 403)
-    session.commit()
+    current, state = enrolment.topic_state(get_session(), _enrollment(code), topic)
     return render_template("h5/topic.html", progress=current, state=state, video_src=video_url(state.topic.video_url),
                            threshold=current.version.watch_threshold)
 
 
 @bp.post("/api/watch")
 @login_required
+@on_refused(json_refusal(409))
 def api_watch() -> Any:
     """The player opened: resume where the server says, and get a session for heartbeats."""
     _require_csrf()
-    session = get_session()
-    try:
-        enrollment = _enrollment(request.form.get("course", ""))
-        watch = watching.start_watch(session, enrollment, request.form.get("topic", ""), now())
-    except learning.Refused as refusal:
-        return jsonify(error=refusal.code, message=refusal.message), 409
-    session.commit()
+    enrollment = _enrollment(request.form.get("course", ""))
+    watch = watching.start_watch(get_session(), enrollment, request.form.get("topic", ""), now())
     # The heartbeats' credential for this watch session (web/fast_heartbeat.py).
     expires = fast_heartbeat.expiry(cookie[LOGIN_AT], current_app.permanent_session_lifetime.total_seconds(), _now())
     token = fast_heartbeat.issue(current_app, watch.user_id, cookie[OPENID], watch.id, expires)
@@ -166,6 +166,7 @@ def api_watch() -> Any:
 
 @bp.post("/api/heartbeat")
 @login_required
+@on_refused(json_refusal(404))
 def api_heartbeat() -> Any:
     """A heartbeat (every ~15 s, on play, pause and pagehide via sendBeacon): form fields
     watch_id, seq, position, csrf_token, and paused=1 / resumed=1 from the player's events."""
@@ -177,40 +178,30 @@ def api_heartbeat() -> Any:
         return jsonify(error="bad_request"), 400
     if not 0 <= position < 86400 or not 0 < seq <= DB_INT_MAX or not 0 < watch_id <= DB_INT_MAX:
         return jsonify(error="bad_request"), 400
-    try:
-        beat = watching.heartbeat(get_database().engine, current_user_id(), watch_id, seq, position,  # type: ignore[arg-type]
-                                  now(), paused=request.form.get("paused") == "1",
-                                  resumed=request.form.get("resumed") == "1")
-    except learning.Refused as refusal:
-        return jsonify(error=refusal.code), 404
+    paused, resumed = request.form.get("paused") == "1", request.form.get("resumed") == "1"
+    beat = watching.heartbeat(get_database().engine, current_user_id(), watch_id, seq, position,  # type: ignore[arg-type]
+                              now(), paused=paused, resumed=resumed)
     return jsonify(accepted=beat.accepted, position=beat.position, watched_seconds=beat.watched_seconds,
                    completed=beat.completed, reason=beat.reason)
 
 
 @bp.get("/courses/<code>/topics/<topic>/test")
 @login_required
+@on_refused(refused_page(403))
 def test(code: str, topic: str) -> Any:
     session = get_session()
-    try:
-        attempt = quiz.start_attempt(session, _enrollment(code), topic, now())
-    except learning.Refused as refusal:
-        return _refused(refusal, 403)
+    attempt = quiz.start_attempt(session, _enrollment(code), topic, now())
     sheet = quiz.paper(session, attempt)
-    session.commit()
     return render_template("h5/test.html", attempt=attempt, sheet=sheet, code=code)
 
 
 @bp.post("/attempts/<int:attempt_id>")
 @login_required
+@on_refused(refused_page(404))
 def submit(attempt_id: int) -> Any:
     _require_csrf()
-    session = get_session()
     answers = {key.removeprefix("q"): request.form.getlist(key) for key in request.form if key.startswith("q")}
-    try:
-        quiz.submit_attempt(session, current_user_id(), attempt_id, answers, now())  # type: ignore[arg-type]
-    except learning.Refused as refusal:
-        return _refused(refusal, 404)
-    session.commit()
+    quiz.submit_attempt(get_session(), current_user_id(), attempt_id, answers, now())  # type: ignore[arg-type]
     return redirect(url_for("training.result", attempt_id=attempt_id))
 
 
@@ -224,10 +215,9 @@ def result(attempt_id: int) -> Any:
         abort(404)
     enrollment = session.get(Enrollment, attempt.enrollment_id)
     course_row = session.get(Course, enrollment.course_id)  # type: ignore[union-attr]
-    current = learning.progress(session, enrollment)  # type: ignore[arg-type]
+    current = enrolment.progress(session, enrollment)  # type: ignore[arg-type]
     level, sheet = quiz.review_sheet(session, attempt)
     topic_state = next((t for t in current.topics if t.topic.code == attempt.topic_code), None)
-    session.commit()
     return render_template("h5/result.html", attempt=attempt, sheet=sheet, level=level, progress=current,
                            topic_state=topic_state, code=course_row.code)  # type: ignore[union-attr]
 

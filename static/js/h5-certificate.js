@@ -2,9 +2,15 @@
 (function () {
   const button = document.getElementById("pay"), problem = document.getElementById("pay-error");
   const token = document.querySelector('meta[name="csrf-token"]').content;
-  function fail(text) { problem.textContent = text; problem.hidden = false; button.disabled = false; }
+  const ui = window.weuiUI;
+  function fail(text) {
+    ui.loading(null);
+    problem.textContent = text; problem.hidden = false; button.disabled = false;
+    ui.dialog("暂时无法支付", text);
+  }
   button.addEventListener("click", async function () {
     button.disabled = true;
+    ui.loading("正在发起支付");
     let resp;
     const body = new FormData();
     body.append("page_url", location.href.split("#")[0]);
@@ -12,6 +18,7 @@
     catch (e) { return fail("网络不稳定，请稍后再试。"); }
     const data = await resp.json().catch(() => ({}));
     if (!resp.ok) return fail(data.message || "暂时无法支付，请稍后再试。");
+    ui.loading(null);
     const back = (ok) => location.href = data.order_url + (ok ? "?pay_result=ok" : "");
     if (typeof WeixinJSBridge !== "undefined") {
       WeixinJSBridge.invoke("getBrandWCPayRequest", data.params,

@@ -13,9 +13,11 @@
   // Back from the payment: the notification may not have arrived yet, so ask WeChat Pay a few times.
   if (new URLSearchParams(location.search).get("pay_result") === "ok") {
     document.getElementById("checking").hidden = false;
+    window.weuiUI.loading("正在确认支付结果");
     let tries = 0;
     (async function loop() {
-      if (await check() || ++tries >= 8) return;
+      if (await check()) return;
+      if (++tries >= 8) { window.weuiUI.loading(null); return; }
       setTimeout(loop, 1000);
     })();
   }

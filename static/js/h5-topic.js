@@ -7,7 +7,8 @@
   const startTest = document.getElementById("start-test");
   const seconds = Number(video.dataset.seconds);
   const maxRate = Number(video.dataset.maxRate) || 2;
-  let watchId = null, token = null, seq = 0, resumeAt = 0, timer = null;
+  const ui = window.weuiUI;
+  let watchId = null, token = null, seq = 0, resumeAt = 0, timer = null, toldDone = startTest.hidden === false;
 
   function form(fields) {
     const body = new URLSearchParams(fields);
@@ -27,6 +28,7 @@
     if (state.completed) {
       status.textContent = "视频已看完，可以开始测试。";
       startTest.hidden = false;
+      if (!toldDone) { toldDone = true; ui.toast("视频已看完"); }
     }
   }
   async function beat(extra) {
@@ -38,6 +40,7 @@
     } catch (err) {
       // Offline for a moment: the next beat carries the position, nothing watched is lost.
       status.textContent = "网络不稳定，观看进度稍后同步。";
+      ui.toptips("网络不稳定，观看进度稍后同步。");
       return null;
     }
     if (resp.status === 403) { watchId = null; await open(); return; }  // the token expired: a new watch session
@@ -47,11 +50,16 @@
       video.pause();
       status.textContent = "你在其他页面打开了视频，这里已暂停计时。";
       watchId = null;
+      ui.dialog("已在其他页面播放", "你在其他页面或设备上打开了视频，这里已暂停计时。", [
+        {label: "知道了"},
+        {label: "在这里继续", primary: true, action: async () => { await open(); video.play(); }},
+      ]);
       return;
     }
     if (!state.accepted && state.reason === "ahead of real time") {
       video.currentTime = state.position;  // a seek past what was watched does not count
       status.textContent = "请按顺序观看，不能跳过未看的部分。";
+      ui.toptips("请按顺序观看，不能跳过未看的部分。");
     } else if (!state.completed && status.textContent.startsWith("网络不稳定")) {
       status.textContent = "请完整观看视频（中途退出，下次从上次的位置继续）。";
     }
@@ -66,7 +74,12 @@
   }
   async function open() {
     const resp = await fetch(video.dataset.watch, {method: "POST", body: form({course: video.dataset.course, topic: video.dataset.topic})});
-    if (!resp.ok) { status.textContent = "无法开始播放，请返回重试。"; return; }
+    if (!resp.ok) {
+      const refusal = await resp.json().catch(() => ({}));
+      status.textContent = "无法开始播放，请返回重试。";
+      ui.dialog("无法开始播放", refusal.message || "请返回专题列表后重试。");
+      return;
+    }
     const state = await resp.json();
     watchId = state.watch_id;
     token = state.beat_token;

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from flask import Flask, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from database import get_session
-from handlers.console_accounts import Actor
+from handlers.audit import Actor
 from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next

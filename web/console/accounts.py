@@ -1,14 +1,17 @@
 """Console pages every account shares: sign-in and out, accepting an invite, the home page, own password and TOTP."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from database import get_session
-from handlers import console_accounts as accounts
-from handlers.learning import Refused
+from handlers.accounts import console
+from handlers.errors import Refused
 from models import School
 from web.auth import csrf_ok, safe_next
+from web.boundary import on_refused
 from web.clock import now
 from web.console import (
     ALL_ROLES,
@@ -59,17 +62,14 @@ def sign_in() -> Response:
     if not csrf_ok():
         return render_console("console/sign_in.html", 400, next=target, username=username, need_totp=False,
                               error="页面已过期，请重新输入")
-    session = get_session()
     try:
-        account = accounts.authenticate(session, username, request.form.get("password", ""), _client_ip(), now(),
-                                        totp_code=request.form.get("totp") or None)
+        account = console.authenticate(get_session(), username, request.form.get("password", ""), _client_ip(),
+                                        now(), totp_code=request.form.get("totp") or None)
     except Refused as refused:
-        # The failed attempt is recorded: it must count even though the answer is a refusal.
-        session.commit()
+        # Caught here, not by the boundary: answered normally, the failed attempt it recorded is committed and counts.
         status = 429 if refused.code == "rate_limited" else 401 if refused.code == "bad_credentials" else 200
         return render_console("console/sign_in.html", status, next=target, username=username,
                               need_totp=refused.code in ("totp_required", "bad_totp"), error=refused.message)
-    session.commit()
     start_console_session(account)
     return redirect(target)
 
@@ -83,7 +83,6 @@ def sign_out() -> Response:
         # Revoked on the server: the epoch ends this account's signed sessions everywhere, so a
         # copy of the cookie taken before 退出 is worthless after it.
         account.session_epoch += 1
-        get_session().commit()
     end_console_session()
     return redirect(url_for("console.sign_in"))
 
@@ -96,13 +95,20 @@ def home() -> Response:
     return render_console("console/home.html", school_name=school.name if school else "")
 
 
+def _invite_refused(refused: Refused, token: str) -> Response:
+    """A dead invite link is a 404 page; anything else accepting refused, the form again with the reason."""
+    if refused.code == "invite_invalid":
+        return render_console("console/problem.html", 404, title="邀请无效", detail=refused.message)
+    pending = console.open_invite(get_session(), token[:64], now())
+    return render_console("console/invite.html", 200, invite=pending, username=request.form.get("username", ""),
+                          error=refused.message)
+
+
 @bp.route("/invite/<token>", methods=["GET", "POST"])
+@on_refused(_invite_refused)
 def invite(token: str) -> Response:
     session = get_session()
-    try:
-        pending = accounts.open_invite(session, token[:64], now())
-    except Refused as refused:
-        return render_console("console/problem.html", 404, title="邀请无效", detail=refused.message)
+    pending = console.open_invite(session, token[:64], now())
     if request.method == "GET":
         return render_console("console/invite.html", invite=pending, username="")
     username = request.form.get("username", "")
@@ -112,48 +118,46 @@ def invite(token: str) -> Response:
         return render_console(
             "console/invite.html", 200, invite=pending, username=username, error="两次输入的密码不一致"
         )
-    try:
-        account = accounts.accept_invite(session, token[:64], username=username,
-                                         password=request.form.get("password", ""), now=now())
-    except Refused as refused:
-        session.rollback()
-        return render_console("console/invite.html", 200, invite=pending, username=username, error=refused.message)
-    session.commit()
+    account = console.accept_invite(session, token[:64], username=username,
+                                     password=request.form.get("password", ""), now=now())
     start_console_session(account)
     return redirect(url_for("console.home"))
 
 
+def _account_page(message: str | None = None, error: str | None = None, new_secret: str | None = None) -> Response:
+    account = current_account()
+    assert account is not None
+    if account.totp_secret is None and new_secret is None:
+        new_secret = console.new_totp_secret()
+    totp_uri = console.totp_uri(account, new_secret) if new_secret else None
+    return render_console("console/account.html", message=message, error=error, totp_secret=new_secret,
+                          totp_uri=totp_uri)
+
+
+def _account_refused(refused: Refused, **_: Any) -> Response:
+    """The page again with the reason; a TOTP secret being set up stays on screen for another try."""
+    new_secret = request.form.get("secret", "")[:64] if request.form.get("action") == "totp" else None
+    return _account_page(error=refused.message, new_secret=new_secret)
+
+
 @bp.route("/account", methods=["GET", "POST"])
 @console_required(*ALL_ROLES)
+@on_refused(_account_refused)
 def account_settings() -> Response:
     account = current_account()
     assert account is not None
+    if request.method != "POST":
+        return _account_page()
     session = get_session()
-    message = error = None
-    new_secret = None
-    if request.method == "POST":
-        action = request.form.get("action")
-        try:
-            if action == "password":
-                if request.form.get("new", "") != request.form.get("new2", ""):
-                    raise Refused("mismatch", "两次输入的新密码不一致")
-                accounts.change_password(session, account, request.form.get("old", ""), request.form.get("new", ""))
-                session.commit()
-                start_console_session(account)
-                message = "密码已修改，其他设备上的登录已失效"
-            elif action == "totp":
-                new_secret = request.form.get("secret", "")[:64]
-                accounts.enable_totp(session, account, new_secret, request.form.get("code", ""), now())
-                session.commit()
-                start_console_session(account)
-                new_secret, message = None, "已开启两步验证，下次登录需输入动态码"
-            else:
-                raise Refused("bad_action", "未知操作")
-        except Refused as refused:
-            session.rollback()
-            error = refused.message
-    if account.totp_secret is None and new_secret is None:
-        new_secret = accounts.new_totp_secret()
-    totp_uri = accounts.totp_uri(account, new_secret) if new_secret else None
-    return render_console("console/account.html", message=message, error=error, totp_secret=new_secret,
-                          totp_uri=totp_uri)
+    action = request.form.get("action")
+    if action == "password":
+        if request.form.get("new", "") != request.form.get("new2", ""):
+            raise Refused("mismatch", "两次输入的新密码不一致")
+        console.change_password(session, account, request.form.get("old", ""), request.form.get("new", ""))
+        start_console_session(account)
+        return _account_page(message="密码已修改，其他设备上的登录已失效")
+    if action == "totp":
+        console.enable_totp(session, account, request.form.get("secret", "")[:64], request.form.get("code", ""), now())
+        start_console_session(account)
+        return _account_page(message="已开启两步验证，下次登录需输入动态码")
+    raise Refused("bad_action", "未知操作")

@@ -1,13 +1,16 @@
 """Console pages for a school admin's approval queue: pending students, approve, reject with a reason, bulk approve."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, abort, flash, redirect, request, url_for
 
 from database import get_session
-from handlers import approvals
-from handlers.console_accounts import Actor
-from handlers.learning import Refused
+from handlers.audit import Actor
+from handlers.errors import Refused
+from handlers.schools import approvals
 from models.console import SCHOOL_ADMIN
+from web.boundary import on_refused
 from web.console import console_required, current_account, register_nav, render_console, school_of
 from web.ids import id_value
 
@@ -42,20 +45,26 @@ def queue_page() -> Response:
     return _queue(school.id)
 
 
+def _decide_refused(refused: Refused, **_: Any) -> Response:
+    """The queue again with the reason: 409 when someone decided first, 400 for the admin's own input."""
+    school = school_of(current_account())  # type: ignore[arg-type]
+    return _queue(school.id, 409 if refused.code == "already_decided" else 400, refused.message)
+
+
+def _bulk_refused(refused: Refused, **_: Any) -> Response:
+    school = school_of(current_account())  # type: ignore[arg-type]
+    return _queue(school.id, 400, refused.message)
+
+
 def _decide(profile_id: int, approve: bool) -> Response:
     account = current_account()
     assert account is not None
     school = school_of(account)
-    session = get_session()
     try:
-        profile = approvals.decide(session, Actor.of(account), school.id, profile_id, approve=approve,
+        profile = approvals.decide(get_session(), Actor.of(account), school.id, profile_id, approve=approve,
                                    reason=request.form.get("reason"))
     except approvals.NotFound:
         abort(404)
-    except Refused as refused:
-        session.rollback()
-        return _queue(school.id, 409 if refused.code == "already_decided" else 400, refused.message)
-    session.commit()
     flash(f"已通过 {profile.real_name}（{profile.student_number}）" if approve
           else f"已驳回 {profile.real_name}（{profile.student_number}），学生会看到原因")
     return redirect(url_for("console_approvals.queue_page"))
@@ -63,18 +72,21 @@ def _decide(profile_id: int, approve: bool) -> Response:
 
 @bp.post("/approvals/<int:profile_id>/approve")
 @console_required(SCHOOL_ADMIN)
+@on_refused(_decide_refused)
 def approve(profile_id: int) -> Response:
     return _decide(profile_id, True)
 
 
 @bp.post("/approvals/<int:profile_id>/reject")
 @console_required(SCHOOL_ADMIN)
+@on_refused(_decide_refused)
 def reject(profile_id: int) -> Response:
     return _decide(profile_id, False)
 
 
 @bp.post("/approvals/bulk-approve")
 @console_required(SCHOOL_ADMIN)
+@on_refused(_bulk_refused)
 def bulk_approve() -> Response:
     account = current_account()
     assert account is not None
@@ -84,15 +96,10 @@ def bulk_approve() -> Response:
         abort(400)
     if not ids:
         return _queue(school.id, 400, "请先勾选要通过的学生")
-    session = get_session()
     try:
-        done, skipped = approvals.approve_many(session, Actor.of(account), school.id, ids)
+        done, skipped = approvals.approve_many(get_session(), Actor.of(account), school.id, ids)
     except approvals.NotFound:
         abort(404)
-    except Refused as refused:
-        session.rollback()
-        return _queue(school.id, 400, refused.message)
-    session.commit()
     flash(f"已批量通过 {done} 人" + (f"；{len(skipped)} 人已被处理过，已跳过" if skipped else ""))
     for message in skipped[:5]:
         flash(message)

@@ -5,8 +5,8 @@ from flask import Blueprint, Flask, Response, request, stream_with_context
 from sqlalchemy import select
 
 from database import get_database, get_session
-from handlers import audit_log
-from handlers.console_accounts import Actor, record_audit
+from handlers import audit
+from handlers.audit import Actor, record_audit
 from models import School
 from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_account, page_arg, register_nav, render_console
@@ -24,31 +24,30 @@ def init_app(app: Flask) -> None:
 @bp.get("/")
 @console_required(*STAFF_ROLES)
 def index() -> Response:
-    where = audit_log.AuditFilter.of(request.args)
+    where = audit.AuditFilter.of(request.args)
     page = page_arg()
     with get_database().readers() as session:
-        rows, has_next = audit_log.search(session, where, page)
+        rows, has_next = audit.search(session, where, page)
         schools = session.execute(select(School.id, School.name).order_by(School.name)).all()
         school_names = {i: n for i, n in schools}
         return render_console("console/audit/index.html", rows=rows, has_next=has_next, page=page, where=where,
                               args=where.args(), school_names=school_names, schools=schools, local_time=local_time,
-                              as_json=audit_log.as_json)
+                              as_json=audit.as_json)
 
 
 @bp.get("/export.csv")
 @console_required(*STAFF_ROLES)
 def export() -> Response:
-    where = audit_log.AuditFilter.of(request.args)
+    where = audit.AuditFilter.of(request.args)
     account = current_account()
     assert account is not None
     # Who took a copy of the log, and of what, is itself logged.
     session = get_session()
     record_audit(session, Actor.of(account), "audit.export", None, None, after=where.args() or None)
-    session.commit()
 
     def lines():  # type: ignore[no-untyped-def]
         with get_database().readers() as reader:
-            yield from audit_log.csv_lines(reader, where)
+            yield from audit.csv_lines(reader, where)
 
     stamp = now().strftime("%Y%m%d-%H%M%S")
     response = Response(stream_with_context(lines()), mimetype="text/csv; charset=utf-8")

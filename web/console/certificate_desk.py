@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 from sqlalchemy import select
 
 from database import get_database, get_session
-from handlers import certificate_desk as desk
-from handlers import certificates, china_time
-from handlers.learning import Refused
+from handlers import china_time
+from handlers.certificates import claims, desk
+from handlers.certificates import corrections as certificate_corrections
+from handlers.errors import Refused
 from models import Certificate, CorrectionRequest
+from web.boundary import on_refused
 from web.certificates import issuer
 from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 
@@ -18,7 +21,7 @@ bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificat
 
 register_nav("证书", "console_certificates.index", STAFF_ROLES, 30)
 
-FIELD_NAMES = {**certificates.CORRECTABLE, "version": "版本", "certificate_id": "证书记录"}
+FIELD_NAMES = {**certificate_corrections.CORRECTABLE, "version": "版本", "certificate_id": "证书记录"}
 EVENT_NAMES = {"issued": "签发", "superseded": "被新版本取代", "revoked": "撤销", "channel_changed": "更改证书类型",
                "notice_sent": "已发送通知", "paper_paid": "纸质证书已付款", "paper_refunded": "纸质证书已退款",
                "resigned": "重新签名"}
@@ -29,8 +32,6 @@ DONE = {
     "notice": "通知已加入发送队列",
 }
 CHANNEL_NAMES = {"electronic": "电子版", "paper": "纸质版", "both": "电子版 + 纸质版"}
-
-
 
 
 def local_time(moment: datetime | None) -> str:
@@ -82,7 +83,7 @@ def show(serial: str) -> Response:
 @console_required(*STAFF_ROLES)
 def pdf(certificate_id: int) -> Response:
     with get_database().readers() as session:
-        stored = certificates.certificate_file(session, certificate_id, "pdf")
+        stored = claims.certificate_file(session, certificate_id, "pdf")
         certificate = session.get(Certificate, certificate_id)
         if stored is None or certificate is None:
             abort(404)
@@ -107,7 +108,7 @@ def _back_to(serial: str, done: str) -> Response:
 
 
 def _refusal(serial: str | None, refused: Refused) -> Response:
-    get_session().rollback()
+    """The serial's page again, with the reason the step was refused (200: the page itself is fine)."""
     if serial is None:
         abort(404)
     with get_database().readers() as session:
@@ -131,52 +132,48 @@ def _serial_of(certificate_id: int) -> str | None:
     return get_session().scalar(select(Certificate.serial).where(Certificate.id == certificate_id))
 
 
+def _decide_refused(refused: Refused, request_id: int, **_: Any) -> Response:
+    return _refusal(_serial_of_request(request_id), refused)
+
+
+def _certificate_refused(refused: Refused, certificate_id: int, **_: Any) -> Response:
+    return _refusal(_serial_of(certificate_id), refused)
+
+
 @bp.post("/corrections/<int:request_id>/decide")
 @console_required(*STAFF_ROLES)
+@on_refused(_decide_refused)
 def decide(request_id: int) -> Response:
     serial = _serial_of_request(request_id)
     if serial is None:
         abort(404)
     decision = request.form.get("decision")
     if decision not in ("approve", "reject"):
-        return _refusal(serial, Refused("bad_decision", "请选择批准或驳回。"))
-    session = get_session()
-    try:
-        new = desk.decide(session, current_actor(), request_id, approve=decision == "approve",
-                          note=request.form.get("note", ""), issuer=issuer())
-    except Refused as refused:
-        return _refusal(serial, refused)
-    session.commit()
+        raise Refused("bad_decision", "请选择批准或驳回。")
+    new = desk.decide(get_session(), current_actor(), request_id, approve=decision == "approve",
+                      note=request.form.get("note", ""), issuer=issuer())
     return _back_to(serial, "approved" if new else "rejected")
 
 
 @bp.post("/<int:certificate_id>/revoke")
 @console_required(*STAFF_ROLES)
+@on_refused(_certificate_refused)
 def revoke(certificate_id: int) -> Response:
-    session = get_session()
     serial = _serial_of(certificate_id)
     if serial is None:
         abort(404)
     if request.form.get("confirm") != "yes":
-        return _refusal(serial, Refused("unconfirmed", "请勾选确认后再撤销。"))
-    try:
-        desk.revoke(session, current_actor(), certificate_id, request.form.get("reason", ""))
-    except Refused as refused:
-        return _refusal(serial, refused)
-    session.commit()
+        raise Refused("unconfirmed", "请勾选确认后再撤销。")
+    desk.revoke(get_session(), current_actor(), certificate_id, request.form.get("reason", ""))
     return _back_to(serial, "revoked")
 
 
 @bp.post("/<int:certificate_id>/notice")
 @console_required(*STAFF_ROLES)
+@on_refused(_certificate_refused)
 def notice(certificate_id: int) -> Response:
-    session = get_session()
     serial = _serial_of(certificate_id)
     if serial is None:
         abort(404)
-    try:
-        desk.resend_notice(session, current_actor(), certificate_id)
-    except Refused as refused:
-        return _refusal(serial, refused)
-    session.commit()
+    desk.resend_notice(get_session(), current_actor(), certificate_id)
     return _back_to(serial, "notice")

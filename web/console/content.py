@@ -1,12 +1,17 @@
 """Staff console: upload a course catalog file, see its problems line by line or a preview, then load it."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, Response, request
+from sqlalchemy.orm import Session
 
 from database import get_database, get_session
-from handlers import catalog, catalog_upload
-from handlers.console_accounts import Actor
-from handlers.learning import Refused
+from handlers.audit import Actor
+from handlers.catalog import loader
+from handlers.catalog import upload as catalog_upload
+from handlers.errors import Refused
+from web.boundary import on_refused
 from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
 
 bp = Blueprint("console_content", __name__, url_prefix="/console/content", template_folder="../templates")
@@ -18,10 +23,13 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _page(status: int = 200, **context: object) -> Response:
-    with get_database().readers() as session:
-        courses = catalog.list_courses(session)
-        return render_console("console/content/index.html", status, courses=courses, **context)
+def _page(status: int = 200, *, session: Session | None = None, **context: object) -> Response:
+    """The content page. After a load, `session` is the request's own: the boundary commits the new version
+    only once the page is rendered, so a reader would not see it yet."""
+    if session is None:
+        with get_database().readers() as reader:
+            return _page(status, session=reader, **context)
+    return render_console("console/content/index.html", status, courses=loader.list_courses(session), **context)
 
 
 def _source_name(name: str | None) -> str:
@@ -35,17 +43,24 @@ def index() -> Response:
     return _page()
 
 
+def _preview_refused(refused: Refused, **_: Any) -> Response:
+    """The file could not be read (too big, not UTF-8): the page again, naming it."""
+    return _page(422, error=refused.message, source=_source_name(request.files["file"].filename))
+
+
+def _load_refused(refused: Refused, **_: Any) -> Response:
+    return _page(422, error=refused.message)
+
+
 @bp.post("/preview")
 @console_required(*STAFF_ROLES)
+@on_refused(_preview_refused)
 def preview() -> Response:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _page(422, error="请选择要上传的课程文件（.toml）。")
     source = _source_name(upload.filename)
-    try:
-        text = catalog_upload.decode(upload.read(catalog_upload.MAX_BYTES + 1))
-    except Refused as refused:
-        return _page(422, error=refused.message, source=source)
+    text = catalog_upload.decode(upload.read(catalog_upload.MAX_BYTES + 1))
     with get_database().readers() as session:
         checked = catalog_upload.check(session, text, source)
     if isinstance(checked, list):
@@ -58,16 +73,12 @@ def preview() -> Response:
 
 @bp.post("/load")
 @console_required(*STAFF_ROLES)
+@on_refused(_load_refused)
 def load() -> Response:
     account = current_account()
     assert account is not None
-    session = get_session()
     text = request.form.get("text", "")
     source = _source_name(request.form.get("source"))
-    try:
-        result = catalog_upload.load(session, Actor.of(account), text, source, request.form.get("digest", ""))
-    except Refused as refused:
-        session.rollback()
-        return _page(422, error=refused.message)
-    session.commit()
-    return _page(loaded=result)
+    session = get_session()
+    result = catalog_upload.load(session, Actor.of(account), text, source, request.form.get("digest", ""))
+    return _page(loaded=result, session=session)

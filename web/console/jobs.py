@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
 from database import get_database, get_session
-from handlers.console_accounts import Actor, record_audit
+from handlers.audit import Actor, record_audit
 from handlers.outbox import list_failed_jobs, retry_failed_job
 from web.console import STAFF_ROLES, console_required, current_account, register_nav, render_console
 from web.console.certificate_desk import local_time
@@ -39,5 +39,4 @@ def retry(job_id: int) -> Response:
     record_audit(session, Actor.of(account), "job.retry", "job", job.id,
                  before={"status": "failed", "attempts": job.attempts},
                  after={"status": "pending", "max_attempts": job.max_attempts}, note=job.kind)
-    session.commit()
     return redirect(url_for("console_jobs.index", retried=job_id))

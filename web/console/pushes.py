@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -10,10 +11,11 @@ from reportlab.graphics.barcode import qrencoder
 from sqlalchemy import select
 
 from database import get_session
-from handlers import pushes
-from handlers.learning import Refused
+from handlers.errors import Refused
+from handlers.pushes import bindings, compose, deliveries
 from models import ConsoleAccount, School, User
 from web.auth import csrf_ok, current_user, login_required
+from web.boundary import on_refused
 from web.clock import now
 from web.console import console_required, current_account, page_arg, register_nav, render_console, school_of
 
@@ -48,15 +50,15 @@ def qr_svg(value: str, scale: int = 4) -> Markup:
 
 
 def _china_time(moment: datetime) -> str:
-    return moment.astimezone(pushes.CHINA).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(compose.CHINA).strftime("%Y-%m-%d %H:%M")
 
 
 def _page(account: ConsoleAccount, school: School, *, bind_url: str | None = None, message: str | None = None,
           error: str | None = None, status: int = 200) -> Response:
     session = get_session()
     page = page_arg()
-    rows, total = pushes.deliveries(session, school.id, page)
-    pages = max((total + pushes.PAGE_SIZE - 1) // pushes.PAGE_SIZE, 1)
+    rows, total = deliveries.deliveries(session, school.id, page)
+    pages = max((total + deliveries.PAGE_SIZE - 1) // deliveries.PAGE_SIZE, 1)
     ids = {row.account_id for row in rows}
     names = {account_id: name for account_id, name in session.execute(
         select(ConsoleAccount.id, ConsoleAccount.display_name).where(ConsoleAccount.id.in_(ids)))}
@@ -64,7 +66,7 @@ def _page(account: ConsoleAccount, school: School, *, bind_url: str | None = Non
         "console/pushes/page.html",
         status,
         school=school,
-        binding=pushes.binding_of(session, account),
+        binding=bindings.binding_of(session, account),
         bind_url=bind_url,
         qr=qr_svg(bind_url) if bind_url else None,
         rows=rows,
@@ -74,12 +76,12 @@ def _page(account: ConsoleAccount, school: School, *, bind_url: str | None = Non
         names=names,
         message=message,
         error=error,
-        status_text=pushes.STATUS_TEXT,
-        kind_text=pushes.KIND_TEXT,
+        status_text=deliveries.STATUS_TEXT,
+        kind_text=deliveries.KIND_TEXT,
         badge=STATUS_BADGE,
-        explain=pushes.explain,
+        explain=deliveries.explain,
         china_time=_china_time,
-        ttl_minutes=int(pushes.BIND_TOKEN_TTL.total_seconds() // 60),
+        ttl_minutes=int(bindings.BIND_TOKEN_TTL.total_seconds() // 60),
     )
 
 
@@ -98,8 +100,7 @@ def make_link() -> Response:
     account = current_account()
     assert account is not None
     school = school_of(account)
-    token = pushes.create_bind_token(get_session(), account, now())
-    get_session().commit()
+    token = bindings.create_bind_token(get_session(), account, now())
     bind_url = str(current_app.config["PUBLIC_URL"]).rstrip("/") + url_for("push_bind.open_link", token=token)
     return _page(account, school, bind_url=bind_url)
 
@@ -110,8 +111,7 @@ def unbind() -> Response:
     account = current_account()
     assert account is not None
     school_of(account)
-    changed = pushes.unbind(get_session(), account)
-    get_session().commit()
+    changed = bindings.unbind(get_session(), account)
     return redirect(url_for("console_pushes.page", done="unbound" if changed else "nothing"), code=303)
 
 
@@ -119,6 +119,11 @@ def unbind() -> Response:
 
 def _refused(refusal: Refused, status: int = 409) -> tuple[str, int]:
     return render_template("console/pushes/bind_refused.html", refusal=refusal), status
+
+
+def _bind_refused(refusal: Refused, **_: Any) -> tuple[str, int]:
+    """The link cannot be used (unknown, used, expired): say so on the page WeChat opened."""
+    return _refused(refusal)
 
 
 def _token(token: str) -> str:
@@ -130,29 +135,23 @@ def _token(token: str) -> str:
 
 @bind_bp.get("/<token>")
 @login_required
+@on_refused(_bind_refused)
 def open_link(token: str) -> Response | tuple[str, int]:
     session = get_session()
-    try:
-        account = pushes.peek_bind_token(session, _token(token), now())
-    except Refused as refusal:
-        return _refused(refusal)
+    account = bindings.peek_bind_token(session, _token(token), now())
     school = session.get(School, account.school_id)
     return Response(render_template("console/pushes/bind.html", account=account, school=school, token=token))
 
 
 @bind_bp.post("/<token>")
 @login_required
+@on_refused(_bind_refused)
 def confirm(token: str) -> Response | tuple[str, int]:
     if not csrf_ok():
         return _refused(Refused("stale", "页面已过期，请重新打开绑定链接。"), 400)
     session = get_session()
     user: User = current_user()
-    try:
-        account = pushes.bind(session, _token(token), user.id, now())
-    except Refused as refusal:
-        session.rollback()
-        return _refused(refusal)
-    session.commit()
+    account = bindings.bind(session, _token(token), user.id, now())
     school = session.get(School, account.school_id)
     return Response(render_template("console/pushes/bound.html", account=account, school=school,
                                     following=bool(user.subscribed)))

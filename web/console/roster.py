@@ -3,15 +3,18 @@ and report, history, the roster itself."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
 
 from database import get_session
-from handlers import china_time, roster
-from handlers.console_accounts import Actor
-from handlers.learning import Refused
+from handlers import china_time
+from handlers.audit import Actor
+from handlers.errors import Refused
+from handlers.schools import roster, roster_files
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN
+from web.boundary import on_refused
 from web.console import console_required, current_account, register_nav, render_console, school_of
 
 bp = Blueprint("console_roster", __name__, url_prefix="/console/school", template_folder="../templates")
@@ -21,8 +24,6 @@ PER_PAGE = 50
 # The multipart envelope around a file at the cap: boundaries, headers, the CSRF field.
 UPLOAD_SLACK = 64 * 1024
 TEMPLATE_CSV = "\ufeff姓名,学号,学院,年级,手机\r\n张三,2024001,心理学院,2024级,13800138000\r\n"
-
-
 
 
 def init_app(app: Flask) -> None:
@@ -39,7 +40,7 @@ def beijing_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def _cap_upload() -> None:
     # Before the gate reads the form (for its CSRF check): a larger body is a 413, never parsed.
     if request.endpoint == "console_roster.upload":
-        request.max_content_length = roster.MAX_BYTES + UPLOAD_SLACK
+        request.max_content_length = roster_files.MAX_BYTES + UPLOAD_SLACK
 
 
 def _page_number() -> int:
@@ -57,8 +58,8 @@ def _roster_page(school_id: int, status: int = 200, error: str | None = None) ->
     uploads = roster.uploads_of(session, school_id)
     return render_console("console/roster/roster.html", status, error=error, entries=entries, total=total, q=query,
                           page=page, pages=max(1, -(-total // PER_PAGE)), uploads=uploads,
-                          latest=uploads[0] if uploads else None, max_mb=roster.MAX_BYTES // 1024 // 1024,
-                          max_rows=roster.MAX_ROWS)
+                          latest=uploads[0] if uploads else None, max_mb=roster_files.MAX_BYTES // 1024 // 1024,
+                          max_rows=roster_files.MAX_ROWS)
 
 
 @bp.get("/roster")
@@ -68,8 +69,14 @@ def roster_page() -> Response:
     return _roster_page(school.id)
 
 
+def _upload_refused(refused: Refused, **_: Any) -> Response:
+    """The roster page again, with why the file was not taken (a bad mode, the previous upload still running)."""
+    return _roster_page(school_of(current_account()).id, 400, refused.message)  # type: ignore[arg-type]
+
+
 @bp.post("/roster/upload")
 @console_required(SCHOOL_ADMIN)
+@on_refused(_upload_refused)
 def upload() -> Response:
     account = current_account()
     assert account is not None
@@ -77,17 +84,12 @@ def upload() -> Response:
     file = request.files.get("file")
     if file is None or not file.filename:
         return _roster_page(school.id, 400, "请选择要上传的名单文件（CSV 或 .xlsx）")
-    data = file.read(roster.MAX_BYTES + 1)
-    session = get_session()
+    data = file.read(roster_files.MAX_BYTES + 1)
     # Old browsers send the whole client path; the history shows the file's own name.
     name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
-    try:
-        uploaded = roster.request_upload(session, Actor.of(account), school.id, data, name,
-                                         request.form.get("mode", "merge"))
-    except Refused as refused:
-        session.rollback()
-        return _roster_page(school.id, 400, refused.message)
-    session.commit()  # hands the job to the queue
+    # The job it enqueues reaches the queue when the boundary commits.
+    uploaded = roster.request_upload(get_session(), Actor.of(account), school.id, data, name,
+                                     request.form.get("mode", "merge"))
     return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
 
 

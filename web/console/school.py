@@ -14,11 +14,12 @@ from flask import session as browser_session
 from sqlalchemy import select
 
 from database import get_session
-from handlers import school_console as console
-from handlers.console_accounts import Actor, record_audit
-from handlers.learning import Refused
+from handlers.audit import Actor, record_audit
+from handlers.errors import Refused
+from handlers.schools import console, exports
 from models import School
 from models.console import SCHOOL_ADMIN
+from web.boundary import on_refused
 from web.clock import now
 from web.console import (
     STAFF_ROLES,
@@ -125,10 +126,10 @@ def students() -> Response:
     colleges, grades = console.facets(session, school.id)
     return render_console("console/school/students.html", school=school, scope=scope, page=page, filters=filters,
                           course_id=course_id, courses=courses, colleges=colleges, grades=grades,
-                          states=console.STATES, exports=console.exports_of(session, school.id),
+                          states=console.STATES, exports=exports.exports_of(session, school.id),
                           args=_table_args(filters, course_id, school=scope), next_args=_table_args(
                               filters, course_id, school=scope, after=page.next_after) if page.next_after else None,
-                          first_page=bool(_int("after")), formats=console.FORMATS)
+                          first_page=bool(_int("after")), formats=exports.FORMATS)
 
 
 @bp.get("/students/<int:profile_id>")
@@ -143,8 +144,14 @@ def student(profile_id: int) -> Response:
                           paper_names=console.PAPER_NAMES)
 
 
+def _export_refused(refused: Refused, **_: Any) -> Response:
+    """No course, an unknown format, too many exports running: a 400 that says which."""
+    abort(400, description=refused.message)
+
+
 @bp.post("/exports")
 @console_required(*VIEWERS)
+@on_refused(_export_refused)
 def export() -> Response:
     account = current_account()
     assert account is not None
@@ -152,17 +159,13 @@ def export() -> Response:
     session = get_session()
     filters = console.Filters.parse(request.form)
     course_id, _ = console.pick_course(session, _form_int("course"))
-    try:
-        if course_id is None:
-            raise Refused("no_course", "还没有课程。")
-        export = console.request_export(session, school.id, course_id, f"{account.role}:{account.id}",
-                                        request.form.get("format", ""), filters)
-        record_audit(session, Actor.of(account), "school.students_export", "student_export", export.id,
-                     school_id=school.id, after={"format": export.file_format, "filters": export.filters})
-    except Refused as refused:
-        session.rollback()
-        abort(400, description=refused.message)
-    session.commit()  # hands the job to the queue
+    if course_id is None:
+        raise Refused("no_course", "还没有课程。")
+    # The job it enqueues reaches the queue when the boundary commits.
+    export = exports.request_export(session, school.id, course_id, f"{account.role}:{account.id}",
+                                    request.form.get("format", ""), filters)
+    record_audit(session, Actor.of(account), "school.students_export", "student_export", export.id,
+                 school_id=school.id, after={"format": export.file_format, "filters": export.filters})
     return redirect(url_for("console_school.students", **_table_args(filters, course_id, school=scope)) + "#exports")
 
 
@@ -174,7 +177,7 @@ def _form_int(name: str) -> int | None:
 @console_required(*VIEWERS)
 def export_status(export_id: int) -> Response:
     school, scope = _school()
-    found = console.export_of(get_session(), school.id, export_id)
+    found = exports.export_of(get_session(), school.id, export_id)
     if found is None:
         abort(404)
     return jsonify(id=found.id, status=found.status, done=found.done_count, total=found.total,
@@ -186,7 +189,7 @@ def export_status(export_id: int) -> Response:
 @console_required(*VIEWERS)
 def download(export_id: int) -> Response:
     school, scope = _school()
-    found = console.export_of(get_session(), school.id, export_id)
+    found = exports.export_of(get_session(), school.id, export_id)
     if found is None or found.status != "done" or not found.file_name:
         abort(404)
     path = Path(current_app.config["EXPORT_DIR"]) / found.file_name

@@ -1,0 +1,1 @@
+"""Accounts: the followers behind openids, a student's identity, and console sign-in."""

@@ -1,0 +1,76 @@
+"""Accounts: the user behind an openid, following and unfollowing the official account."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from handlers.messages import Inbound, Reply, TextReply
+from handlers.outbox import record_job
+from models import User
+from models.base import utcnow
+
+WELCOME = (
+    "欢迎关注毫末高校心理委员工作平台！\n\n"
+    "点击左下角「毫末平台」→「心委培训」开始学习：先完善个人信息并完成身份认证，"
+    "再按顺序观看 14 个专题视频并完成测试，总分达到 85 分即可领取心理委员培训合格证书。\n\n"
+    "证书在右下角「我的」→「显示证书」查看；有问题直接在这里留言，工作人员会回复你。"
+)
+
+
+def ensure_user(session: Session, openid: str) -> User:
+    """The user for `openid`, created if new; safe when two deliveries race."""
+    user = session.scalar(select(User).where(User.openid == openid))
+    if user is not None:
+        return user
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(User)
+        .values(openid=openid, subscribed=False, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["openid"])
+    )
+    return session.scalars(select(User).where(User.openid == openid)).one()
+
+
+def subscribe(session: Session, inbound: Inbound) -> Reply:
+    user = ensure_user(session, inbound.openid)
+    user.subscribed = True
+    user.subscribed_at = inbound.sent_at
+    # Calling WeChat back would eat into the 5-second reply window: a job does it.
+    record_job(session, SYNC_SUBSCRIBER, {"openid": inbound.openid})
+    session.flush()
+    return TextReply(WELCOME)
+
+
+SYNC_SUBSCRIBER = "accounts.sync_subscriber"
+
+
+def apply_user_info(session: Session, openid: str, info: dict[str, object]) -> User:
+    """Store what /cgi-bin/user/info says about a follower (a job calls WeChat, then this)."""
+    user = ensure_user(session, openid)
+    user.subscribed = bool(info.get("subscribe"))
+    unionid = info.get("unionid")
+    scene = info.get("subscribe_scene")
+    user.unionid = str(unionid)[:64] if unionid else user.unionid
+    user.subscribe_scene = str(scene)[:32] if scene else user.subscribe_scene
+    user.synced_at = utcnow()
+    session.flush()
+    return user
+
+
+def unsubscribe(session: Session, inbound: Inbound) -> None:
+    # The user can no longer see replies; recording it stops pushes (43004) and
+    # keeps their training history intact for when they come back.
+    user = ensure_user(session, inbound.openid)
+    user.subscribed = False
+    user.unsubscribed_at = inbound.sent_at
+    session.flush()
+    return None
+
+
+def sign_out(session: Session, user_id: int, now: datetime) -> None:
+    """Signed out on the server: every cookie issued before `now` stops working (web/auth.py)."""
+    session.execute(update(User).where(User.id == user_id).values(signed_out_at=now))

@@ -1,0 +1,1 @@
+"""The course catalog: catalog files, their problems, and loading them as course versions."""

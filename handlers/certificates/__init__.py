@@ -1,0 +1,1 @@
+"""Certificates: claims, verification, corrections, exports and the staff desk."""

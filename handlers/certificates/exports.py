@@ -1,0 +1,85 @@
+"""Certificate exports: staff ask for a zip of issued PDFs; a job builds it with progress."""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from handlers.certificates.claims import certificate_file
+from handlers.errors import Refused
+from handlers.outbox import record_job
+from models import (
+    Certificate,
+    CertificateExport,
+    School,
+)
+from models.base import utcnow
+from models.status import CertificateExportStatus, CertificateStatus
+
+EXPORT_JOB = "certificates.export"
+
+
+def request_export(session: Session, requested_by: str, *, school_id: int | None, issued_from: date | None,
+                   issued_until: date | None) -> CertificateExport:
+    """Record an export of valid certificates (one school or all, a period or all time); a job builds it."""
+    export = CertificateExport(requested_by=requested_by[:100], school_id=school_id, issued_from=issued_from,
+                               issued_until=issued_until, status=CertificateExportStatus.PENDING)
+    session.add(export)
+    session.flush()
+    record_job(session, EXPORT_JOB, {"export_id": export.id})
+    return export
+
+
+def export_query(export: CertificateExport):  # type: ignore[no-untyped-def]
+    """The certificates an export contains, in serial order."""
+    query = select(Certificate.id, Certificate.serial, Certificate.version, Certificate.holder_name).where(
+        Certificate.status == CertificateStatus.VALID)
+    if export.school_id is not None:
+        school_name = select(School.name).where(School.id == export.school_id).scalar_subquery()
+        query = query.where(Certificate.school_name == school_name)
+    if export.issued_from is not None:
+        query = query.where(Certificate.issued_on >= export.issued_from)
+    if export.issued_until is not None:
+        query = query.where(Certificate.issued_on <= export.issued_until)
+    return query.order_by(Certificate.serial, Certificate.version)
+
+
+def build_export(
+    session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None]
+) -> CertificateExport:
+    """Write the export's zip: each stored PDF, one at a time (memory stays flat however many),
+    into a temporary file renamed into place when complete. `progress(done, total)` is called
+    every few certificates so a page can show how far it got.
+
+    It only reads until the end, and ends its read transaction after every certificate: on
+    SQLite a transaction holds the one write lock, which progress updates (and everyone else)
+    need in between. The only write, the export's final state, comes last."""
+    export = session.get(CertificateExport, export_id)
+    if export is None:
+        raise Refused("no_export", "导出记录不存在。")
+    rows = session.execute(export_query(export)).all()
+    session.rollback()
+    total = len(rows)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"certificates-{export.id}.zip"
+    partial = directory / (name + ".part")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+        for done, row in enumerate(rows, 1):
+            stored = certificate_file(session, row.id, "pdf")
+            if stored is not None:
+                suffix = f"-v{row.version}" if row.version > 1 else ""
+                archive.writestr(f"{row.serial}{suffix}.pdf", stored.content)  # PDFs are compressed already
+            session.rollback()  # nothing written yet: ends the read, frees the lock and the row
+            if done % 25 == 0 or done == total:
+                progress(done, total)
+    partial.replace(directory / name)
+    export = session.get(CertificateExport, export_id)
+    assert export is not None
+    export.status, export.total, export.done_count = CertificateExportStatus.DONE, total, total
+    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, utcnow()
+    session.flush()
+    return export

@@ -1,0 +1,1 @@
+"""Paper-certificate payments: orders, WeChat Pay's word, refunds, flags, shipping and billing."""

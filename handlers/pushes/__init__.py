@@ -1,0 +1,1 @@
+"""Pushes to school admins: binding their WeChat, composing notices and digests, deliveries."""

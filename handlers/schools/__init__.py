@@ -1,0 +1,1 @@
+"""Schools: the directory, rosters, approvals, the school console and its exports."""
