@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from database import get_database
+from models.base import utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -151,7 +152,7 @@ def certificates_export(school_id: int | None, issued_from, issued_until, reques
     with get_database().sessions() as session:
         export = request_export(session, requested_by, school_id=school_id,
                                 issued_from=issued_from.date() if issued_from else None,
-                                issued_until=issued_until.date() if issued_until else None)
+                                issued_until=issued_until.date() if issued_until else None, now=utcnow())
         session.commit()  # hands the job to the queue
         click.echo(f"export {export.id} queued; it will be written to {current_app.config['EXPORT_DIR']}")
 

@@ -19,6 +19,7 @@ from bench import report as bench_report
 from bench.common import BenchOptions, Run
 from bench.servers import Server
 from bench.settings import BenchError
+from models.base import utcnow
 
 PATH = "/h5/api/heartbeat"
 TARGET_RATIO = 0.50  # of the floor's req/s, measured in the same run
@@ -116,7 +117,6 @@ def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyp
     from handlers.catalog.loader import load_catalog, parse_catalog
     from handlers.learning import enrolment, watching
     from models import RosterEntry, School, User
-    from models.base import utcnow
 
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(COURSE_TOML, "bench.toml"), "bench.toml")
@@ -133,7 +133,7 @@ def prepare_students(app, count: int) -> list[Student]:  # type: ignore[no-untyp
         for i, user in enumerate(users):
             profile = identity.submit_profile(session, user.id, identity.ProfileForm(
                 school_id=school.id, real_name=_name(i), college="心理学院", student_number=f"B{i:06d}",
-                grade="2024级", phone=f"137{i:08d}"))
+                grade="2024级", phone=f"137{i:08d}"), now=utcnow())
             if profile.status != "verified":
                 raise BenchError(f"student {i} not verified against the roster ({profile.status})")
             enrollment = enrolment.enroll(session, user.id, COURSE_CODE)

@@ -16,6 +16,7 @@ from alembic import command
 
 from handlers.audit import Actor
 from handlers.schools import roster, roster_files
+from models.base import utcnow
 
 HEADER = ["姓名", "学号", "学院", "年级", "手机"]
 
@@ -80,13 +81,13 @@ def _merge_seconds(parsed: roster_files.ParsedRoster, upload: bytes) -> tuple[fl
             actor = Actor(None, "bench", school.id)
 
             def once() -> None:
-                roster.merge_roster(session, actor, school.id, parsed, "bench.csv")
+                roster.merge_roster(session, actor, school.id, parsed, "bench.csv", now=utcnow())
                 session.commit()
 
             first, again = seconds(once), seconds(once)
 
             def request() -> None:
-                roster.request_upload(session, actor, school.id, upload, "bench.xlsx")
+                roster.request_upload(session, actor, school.id, upload, "bench.xlsx", now=utcnow())
                 session.commit()
 
             queued = seconds(request)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import requests
 
+from models.base import utcnow
+
 
 def race_topic(client, base: str, course: str, topic: str, csrf: str, rate: float, deadline_s: float = 60,
                reopen_s: float = 0.5) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -99,7 +101,7 @@ def run(topics: int) -> int:
         session.add_all([school, user])
         session.flush()
         session.add(RosterEntry(school_id=school.id, student_number="R0001", real_name="赛跑"))
-        submit_profile(session, user.id, ProfileForm(school.id, "赛跑", "心理学院", "R0001", "2024级", "13900000000"))
+        submit_profile(session, user.id, ProfileForm(school.id, "赛跑", "心理学院", "R0001", "2024级", "13900000000"), now=utcnow())
         version = current_version(session, "xinwei-mooc")
         plan = [(t.code, t.video_seconds) for t in version.topics][:topics]
         threshold, rate = version.watch_threshold, version.max_playback_rate

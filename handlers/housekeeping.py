@@ -8,15 +8,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import CertificateExport, InboundEvent, Job, StudentExport
-from models.base import utcnow
 from models.status import CertificateExportStatus, JobStatus, StudentExportStatus
 
 # WeChat retries within seconds; a week of dedup rows also answers "what did we reply?"
 INBOUND_EVENT_RETENTION = timedelta(days=7)
 
 
-def prune_inbound_events(session: Session, retention: timedelta = INBOUND_EVENT_RETENTION) -> int:
-    cutoff = utcnow() - retention
+def prune_inbound_events(session: Session, retention: timedelta = INBOUND_EVENT_RETENTION, *, now: datetime) -> int:
+    cutoff = now - retention
     result = session.execute(delete(InboundEvent).where(InboundEvent.received_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -25,8 +24,8 @@ def prune_inbound_events(session: Session, retention: timedelta = INBOUND_EVENT_
 DONE_JOB_RETENTION = timedelta(days=30)
 
 
-def prune_done_jobs(session: Session, retention: timedelta = DONE_JOB_RETENTION) -> int:
-    cutoff = utcnow() - retention
+def prune_done_jobs(session: Session, retention: timedelta = DONE_JOB_RETENTION, *, now: datetime) -> int:
+    cutoff = now - retention
     result = session.execute(delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -31,6 +31,8 @@ def record_job(
     With a `dedup_key`, a second recording of the same key (another host, a retry)
     is a no-op and returns None. Nothing reaches the queue unless the commit does.
     """
+    # Job rows are stamped by the real clock, not a flow's `now`: the queue and its workers run on
+    # it, whatever clock a test moves for the flows.
     now = utcnow()
     values = dict(kind=kind, payload=payload or {}, status=JobStatus.PENDING, attempts=0, max_attempts=max_attempts,
                   run_after=run_after or now, dedup_key=dedup_key, created_at=now)

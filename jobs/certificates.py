@@ -23,7 +23,7 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
                          .values(status=CertificateExportStatus.RUNNING, done_count=done, total=total))
 
     directory = Path(ctx.config["EXPORT_DIR"])
-    exports.build_export(ctx.session, export_id, directory, progress)
+    exports.build_export(ctx.session, export_id, directory, progress, clock=ctx.now)
 def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificate_id = int(payload["certificate_id"])
     body = desk.notice_message(ctx.session, certificate_id, ctx.config["WECHAT_TEMPLATE_CERT_NOTICE"],

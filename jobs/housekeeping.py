@@ -9,11 +9,11 @@ from jobs.context import JobContext, JobRegistry
 
 
 def _prune_inbound_events(ctx: JobContext, payload: dict[str, Any]) -> None:
-    housekeeping.prune_inbound_events(ctx.session)
+    housekeeping.prune_inbound_events(ctx.session, now=ctx.now())
 
 
 def _prune_done_jobs(ctx: JobContext, payload: dict[str, Any]) -> None:
-    housekeeping.prune_done_jobs(ctx.session)
+    housekeeping.prune_done_jobs(ctx.session, now=ctx.now())
 
 
 def _prune_exports(ctx: JobContext, payload: dict[str, Any]) -> None:

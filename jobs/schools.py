@@ -21,7 +21,7 @@ def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
             side.execute(update(StudentExport).where(StudentExport.id == export_id)
                          .values(status=StudentExportStatus.RUNNING, done_count=done, total=total))
 
-    exports.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), ctx.now(), progress)
+    exports.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), ctx.now, progress)
 
 
 def _process_roster_upload(ctx: JobContext, payload: dict[str, Any]) -> None:
@@ -32,7 +32,7 @@ def _process_roster_upload(ctx: JobContext, payload: dict[str, Any]) -> None:
         with ctx.separately() as side:
             roster.record_progress(side, upload_id, rows)
 
-    roster.process_upload(ctx.session, upload_id, progress)
+    roster.process_upload(ctx.session, upload_id, progress, clock=ctx.now)
 
 
 def register(registry: JobRegistry) -> None:

@@ -20,6 +20,7 @@ from cli import alembic_config
 from config import DEV_SECRETS
 from database import get_database
 from models import Base
+from models.base import utcnow
 from models.engine import make_engine, make_sessionmaker
 from wechat.fake import FakeWeChatServer
 from wechat.simulate import WeChatSide
@@ -180,7 +181,6 @@ def graduates(app):  # type: ignore[no-untyped-def]
     from handlers.catalog.loader import load_catalog, parse_catalog
     from handlers.learning.enrolment import enroll
     from models import RosterEntry, School, User
-    from models.base import utcnow
     from tests.factories import course, to_toml
 
     with get_database(app).sessions() as session:
@@ -198,7 +198,7 @@ def graduates(app):  # type: ignore[no-untyped-def]
             )
             session.flush()
             submit_profile(session, user.id, ProfileForm(school.id, f"林小满{'一二三四五'[i]}", "心理学院", f"C00{i}",
-                                                         "2024级", "13800000000"))
+                                                         "2024级", "13800000000"), now=utcnow())
             enrollment = enroll(session, user.id, "demo-course")
             enrollment.passed_at, enrollment.total_score = utcnow(), 90 + i
             ids.append(user.id)

@@ -243,7 +243,7 @@ def pending(app, school_id: int, name: str, number: str, openid: str, college: s
         session.add(user)
         session.flush()
         profile = submit_profile(session, user.id, ProfileForm(school_id, name, college, number, "2024级",
-                                                               "13800138000"))
+                                                               "13800138000"), now=utcnow())
         session.commit()
         assert profile.status == "pending"
         return profile.id

@@ -122,14 +122,15 @@ def test_two_admins_deciding_at_once_apply_exactly_one_decision(app, world) -> N
     """The first admin's transaction holds the profile; the second waits, then is told it was decided."""
     sessions = get_database(app).sessions
     first = sessions()
-    approvals.decide(first, Actor(1, "admin-a", world["school"]), world["school"], world["unlisted"], approve=True)
+    approvals.decide(first, Actor(1, "admin-a", world["school"]), world["school"], world["unlisted"], approve=True,
+                     now=utcnow())
     outcome: dict[str, object] = {}
 
     def second_admin() -> None:
         with sessions() as session:
             try:
                 approvals.decide(session, Actor(2, "admin-b", world["school"]), world["school"], world["unlisted"],
-                                 approve=False, reason="重复")
+                                 approve=False, reason="重复", now=utcnow())
                 session.commit()
                 outcome["result"] = "applied"
             except Refused as refused:

@@ -44,7 +44,7 @@ def test_every_state_of_a_verify_page(app, client, graduates) -> None:  # type: 
     assert verdict(anyone, second.verify_token) == (200, "valid")
     # Revoked after the correction: both links say revoked, and no staff-typed reason is public.
     with get_database(app).sessions() as session:
-        revoke(session, second.id, "wang", "学号 C000 电话 13800000000 冒用")
+        revoke(session, second.id, "wang", "学号 C000 电话 13800000000 冒用", now=utcnow())
         session.commit()
     for token in (first.verify_token, second.verify_token):
         status, seen = verdict(anyone, token)
@@ -61,7 +61,7 @@ def test_every_state_of_a_verify_page(app, client, graduates) -> None:  # type: 
 def test_a_revoked_certificate_is_never_a_forgery_and_cannot_be_downloaded(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
     first = claim_as(app, graduates[1])
     with get_database(app).sessions() as session:
-        revoke(session, first.id, "wang", "内部原因")
+        revoke(session, first.id, "wang", "内部原因", now=utcnow())
         session.commit()
     assert verdict(app.test_client(), first.verify_token) == (200, "revoked")
     sign_in(client, graduates[1], "o_cert_1")

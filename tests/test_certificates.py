@@ -13,6 +13,7 @@ from handlers.certificates.claims import allocate_serial, claim
 from handlers.certificates.verify import mask_name, mask_number, verify
 from handlers.errors import Refused
 from models import Certificate, CertificateEvent, Enrollment
+from models.base import utcnow
 from tests.factories import ISSUER, KEYS, TODAY, claim_as
 
 
@@ -144,8 +145,8 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
             request_correction(session, graduates[0], first.id, {"holder_name": "林大满"}, "再改")
         session.commit()
         with pytest.raises(Refused):
-            decide_correction(session, asked.id, "wang", approve=False, note=" ", issuer=ISSUER)
-        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)
+            decide_correction(session, asked.id, "wang", approve=False, note=" ", issuer=ISSUER, now=utcnow())
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
         session.commit()
         assert new is not None and new.version == 2 and new.serial == first.serial and new.student_number == "C0007"
         assert new.issued_on == first.issued_on and new.verify_token != first.verify_token
@@ -153,7 +154,7 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
             f.kind for f in session.scalars(select(CertificateFile).where(CertificateFile.certificate_id == new.id))
         } == {"pdf", "png"}
         with pytest.raises(Refused):  # decided already
-            decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER)
+            decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER, now=utcnow())
         old_view = verify(session, first.verify_token, KEYS)
         assert old_view.status == "superseded" and old_view.newest_token == new.verify_token  # type: ignore[union-attr]
         assert old_view.signature_ok  # the old version's signature still holds for what it printed
@@ -173,13 +174,13 @@ def test_revocation_keeps_everything_and_says_why(app, graduates) -> None:  # ty
     first = claim_as(app, graduates[1])
     with get_database(app).sessions() as session:
         with pytest.raises(Refused):
-            revoke(session, first.id, "wang", "")
-        revoke(session, first.id, "wang", "冒名顶替")
+            revoke(session, first.id, "wang", "", now=utcnow())
+        revoke(session, first.id, "wang", "冒名顶替", now=utcnow())
         session.commit()
         seen = verify(session, first.verify_token, KEYS)
         assert seen.status == "revoked" and seen.certificate.revoke_reason == "冒名顶替"  # type: ignore[union-attr]
         with pytest.raises(Refused):
-            revoke(session, first.id, "wang", "再撤一次")
+            revoke(session, first.id, "wang", "再撤一次", now=utcnow())
     # A revoked certificate is not claimed again by the student; staff decide.
     with pytest.raises(Refused) as err:
         claim_as(app, graduates[1])
@@ -201,9 +202,12 @@ def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -
         other = School(name="别的大学")
         session.add(other)
         session.flush()
-        mine = request_export(session, "staff:wang", school_id=school_id, issued_from=None, issued_until=None)
-        theirs = request_export(session, "staff:wang", school_id=other.id, issued_from=None, issued_until=None)
-        later = request_export(session, "staff:wang", school_id=None, issued_from=date(2027, 1, 1), issued_until=None)
+        mine = request_export(session, "staff:wang", school_id=school_id, issued_from=None, issued_until=None,
+                              now=utcnow())
+        theirs = request_export(session, "staff:wang", school_id=other.id, issued_from=None, issued_until=None,
+                                now=utcnow())
+        later = request_export(session, "staff:wang", school_id=None, issued_from=date(2027, 1, 1), issued_until=None,
+                               now=utcnow())
         session.commit()
         jobs = {
             j.payload["export_id"]: j.id for j in session.scalars(select(Job).where(Job.kind == "certificates.export"))

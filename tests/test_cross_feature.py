@@ -79,17 +79,18 @@ def test_counters_follow_payments_refunds_roster_uploads_and_approvals(shop) -> 
             session.add(user)
             session.flush()
             waiting.append(submit_profile(session, user.id, ProfileForm(school_id, name, "心理学院", number, "2025级",
-                                                                        "13900000000")).id)
+                                                                        "13900000000"), now=utcnow()).id)
         session.commit()
     before = _equal_to_a_recount(app, school_id)
     assert before["profiles.pending"] == 2
     admin = Actor(None, "school:test", school_id)
     with get_database(app).sessions() as session:
-        upload = merge_roster(session, admin, school_id, parse_roster("姓名,学号\n周末,R001\n".encode()), "r.csv")
+        upload = merge_roster(session, admin, school_id, parse_roster("姓名,学号\n周末,R001\n".encode()), "r.csv",
+                              now=utcnow())
         assert upload.verified == 1
         session.commit()
     with get_database(app).sessions() as session:
-        decide(session, admin, school_id, waiting[1], approve=False, reason="不是本校学生")
+        decide(session, admin, school_id, waiting[1], approve=False, reason="不是本校学生", now=utcnow())
         session.commit()
     after = _equal_to_a_recount(app, school_id)
     assert after["profiles.verified"] == before["profiles.verified"] + 1

@@ -18,6 +18,7 @@ from handlers.accounts.identity import (
     submit_profile,
 )
 from models import RosterEntry, School, StudentProfile, User
+from models.base import utcnow
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def form(school_id: int, **changes: str) -> ProfileForm:
 
 def submit(app, user_id: int, f: ProfileForm) -> StudentProfile:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        profile = submit_profile(session, user_id, f)
+        profile = submit_profile(session, user_id, f, now=utcnow())
         session.commit()
         return profile
 
@@ -68,17 +69,18 @@ def test_without_a_roster_the_admin_approves_or_rejects(app, world) -> None:  # 
     assert profile.status == "pending"
     with sessions() as session:
         # Another school's admin cannot see it, let alone approve it.
-        assert review(session, profile.id, world["rostered"], "admin@other", approve=True) is None
+        assert review(session, profile.id, world["rostered"], "admin@other", approve=True, now=utcnow()) is None
         with pytest.raises(ProfileInvalid):
-            review(session, profile.id, world["plain"], "admin@plain", approve=False, reason="  ")
-        rejected = review(session, profile.id, world["plain"], "admin@plain", approve=False, reason="学号与学籍不符")
+            review(session, profile.id, world["plain"], "admin@plain", approve=False, reason="  ", now=utcnow())
+        rejected = review(session, profile.id, world["plain"], "admin@plain", approve=False, reason="学号与学籍不符",
+                          now=utcnow())
         session.commit()
         assert rejected is not None and rejected.status == "rejected"
     # A rejected student may submit again (and the number is free again meanwhile).
     again = submit(app, world["users"][0], form(world["plain"], student_number="2024009"))
     assert again.status == "pending" and again.reject_reason is None
     with sessions() as session:
-        approved = review(session, again.id, world["plain"], "admin@plain", approve=True)
+        approved = review(session, again.id, world["plain"], "admin@plain", approve=True, now=utcnow())
         session.commit()
         assert approved is not None and (approved.status, approved.verified_via) == ("verified", "admin")
 

@@ -12,6 +12,7 @@ from handlers.learning.enrolment import enroll, progress, start_next_round
 from handlers.learning.quiz import paper, review_sheet, start_attempt, submit_attempt
 from handlers.learning.watching import heartbeat, start_watch
 from models import CourseVersion, Enrollment, Question, QuizAttempt, RosterEntry, School, User, WatchSession
+from models.base import utcnow
 from tests.factories import answer_all, at, course, to_toml, watch_fully
 
 
@@ -26,8 +27,10 @@ def db(app):  # type: ignore[no-untyped-def]
         session.flush()
         session.add(RosterEntry(school_id=school.id, student_number="S001", real_name="王五"))
         session.add(RosterEntry(school_id=school.id, student_number="S002", real_name="赵六"))
-        submit_profile(session, student.id, ProfileForm(school.id, "王五", "教育学院", "S001", "2023级", "13900000000"))
-        submit_profile(session, other.id, ProfileForm(school.id, "赵六", "教育学院", "S002", "2023级", "13900000001"))
+        submit_profile(session, student.id, ProfileForm(school.id, "王五", "教育学院", "S001", "2023级", "13900000000"),
+                       now=utcnow())
+        submit_profile(session, other.id, ProfileForm(school.id, "赵六", "教育学院", "S002", "2023级", "13900000001"),
+                       now=utcnow())
         session.commit()
         session.info["student"], session.info["other"] = student.id, other.id
         yield session

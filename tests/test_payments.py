@@ -355,7 +355,8 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
     assert the_order(app).status == "refunded" and flags(app) == {}
     # The type is free to change again.
     with get_database(app).sessions() as session:
-        assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER).channel == "electronic"
+        assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER,
+                              now=utcnow()).channel == "electronic"
         session.commit()
 
 
@@ -696,7 +697,7 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
 
     def channel_changed_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
         with get_database(shop["app"]).sessions() as session:
-            change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER)
+            change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER, now=utcnow())
             session.commit()
         return original(*args, **kwargs)
 
@@ -785,7 +786,7 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
         asked = request_correction(
             session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位"
         )
-        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
         session.commit()
         new_id = new.id
         assert (new.channel, new.paper_status) == ("paper", "paid")
@@ -800,7 +801,7 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     assert again.status_code == 409
     with get_database(app).sessions() as session:
         with pytest.raises(Refused):
-            change_channel(session, shop["user_id"], new_id, "electronic", ISSUER)
+            change_channel(session, shop["user_id"], new_id, "electronic", ISSUER, now=utcnow())
         session.rollback()
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
 
@@ -820,7 +821,8 @@ def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> No
             session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位"
         )
         session.commit()
-        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER)  # holds v1's lock
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER,
+                                now=utcnow())  # holds v1's lock
         new_id = new.id
         notifier = threading.Thread(target=lambda: codes.extend(fake.deliver(fake.find(order.out_trade_no))))
         notifier.start()
@@ -843,7 +845,7 @@ def test_revoking_a_certificate_closes_its_unpaid_order_here_and_at_wechat_pay(s
     start_paying(shop)
     order = the_order(app)
     with get_database(app).sessions() as session:
-        revoke(session, shop["cert_id"], "wang", "成绩作废")
+        revoke(session, shop["cert_id"], "wang", "成绩作废", now=utcnow())
         session.commit()
     closed = the_order(app)
     assert closed.status == "closed"
@@ -860,7 +862,7 @@ def test_revoking_a_paid_certificate_flags_its_order_for_a_refund(shop) -> None:
     start_paying(shop)
     fake.pay(fake.find(the_order(app).out_trade_no))
     with get_database(app).sessions() as session:
-        revoke(session, shop["cert_id"], "wang", "成绩作废")
+        revoke(session, shop["cert_id"], "wang", "成绩作废", now=utcnow())
         session.commit()
     assert the_order(app).status == "paid"  # the money is not touched without a person deciding
     assert flags(app) == {"revoked_paid": 1}

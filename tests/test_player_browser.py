@@ -19,6 +19,7 @@ from database import get_database
 from handlers.accounts.identity import ProfileForm, submit_profile
 from handlers.catalog.loader import load_catalog, parse_catalog
 from models import RosterEntry, School, User, WatchSession
+from models.base import utcnow
 from tests.conftest import ARTIFACTS
 from tests.factories import browser_sign_in, course, q, to_toml
 
@@ -43,7 +44,8 @@ def open_player(app, live_server, phone, tmp_path: Path, seconds: int):  # type:
         session.add_all([school, student])
         session.flush()
         session.add(RosterEntry(school_id=school.id, student_number="P001", real_name="郑十"))
-        submit_profile(session, student.id, ProfileForm(school.id, "郑十", "心理学院", "P001", "2024级", "13900000000"))
+        submit_profile(session, student.id, ProfileForm(school.id, "郑十", "心理学院", "P001", "2024级", "13900000000"),
+                       now=utcnow())
         session.commit()
         user_id = student.id
     browser_sign_in(app, phone, live_server.url, user_id, "o_player")

@@ -38,7 +38,8 @@ def setup(app, data):  # type: ignore[no-untyped-def]
     session.add_all([school, student])
     session.flush()
     session.add(RosterEntry(school_id=school.id, student_number="B001", real_name="吴九"))
-    submit_profile(session, student.id, ProfileForm(school.id, "吴九", "教育学院", "B001", "2023级", "13900000000"))
+    submit_profile(session, student.id, ProfileForm(school.id, "吴九", "教育学院", "B001", "2023级", "13900000000"),
+                   now=utcnow())
     enrollment = enroll(session, student.id, "demo-course")
     session.commit()
     watch = start_watch(session, enrollment, "t01", T0)

@@ -16,6 +16,7 @@ from handlers.audit import Actor
 from handlers.errors import Refused
 from handlers.schools import roster, roster_files
 from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, School, StudentProfile, User
+from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.factories import run_upload_jobs
 
@@ -206,7 +207,7 @@ def school(app):  # type: ignore[no-untyped-def]
 def merge(app, school_id: int, text: str, file_name: str = "roster.csv", mode: str = "merge") -> RosterUpload:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         upload = roster.merge_roster(session, Actor(None, "admin@test", school_id), school_id,
-                                     roster_files.parse_roster(text.encode("gbk")), file_name, mode)
+                                     roster_files.parse_roster(text.encode("gbk")), file_name, mode, now=utcnow())
         session.commit()
         return upload
 
@@ -258,12 +259,12 @@ def test_two_uploads_of_one_school_at_once_queue_instead_of_colliding(app, schoo
     parsed = roster_files.parse_roster((HEADER + "张三,2024001,,,\n李四,2024002,,,\n").encode())
     sessions = get_database(app).sessions
     first = sessions()
-    roster.merge_roster(first, Actor(None, "admin-a", school), school, parsed, "a.csv")
+    roster.merge_roster(first, Actor(None, "admin-a", school), school, parsed, "a.csv", now=utcnow())
     result: dict[str, object] = {}
 
     def second_admin() -> None:
         with sessions() as session:
-            upload = roster.merge_roster(session, Actor(None, "admin-b", school), school, parsed, "b.csv")
+            upload = roster.merge_roster(session, Actor(None, "admin-b", school), school, parsed, "b.csv", now=utcnow())
             session.commit()
             result["counts"] = (upload.added, upload.updated, upload.report["unchanged"])
 
@@ -292,7 +293,7 @@ def _pending(app, school_id: int, name: str, number: str, openid: str, status: s
         session.add(user)
         session.flush()
         profile = submit_profile(session, user.id, ProfileForm(school_id, name, "心理学院", number, "2024级",
-                                                               "13800138000"))
+                                                               "13800138000"), now=utcnow())
         session.commit()
         assert profile.status == status
         return profile.id
@@ -529,7 +530,8 @@ def test_a_second_upload_waits_for_the_first_to_finish(app, client, admin) -> No
     # Another school is not held up.
     other = make_school(app, "别的大学")
     with get_database(app).sessions() as session:
-        roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(), "b.csv")
+        roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(), "b.csv",
+                              now=utcnow())
         session.commit()
     assert run_upload_jobs(app) == ["done", "done"]
     assert _upload(app, _upload_id(first)).status == "done"
@@ -574,7 +576,7 @@ def test_a_re_run_of_a_finished_upload_does_nothing(app, client, admin) -> None:
         assert session.scalar(select(func.count()).select_from(AuditEntry)
                               .where(AuditEntry.action == "roster.upload")) == 1
         calls: list[int] = []
-        assert roster.process_upload(session, after.id, calls.append).status == "done" and calls == []
+        assert roster.process_upload(session, after.id, calls.append, clock=utcnow).status == "done" and calls == []
     # A progress report arriving late never moves a finished upload back.
     with get_database(app).engine.begin() as conn:
         roster.record_progress(conn, after.id, 5)
@@ -585,7 +587,7 @@ def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: i
     rows = "".join(f"学生{'甲乙丙丁'[i % 4]}{'一二三'[i % 3]},S{i:06d},,,\n" for i in range(4500))
     with get_database(app).sessions() as session:
         upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + rows).encode(),
-                                       "big.csv")
+                                       "big.csv", now=utcnow())
         session.commit()
         upload_id = upload.id
     seen: list[tuple[str, int]] = []
@@ -597,7 +599,7 @@ def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: i
         seen.append((_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows))
 
     with get_database(app).sessions() as session:
-        roster.process_upload(session, upload_id, progress)
+        roster.process_upload(session, upload_id, progress, clock=utcnow)
         session.commit()
     assert seen == [("running", 0), ("running", 2000), ("running", 4000)]
     assert (_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows) == ("done", 4500)
@@ -606,7 +608,7 @@ def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: i
 def test_an_upload_whose_bytes_are_lost_fails_clearly(app, school) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + "张三,2024001,,,\n")
-                                       .encode(), "a.csv")
+                                       .encode(), "a.csv", now=utcnow())
         session.flush()
         session.delete(session.get(RosterFile, upload.id))
         session.commit()
@@ -618,7 +620,7 @@ def test_another_schools_upload_is_404_on_every_route(app, client, admin) -> Non
     other = make_school(app, "别的大学")
     with get_database(app).sessions() as session:
         theirs = roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(),
-                                       "theirs.csv")
+                                       "theirs.csv", now=utcnow())
         session.commit()
     for path in (f"/console/school/roster/uploads/{theirs.id}", f"/console/school/roster/uploads/{theirs.id}/status"):
         assert client.get(path).status_code == 404, path

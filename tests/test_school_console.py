@@ -49,7 +49,7 @@ def _student(session, school_id: int, openid: str, name: str, number: str, *, ro
     if roster:
         session.add(RosterEntry(school_id=school_id, student_number=number, real_name=name))
         session.flush()
-    submit_profile(session, user.id, ProfileForm(school_id, name, college, number, grade, "13800000000"))
+    submit_profile(session, user.id, ProfileForm(school_id, name, college, number, grade, "13800000000"), now=utcnow())
     return user.id
 
 
@@ -90,7 +90,7 @@ def world(app):  # type: ignore[no-untyped-def]
         session.commit()
         for key, approve in (("approved", True), ("rejected", False)):
             profile = session.scalar(select(StudentProfile).where(StudentProfile.user_id == ids[key]))
-            review(session, profile.id, a.id, "admin:1", approve=approve, reason="不是本校学生")
+            review(session, profile.id, a.id, "admin:1", approve=approve, reason="不是本校学生", now=utcnow())
         session.commit()
         _learn(session, ids["passed"], 2)
         _learn(session, ids["partial"], 1)
@@ -99,17 +99,17 @@ def world(app):  # type: ignore[no-untyped-def]
         _learn(session, ids["other"], 2)
         paper = claim(session, ids["passed"], "demo-course", "paper", ISSUER, date(2026, 11, 29))
         session.commit()
-        change_channel(session, ids["passed"], paper.id, "both", ISSUER)
+        change_channel(session, ids["passed"], paper.id, "both", ISSUER, now=utcnow())
         session.commit()
         corrected = claim(session, ids["other"], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
         session.commit()
         asked = request_correction(session, ids["other"], corrected.id, {"holder_name": "吴八八"}, "名字错了")
         session.commit()
-        decide_correction(session, asked.id, "staff:wang", approve=True, note=None, issuer=ISSUER)
+        decide_correction(session, asked.id, "staff:wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
         session.commit()
         gone = claim(session, ids["revoked"], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
         session.commit()
-        revoke(session, gone.id, "staff:wang", "冒名")
+        revoke(session, gone.id, "staff:wang", "冒名", now=utcnow())
         session.commit()
         ids["profile"] = {
             key: session.scalar(select(StudentProfile.id).where(StudentProfile.user_id == ids[key]))
@@ -272,7 +272,7 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
     with get_database(app).sessions() as session:
         course_id, _ = console.pick_course(session, None)
         theirs = school_exports.request_export(session, world["b"], course_id, "school_admin:x", "csv",
-                                               console.Filters())
+                                               console.Filters(), now=utcnow())
         session.commit()
     _run_export_jobs(app)
     other_profile = world["profile"]["other"]
@@ -317,10 +317,10 @@ def test_an_export_reports_progress_batch_by_batch(app, world, tmp_path) -> None
     with get_database(app).sessions() as session:
         course_id, _ = console.pick_course(session, None)
         export = school_exports.request_export(session, world["a"], course_id, "school_admin:1", "csv",
-                                               console.Filters(state="learning"))
+                                               console.Filters(state="learning"), now=utcnow())
         session.commit()
         seen: list[tuple[int, int]] = []
-        done = school_exports.build_export(session, export.id, tmp_path, utcnow(),
+        done = school_exports.build_export(session, export.id, tmp_path, utcnow,
                                            lambda n, total: seen.append((n, total)), batch=1)
         session.commit()
         assert seen == [(0, 2), (1, 2), (2, 2)] and done.total == 2 and done.status == "done"

@@ -21,6 +21,7 @@ from handlers.catalog.loader import load_catalog, parse_catalog
 from handlers.payments import billing, flags
 from handlers.schools import roster, roster_files
 from models import ConsoleAccount, Course, PaymentFlag, StudentExport, StudentProfile, User
+from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.factories import course, to_toml
@@ -41,10 +42,11 @@ def two_schools(app: Flask):  # type: ignore[no-untyped-def]
         session.add(user)
         session.flush()
         profile = submit_profile(
-            session, user.id, ProfileForm(a, "甲学生", "心理学院", "S001", "2024级", "13800138000")
+            session, user.id, ProfileForm(a, "甲学生", "心理学院", "S001", "2024级", "13800138000"), now=utcnow()
         )
         upload = roster.merge_roster(session, Actor.of(session.get(ConsoleAccount, admin_a)), a,
-                                     roster_files.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv")
+                                     roster_files.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv",
+                                     now=utcnow())
         export = StudentExport(school_id=a, course_id=session.scalar(select(Course.id)), requested_by="test",
                                file_format="csv", filters={}, status="done", file_name=f"students-{a}-sec.csv")
         session.add(export)

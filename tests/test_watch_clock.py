@@ -52,7 +52,8 @@ def db(app):  # type: ignore[no-untyped-def]
         session.add_all([school, student])
         session.flush()
         session.add(RosterEntry(school_id=school.id, student_number="K001", real_name="周八"))
-        submit_profile(session, student.id, ProfileForm(school.id, "周八", "教育学院", "K001", "2023级", "13900000000"))
+        submit_profile(session, student.id, ProfileForm(school.id, "周八", "教育学院", "K001", "2023级", "13900000000"),
+                       now=utcnow())
         session.commit()
         session.info["enrollment"] = enroll(session, student.id, "demo-course")
         session.commit()

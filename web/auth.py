@@ -33,6 +33,7 @@ from database import get_database, get_session
 from handlers.accounts.followers import ensure_user, sign_out
 from models import User
 from web.boundary import commit_early
+from web.clock import now
 from wechat.oauth import OAuthCodeRejected, OAuthUnavailable, authorize_url, exchange_code
 
 logger = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ def oauth_callback() -> Response:
         return _problem(403, "请使用完整服务", "当前是预览模式，无法识别你的身份。请点击右下角「使用完整服务」后重试。",
                         retry=None)
 
-    user_id = ensure_user(get_session(), grant.openid).id
+    user_id = ensure_user(get_session(), grant.openid, now=now()).id
     # Rotate: nothing from before the login (pending states, another student's keys) survives.
     session.clear()
     session.permanent = True

@@ -135,7 +135,7 @@ def channel(certificate_id: int) -> Any:
     if not csrf_ok():
         abort(400, "页面已过期，请刷新后重试。")
     claims.change_channel(get_session(), current_user_id(), certificate_id,  # type: ignore[arg-type]
-                          request.form.get("channel", ""), issuer())
+                          request.form.get("channel", ""), issuer(), now=now())
     return redirect(url_for("certificates.show", certificate_id=certificate_id))
 
 

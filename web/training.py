@@ -116,7 +116,7 @@ def profile() -> Any:
     errors = identity.check(session, form)
     step = request.form.get("step")
     if not errors and step == "confirm":
-        identity.submit_profile(session, current_user_id(), form)  # type: ignore[arg-type]
+        identity.submit_profile(session, current_user_id(), form, now=now())  # type: ignore[arg-type]
         return redirect(url_for("training.home"))
     if not errors and step == "preview":
         return render_template("h5/profile_confirm.html", form=form, printed=identity.printed_fields(session, form))

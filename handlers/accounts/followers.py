@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from handlers.messages import Inbound, Reply, TextReply
 from handlers.outbox import record_job
 from models import User
-from models.base import utcnow
 
 WELCOME = (
     "欢迎关注毫末高校心理委员工作平台！\n\n"
@@ -21,7 +20,7 @@ WELCOME = (
 )
 
 
-def ensure_user(session: Session, openid: str) -> User:
+def ensure_user(session: Session, openid: str, *, now: datetime) -> User:
     """The user for `openid`, created if new; safe when two deliveries race."""
     user = session.scalar(select(User).where(User.openid == openid))
     if user is not None:
@@ -29,14 +28,14 @@ def ensure_user(session: Session, openid: str) -> User:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(User)
-        .values(openid=openid, subscribed=False, created_at=utcnow())
+        .values(openid=openid, subscribed=False, created_at=now)
         .on_conflict_do_nothing(index_elements=["openid"])
     )
     return session.scalars(select(User).where(User.openid == openid)).one()
 
 
 def subscribe(session: Session, inbound: Inbound) -> Reply:
-    user = ensure_user(session, inbound.openid)
+    user = ensure_user(session, inbound.openid, now=inbound.sent_at)
     user.subscribed = True
     user.subscribed_at = inbound.sent_at
     # Calling WeChat back would eat into the 5-second reply window: a job does it.
@@ -48,15 +47,15 @@ def subscribe(session: Session, inbound: Inbound) -> Reply:
 SYNC_SUBSCRIBER = "accounts.sync_subscriber"
 
 
-def apply_user_info(session: Session, openid: str, info: dict[str, object]) -> User:
+def apply_user_info(session: Session, openid: str, info: dict[str, object], *, now: datetime) -> User:
     """Store what /cgi-bin/user/info says about a follower (a job calls WeChat, then this)."""
-    user = ensure_user(session, openid)
+    user = ensure_user(session, openid, now=now)
     user.subscribed = bool(info.get("subscribe"))
     unionid = info.get("unionid")
     scene = info.get("subscribe_scene")
     user.unionid = str(unionid)[:64] if unionid else user.unionid
     user.subscribe_scene = str(scene)[:32] if scene else user.subscribe_scene
-    user.synced_at = utcnow()
+    user.synced_at = now
     session.flush()
     return user
 
@@ -64,7 +63,7 @@ def apply_user_info(session: Session, openid: str, info: dict[str, object]) -> U
 def unsubscribe(session: Session, inbound: Inbound) -> None:
     # The user can no longer see replies; recording it stops pushes (43004) and
     # keeps their training history intact for when they come back.
-    user = ensure_user(session, inbound.openid)
+    user = ensure_user(session, inbound.openid, now=inbound.sent_at)
     user.subscribed = False
     user.unsubscribed_at = inbound.sent_at
     session.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from handlers.errors import Refused
 from models import RosterEntry, School, StudentProfile
-from models.base import utcnow
 from models.status import ProfileStatus
 
 NAME = re.compile(r"^[\u3400-\u9fffA-Za-z·][\u3400-\u9fffA-Za-z· ]{0,28}[\u3400-\u9fffA-Za-z]$")
@@ -122,7 +122,7 @@ def profile_of(session: Session, user_id: int) -> StudentProfile | None:
     return session.scalar(select(StudentProfile).where(StudentProfile.user_id == user_id))
 
 
-def submit_profile(session: Session, user_id: int, form: ProfileForm) -> StudentProfile:
+def submit_profile(session: Session, user_id: int, form: ProfileForm, *, now: datetime) -> StudentProfile:
     """Record the confirmed profile and verify it: against the roster when the school has one
     (a match is verified at once), otherwise it waits for the school admin's approval."""
     form = normalize(form)
@@ -137,7 +137,6 @@ def submit_profile(session: Session, user_id: int, form: ProfileForm) -> Student
             StudentProfile.status.in_((ProfileStatus.PENDING, ProfileStatus.VERIFIED)),
             StudentProfile.user_id != user_id))):
         raise NumberTaken()
-    now = utcnow()
     values = asdict(form)
     try:
         # A savepoint: a concurrent claim of the same number fails here without
@@ -153,23 +152,23 @@ def submit_profile(session: Session, user_id: int, form: ProfileForm) -> Student
                 profile.reject_reason = None
                 profile.reviewed_by = None
             profile.status = ProfileStatus.PENDING
-            _verify_against_roster(session, profile)
+            _verify_against_roster(session, profile, now=now)
             session.flush()
     except IntegrityError as exc:
         raise NumberTaken() from exc
     return profile
 
 
-def _verify_against_roster(session: Session, profile: StudentProfile) -> None:
+def _verify_against_roster(session: Session, profile: StudentProfile, *, now: datetime) -> None:
     entry = session.scalar(select(RosterEntry).where(
         RosterEntry.school_id == profile.school_id, RosterEntry.student_number == profile.student_number))
     if entry is not None and _same_name(entry.real_name, profile.real_name):
         profile.status = ProfileStatus.VERIFIED
-        profile.verified_at = utcnow()
+        profile.verified_at = now
         profile.verified_via = "roster"
 
 
-def verify_pending(session: Session, school_id: int) -> list[StudentProfile]:
+def verify_pending(session: Session, school_id: int, *, now: datetime) -> list[StudentProfile]:
     """After a roster upload: the school's pending profiles that now match the roster become verified.
     Rows are locked, so an admin deciding the same profile at the same moment is not overwritten."""
     pending = list(session.scalars(select(StudentProfile).where(
@@ -183,7 +182,7 @@ def verify_pending(session: Session, school_id: int) -> list[StudentProfile]:
     verified = []
     for profile in pending:
         if profile.student_number in names and _same_name(names[profile.student_number], profile.real_name):
-            profile.status, profile.verified_at, profile.verified_via = ProfileStatus.VERIFIED, utcnow(), "roster"
+            profile.status, profile.verified_at, profile.verified_via = ProfileStatus.VERIFIED, now, "roster"
             verified.append(profile)
     session.flush()
     return verified
@@ -196,7 +195,7 @@ def _same_name(a: str, b: str) -> bool:
 
 
 def review(session: Session, profile_id: int, school_id: int, reviewer: str, *, approve: bool,
-           reason: str | None = None) -> StudentProfile | None:
+           reason: str | None = None, now: datetime) -> StudentProfile | None:
     """A school admin approves or rejects a pending profile of their own school.
     Another school's profile is None, as if it did not exist."""
     # Locked: of two admins deciding at once, the second sees the first's decision (PostgreSQL;
@@ -207,7 +206,7 @@ def review(session: Session, profile_id: int, school_id: int, reviewer: str, *, 
         return None
     profile.reviewed_by = reviewer[:100]
     if approve:
-        profile.status, profile.verified_at, profile.verified_via = ProfileStatus.VERIFIED, utcnow(), "admin"
+        profile.status, profile.verified_at, profile.verified_via = ProfileStatus.VERIFIED, now, "admin"
     else:
         if not reason or not reason.strip():
             raise ProfileInvalid({"reason": "请填写驳回原因，学生会看到它"})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,7 +29,6 @@ from models import (
     SerialCounter,
     User,
 )
-from models.base import utcnow
 from models.status import CertificateStatus, PaperStatus, ProfileStatus
 
 CHANNELS = ("electronic", "paper", "both")
@@ -53,7 +52,8 @@ def _paper_status(channel: str) -> str | None:
     return PaperStatus.AWAITING_PAYMENT if channel in ("paper", "both") else None
 
 
-def change_channel(session: Session, user_id: int, certificate_id: int, channel: str, issuer: Issuer) -> Certificate:
+def change_channel(session: Session, user_id: int, certificate_id: int, channel: str, issuer: Issuer, *,
+                   now: datetime) -> Certificate:
     """Electronic, paper or both: free to change until the paper copy is paid; after that, staff.
     The kind (paper or electronic) is part of what is signed and printed, so a change that moves
     it signs and renders the certificate again (same serial, version and verify link)."""
@@ -68,7 +68,7 @@ def change_channel(session: Session, user_id: int, certificate_id: int, channel:
         raise Refused("paid", "证书费用已支付，如需更改或增加证书类型，请在公众号留言联系工作人员。")
     if certificate.channel != channel and channel == "electronic":
         # An unpaid order for the paper copy closes with it (and at WeChat Pay, by a job).
-        orders.close_for_channel_change(session, certificate.id, user_id, utcnow())
+        orders.close_for_channel_change(session, certificate.id, user_id, now)
     if certificate.channel != channel:
         session.add(CertificateEvent(certificate_id=certificate.id, action="channel_changed",
                                      actor=f"student:{user_id}", details={"from": certificate.channel, "to": channel}))

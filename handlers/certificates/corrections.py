@@ -1,6 +1,8 @@
 """Corrections (a student asks, staff approve with a new version or reject) and revocation of a certificate."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,7 +19,6 @@ from models import (
     School,
     StudentProfile,
 )
-from models.base import utcnow
 from models.status import CertificateStatus, CorrectionStatus, ProfileStatus
 
 CORRECTABLE = {"holder_name": "姓名", "student_number": "学号", "school_name": "学校"}
@@ -71,7 +72,7 @@ def _clean_printed(session: Session, field: str, value: str) -> str:
 
 
 def decide_correction(session: Session, request_id: int, staff: str, *, approve: bool, note: str | None,
-                      issuer: Issuer) -> Certificate | None:
+                      issuer: Issuer, now: datetime) -> Certificate | None:
     """Staff decide. Approval issues version n+1 (new token, new signature, rendered and
     stored) and marks version n superseded; its token keeps resolving and says so."""
     if not approve and (not note or not note.strip()):
@@ -81,7 +82,7 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     if request is None or request.status != CorrectionStatus.PENDING:
         raise Refused("not_pending", "该申请已处理。")
     request.status = CorrectionStatus.APPROVED if approve else CorrectionStatus.REJECTED
-    request.decided_by, request.decision_note, request.decided_at = staff[:100], note, utcnow()
+    request.decided_by, request.decision_note, request.decided_at = staff[:100], note, now
     if not approve:
         session.flush()
         return None
@@ -104,7 +105,7 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
     new.signature = certs.sign(payload_of(new), issuer.signing_key)
     session.add(new)
     session.flush()
-    orders.follow_correction(session, old.id, new.id, f"staff:{staff}", utcnow(),
+    orders.follow_correction(session, old.id, new.id, f"staff:{staff}", now,
                                holder_name=request.changes.get("holder_name"))
     _profile_follows(session, new, request.changes)
     before = {k: getattr(old, k) for k in request.changes}
@@ -138,16 +139,16 @@ def _profile_follows(session: Session, certificate: Certificate, changes: dict[s
     session.flush()
 
 
-def revoke(session: Session, certificate_id: int, staff: str, reason: str) -> Certificate:
+def revoke(session: Session, certificate_id: int, staff: str, reason: str, *, now: datetime) -> Certificate:
     """Staff revoke a certificate with a reason. Nothing is deleted; the verify page says so."""
     if not reason or not reason.strip():
         raise Refused("no_reason", "请填写撤销原因。")
     certificate = session.scalar(select(Certificate).where(Certificate.id == certificate_id).with_for_update())
     if certificate is None or certificate.status != CertificateStatus.VALID:
         raise Refused("not_valid", "只能撤销有效的证书。")
-    certificate.status, certificate.revoked_at = CertificateStatus.REVOKED, utcnow()
+    certificate.status, certificate.revoked_at = CertificateStatus.REVOKED, now
     certificate.revoke_reason = reason.strip()[:500]
-    orders.close_for_revocation(session, certificate.id, f"staff:{staff}", utcnow())
+    orders.close_for_revocation(session, certificate.id, f"staff:{staff}", now)
     session.add(CertificateEvent(certificate_id=certificate.id, action="revoked", actor=f"staff:{staff}",
                                  reason=certificate.revoke_reason))
     session.flush()

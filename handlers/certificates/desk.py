@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
@@ -116,7 +117,7 @@ def pending_count(session: Session) -> int:
 
 
 def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, note: str | None,
-           issuer: claims.Issuer) -> Certificate | None:
+           issuer: claims.Issuer, now: datetime) -> Certificate | None:
     """Approve (a new version, and the student is told) or reject (the reason is kept) — audited
     in the same transaction."""
     note = (note or "").strip()[:500] or None
@@ -127,7 +128,8 @@ def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, no
                              .with_for_update().execution_options(populate_existing=True))
     if request is None:
         raise Refused("not_found", "更正申请不存在。")
-    new = corrections.decide_correction(session, request_id, actor.name, approve=approve, note=note, issuer=issuer)
+    new = corrections.decide_correction(session, request_id, actor.name, approve=approve, note=note, issuer=issuer,
+                                        now=now)
     # The old version's printed fields never change (only its status does), so they are read afterwards.
     old = session.get(Certificate, request.certificate_id)
     assert old is not None
@@ -145,8 +147,8 @@ def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, no
     return new
 
 
-def revoke(session: Session, actor: Actor, certificate_id: int, reason: str) -> Certificate:
-    certificate = corrections.revoke(session, certificate_id, actor.name, reason)
+def revoke(session: Session, actor: Actor, certificate_id: int, reason: str, *, now: datetime) -> Certificate:
+    certificate = corrections.revoke(session, certificate_id, actor.name, reason, now=now)
     record_audit(session, actor, "certificate.revoke", "certificate", certificate.id,
                  school_id=_school_id(session, certificate.school_name),
                  before={"status": CertificateStatus.VALID, "serial": certificate.serial,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,17 +17,16 @@ from models import (
     CertificateExport,
     School,
 )
-from models.base import utcnow
 from models.status import CertificateExportStatus, CertificateStatus
 
 EXPORT_JOB = "certificates.export"
 
 
 def request_export(session: Session, requested_by: str, *, school_id: int | None, issued_from: date | None,
-                   issued_until: date | None) -> CertificateExport:
+                   issued_until: date | None, now: datetime) -> CertificateExport:
     """Record an export of valid certificates (one school or all, a period or all time); a job builds it."""
     export = CertificateExport(requested_by=requested_by[:100], school_id=school_id, issued_from=issued_from,
-                               issued_until=issued_until, status=CertificateExportStatus.PENDING)
+                               issued_until=issued_until, status=CertificateExportStatus.PENDING, created_at=now)
     session.add(export)
     session.flush()
     record_job(session, EXPORT_JOB, {"export_id": export.id})
@@ -49,7 +48,8 @@ def export_query(export: CertificateExport):  # type: ignore[no-untyped-def]
 
 
 def build_export(
-    session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None]
+    session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None], *,
+    clock: Callable[[], datetime],
 ) -> CertificateExport:
     """Write the export's zip: each stored PDF, one at a time (memory stays flat however many),
     into a temporary file renamed into place when complete. `progress(done, total)` is called
@@ -80,6 +80,6 @@ def build_export(
     export = session.get(CertificateExport, export_id)
     assert export is not None
     export.status, export.total, export.done_count = CertificateExportStatus.DONE, total, total
-    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, utcnow()
+    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, clock()
     session.flush()
     return export

@@ -5,6 +5,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from handlers.errors import Refused
 from models import AutoReplyRule
-from models.base import utcnow
 
 MATCH_MODES = {"exact": "完全匹配", "contains": "包含关键词"}
 # How long a process trusts its copy of the rules. An edit reaches the process that made it at
@@ -138,22 +138,23 @@ def list_rules(session: Session) -> list[AutoReplyRule]:
     return list(session.scalars(select(AutoReplyRule).order_by(AutoReplyRule.priority.desc(), AutoReplyRule.id)))
 
 
-def create_rule(session: Session, values: dict[str, Any]) -> AutoReplyRule:
-    rule = AutoReplyRule(**values, updated_at=utcnow())
+def create_rule(session: Session, values: dict[str, Any], *, now: datetime) -> AutoReplyRule:
+    rule = AutoReplyRule(**values, updated_at=now)
     session.add(rule)
     session.flush()
     CACHE.forget(session)
     return rule
 
 
-def update_rule(session: Session, rule_id: int, values: dict[str, Any]) -> tuple[AutoReplyRule, dict[str, Any]]:
+def update_rule(session: Session, rule_id: int, values: dict[str, Any], *,
+                now: datetime) -> tuple[AutoReplyRule, dict[str, Any]]:
     rule = session.get(AutoReplyRule, rule_id)
     if rule is None:
         raise Refused("not_found", "规则不存在")
     before = rule.as_dict()
     for key, value in values.items():
         setattr(rule, key, value)
-    rule.updated_at = utcnow()
+    rule.updated_at = now
     session.flush()
     CACHE.forget(session)
     return rule, before
@@ -170,14 +171,14 @@ def delete_rule(session: Session, rule_id: int) -> dict[str, Any]:
     return before
 
 
-def import_suggested(session: Session) -> int:
+def import_suggested(session: Session, *, now: datetime) -> int:
     """Add the guide's suggested rules that are not there yet (same first keyword); how many were added."""
     existing = {tuple(r.keywords[:1]) for r in session.scalars(select(AutoReplyRule))}
     added = 0
     for suggestion in SUGGESTED_RULES:
         if tuple(suggestion["keywords"][:1]) in existing:
             continue
-        session.add(AutoReplyRule(**suggestion, enabled=True, updated_at=utcnow()))
+        session.add(AutoReplyRule(**suggestion, enabled=True, updated_at=now))
         added += 1
     session.flush()
     CACHE.forget(session)

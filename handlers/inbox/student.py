@@ -40,7 +40,7 @@ def receive_media(session: Session, inbound: Inbound) -> Reply:
 
 
 def _store(session: Session, inbound: Inbound, content: str, *, needs_person: bool) -> InboxMessage:
-    user = ensure_user(session, inbound.openid)
+    user = ensure_user(session, inbound.openid, now=inbound.sent_at)
     message = InboxMessage(
         user_id=user.id,
         direction="in",

@@ -13,7 +13,6 @@ from handlers.catalog.loader import current_version, topic_test_points
 from handlers.errors import Refused
 from handlers.learning import school_progress
 from models import Course, CourseVersion, Enrollment, QuizAttempt, Topic, WatchSession
-from models.base import utcnow
 from models.status import ProfileStatus
 
 
@@ -128,11 +127,11 @@ def topic_state(session: Session, enrollment: Enrollment, topic_code: str) -> tu
     raise Refused("no_topic", "没有这个专题。")
 
 
-def record_outcome(session: Session, enrollment: Enrollment) -> Progress:
+def record_outcome(session: Session, enrollment: Enrollment, *, now: datetime) -> Progress:
     """After a test: mark the enrollment passed when every topic is done at the pass mark."""
     current = progress(session, enrollment)
     if current.state == "passed" and enrollment.passed_at is None:
-        enrollment.passed_at = utcnow()
+        enrollment.passed_at = now
         enrollment.total_score = current.total
         session.flush()
         school_progress.course_passed(session, enrollment)

@@ -131,7 +131,7 @@ def submit_attempt(session: Session, user_id: int, attempt_id: int, answers: dic
     session.refresh(attempt)
     if counted:
         school_progress.test_submitted(session, attempt)
-        record_outcome(session, enrollment)
+        record_outcome(session, enrollment, now=now)
     return Graded(attempt, first_submission=bool(counted))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -58,7 +59,7 @@ def pending_count(session: Session, school_id: int) -> int:
 
 
 def decide(session: Session, actor: Actor, school_id: int, profile_id: int, *, approve: bool,
-           reason: str | None = None) -> StudentProfile:
+           reason: str | None = None, now: datetime) -> StudentProfile:
     """Approve, or reject with a reason the student sees. A profile decided already (by another admin,
     or verified by a roster upload meanwhile) is a Refused saying so; another school's is NotFound."""
     reason = (reason or "").strip()
@@ -66,7 +67,8 @@ def decide(session: Session, actor: Actor, school_id: int, profile_id: int, *, a
         raise Refused("reason_required", "请填写驳回原因，学生会看到它")
     if len(reason) > REASON_MAX:
         raise Refused("reason_too_long", f"驳回原因最多 {REASON_MAX} 个字")
-    profile = identity.review(session, profile_id, school_id, actor.name, approve=approve, reason=reason or None)
+    profile = identity.review(session, profile_id, school_id, actor.name, approve=approve, reason=reason or None,
+                              now=now)
     if profile is None:
         current = session.scalar(select(StudentProfile).where(StudentProfile.id == profile_id,
                                                               StudentProfile.school_id == school_id))
@@ -89,14 +91,15 @@ def _decision(profile: StudentProfile) -> str:
     return "状态已变化"
 
 
-def approve_many(session: Session, actor: Actor, school_id: int, profile_ids: list[int]) -> tuple[int, list[str]]:
+def approve_many(session: Session, actor: Actor, school_id: int, profile_ids: list[int], *, now: datetime
+                 ) -> tuple[int, list[str]]:
     """Approve several at once; those decided meanwhile are skipped and named, never applied twice."""
     if len(profile_ids) > BULK_MAX:
         raise Refused("too_many", f"一次最多批量处理 {BULK_MAX} 条")
     done, skipped = 0, []
     for profile_id in dict.fromkeys(profile_ids):
         try:
-            decide(session, actor, school_id, profile_id, approve=True)
+            decide(session, actor, school_id, profile_id, approve=True, now=now)
             done += 1
         except Refused as refused:
             skipped.append(refused.message)

@@ -17,7 +17,6 @@ from handlers.errors import Refused
 from handlers.outbox import record_job
 from handlers.schools.console import STATUS_NAMES, Filters, count_rows, student_page
 from models import Course, StudentExport
-from models.base import utcnow
 from models.status import ProfileStatus, StudentExportStatus
 
 EXPORT_JOB = "schools.export_students"
@@ -32,7 +31,7 @@ EXPORT_BUSY_WINDOW = timedelta(hours=1)
 
 
 def request_export(session: Session, school_id: int, course_id: int, requested_by: str, file_format: str,
-                   filters: Filters) -> StudentExport:
+                   filters: Filters, *, now: datetime) -> StudentExport:
     """Record an export of the table as it is filtered now; a job writes the file."""
     if file_format not in FORMATS:
         raise Refused("bad_format", "请选择导出格式：Excel (XLSX) 或 CSV。")
@@ -41,7 +40,7 @@ def request_export(session: Session, school_id: int, course_id: int, requested_b
     unfinished = session.scalar(select(func.count()).select_from(StudentExport).where(
         StudentExport.school_id == school_id,
         StudentExport.status.in_((StudentExportStatus.PENDING, StudentExportStatus.RUNNING)),
-        StudentExport.created_at >= utcnow() - EXPORT_BUSY_WINDOW)) or 0
+        StudentExport.created_at >= now - EXPORT_BUSY_WINDOW)) or 0
     if unfinished >= MAX_UNFINISHED_EXPORTS:
         raise Refused("exports_busy", f"已有 {unfinished} 个导出正在生成，请等它们完成后再导出。")
     export = StudentExport(school_id=school_id, course_id=course_id, requested_by=requested_by[:100],
@@ -98,11 +97,12 @@ def export_rows(session: Session, export: StudentExport, now: datetime, batch: i
         after = page.next_after
 
 
-def build_export(session: Session, export_id: int, directory: Path, now: datetime,
+def build_export(session: Session, export_id: int, directory: Path, clock: Callable[[], datetime],
                  progress: Callable[[int, int], None], batch: int = 1000) -> StudentExport:
     """Write the file into a temporary name renamed into place when complete; `progress(done,
     total)` after every batch. Reads end their transaction between batches (SQLite's one write
     lock stays free for the progress updates); the export's final state is the only write."""
+    now = clock()  # the table as it stands when the job starts; `clock()` again when it ends
     export = session.get(StudentExport, export_id)
     if export is None:
         raise Refused("no_export", "导出记录不存在。")
@@ -144,6 +144,6 @@ def build_export(session: Session, export_id: int, directory: Path, now: datetim
     export = session.get(StudentExport, export_id)
     assert export is not None
     export.status, export.total, export.done_count = StudentExportStatus.DONE, done, done
-    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, utcnow()
+    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, clock()
     session.flush()
     return export

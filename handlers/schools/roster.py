@@ -4,7 +4,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
@@ -17,7 +17,6 @@ from handlers.outbox import record_job
 from handlers.schools.roster_cells import LABELS
 from handlers.schools.roster_files import REPORT_PROBLEMS_KEPT, ParsedRoster, parse_roster, sniff
 from models import RosterEntry, RosterFile, RosterUpload, School
-from models.base import utcnow
 from models.status import RosterUploadStatus
 
 MODES = ("merge", "replace")
@@ -35,7 +34,7 @@ BUSY_WINDOW = timedelta(minutes=30)
 
 
 def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedRoster, file_name: str,
-                 mode: str = "merge", upload: RosterUpload | None = None) -> RosterUpload:
+                 mode: str = "merge", upload: RosterUpload | None = None, *, now: datetime) -> RosterUpload:
     """Upsert the file's rows by (school, student number); rows the file does not mention are kept
     ("merge") or removed ("replace", only from a file without rejected rows, so a typo never deletes
     a student). Then verify pending profiles that now match, and record the upload (`upload`, the queued
@@ -74,7 +73,7 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
     for start in range(0, len(absent), DELETE_CHUNK):
         chunk = [row.id for row in absent[start:start + DELETE_CHUNK]]
         session.execute(delete(RosterEntry).where(RosterEntry.id.in_(chunk)))
-    verified = verify_pending(session, school_id)
+    verified = verify_pending(session, school_id, now=now)
     problems = parsed.problems[:REPORT_PROBLEMS_KEPT]
     report = {
         "kind": parsed.kind, "encoding": parsed.encoding, "delimiter": {",": "逗号", "\t": "制表符", ";": "分号"}.get(
@@ -94,7 +93,7 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
     upload.added, upload.updated, upload.kept = len(inserts), len(updates), len(existing) - matched - len(absent)
     upload.removed, upload.verified, upload.report = len(absent), len(verified), report
     upload.status, upload.parsed_rows = RosterUploadStatus.DONE, parsed.rows
-    upload.error, upload.finished_at = None, utcnow()
+    upload.error, upload.finished_at = None, now
     session.flush()
     record_audit(session, actor, "roster.upload", "roster_upload", upload.id, school_id=school_id,
                  after={"file_name": upload.file_name, "rows": upload.rows, "accepted": upload.accepted,
@@ -107,7 +106,7 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
 
 
 def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, file_name: str,
-                   mode: str = "merge") -> RosterUpload:
+                   mode: str = "merge", *, now: datetime) -> RosterUpload:
     """The request's part: cheap checks (size, kind by magic bytes, mode), then the upload queued with
     its bytes and a job to parse and merge it. One upload per school at a time: while one is queued or
     running, another is refused (the admin reads the first report before sending the next file; in
@@ -119,7 +118,7 @@ def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, 
     session.scalar(select(School.id).where(School.id == school_id).with_for_update())
     busy = session.scalar(select(RosterUpload).where(
         RosterUpload.school_id == school_id, RosterUpload.status.in_(UNFINISHED),
-        RosterUpload.created_at >= utcnow() - BUSY_WINDOW).order_by(RosterUpload.id).limit(1))
+        RosterUpload.created_at >= now - BUSY_WINDOW).order_by(RosterUpload.id).limit(1))
     if busy is not None:
         raise Refused("roster_busy", f"上一份名单（{busy.file_name}）还在处理中，请等它完成、看过报告后再上传")
     upload = RosterUpload(school_id=school_id, account_id=actor.account_id, uploaded_by=actor.name[:100],
@@ -134,7 +133,8 @@ def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, 
     return upload
 
 
-def process_upload(session: Session, upload_id: int, progress: Callable[[int], None]) -> RosterUpload | None:
+def process_upload(session: Session, upload_id: int, progress: Callable[[int], None], *,
+                   clock: Callable[[], datetime]) -> RosterUpload | None:
     """The job's part: parse the stored bytes (telling `progress` the rows read; it commits on its own
     connection, so this session writes nothing until the merge), then merge, or record why not. The
     bytes are deleted either way; the caller commits once. A finished upload is left alone (a re-run)."""
@@ -156,12 +156,13 @@ def process_upload(session: Session, upload_id: int, progress: Callable[[int], N
                                      "名单未改变。请按表头“姓名、学号”整理后重新上传")
         upload = session.get(RosterUpload, upload_id)
         assert upload is not None
-        merge_roster(session, Actor(account_id, name, school_id), school_id, parsed, file_name, mode, upload)
+        merge_roster(session, Actor(account_id, name, school_id), school_id, parsed, file_name, mode, upload,
+                     now=clock())
     except Refused as refused:
         session.rollback()
         upload = session.get(RosterUpload, upload_id)
         assert upload is not None
-        upload.status, upload.error, upload.finished_at = RosterUploadStatus.FAILED, refused.message, utcnow()
+        upload.status, upload.error, upload.finished_at = RosterUploadStatus.FAILED, refused.message, clock()
     session.execute(delete(RosterFile).where(RosterFile.upload_id == upload_id))
     session.flush()
     return upload

@@ -11,6 +11,7 @@ from handlers.errors import Refused
 from handlers.schools import approvals
 from models.console import SCHOOL_ADMIN
 from web.boundary import on_refused
+from web.clock import now
 from web.console import console_required, current_account, register_nav, render_console, school_of
 from web.ids import id_value
 
@@ -62,7 +63,7 @@ def _decide(profile_id: int, approve: bool) -> Response:
     school = school_of(account)
     try:
         profile = approvals.decide(get_session(), Actor.of(account), school.id, profile_id, approve=approve,
-                                   reason=request.form.get("reason"))
+                                   reason=request.form.get("reason"), now=now())
     except approvals.NotFound:
         abort(404)
     flash(f"已通过 {profile.real_name}（{profile.student_number}）" if approve
@@ -97,7 +98,7 @@ def bulk_approve() -> Response:
     if not ids:
         return _queue(school.id, 400, "请先勾选要通过的学生")
     try:
-        done, skipped = approvals.approve_many(get_session(), Actor.of(account), school.id, ids)
+        done, skipped = approvals.approve_many(get_session(), Actor.of(account), school.id, ids, now=now())
     except approvals.NotFound:
         abort(404)
     flash(f"已批量通过 {done} 人" + (f"；{len(skipped)} 人已被处理过，已跳过" if skipped else ""))

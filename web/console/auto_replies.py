@@ -10,6 +10,7 @@ from handlers.audit import record_audit
 from handlers.errors import Refused
 from handlers.inbox import auto_replies
 from web.boundary import on_refused
+from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_actor, id_value, register_nav, render_console
 
 bp = Blueprint("console_auto_replies", __name__, url_prefix="/console/auto-replies", template_folder="../templates")
@@ -50,7 +51,7 @@ def rules() -> Response:
     action = request.form.get("action", "save")
     rule_id = id_value(request.form.get("id", ""))
     if action == "import":
-        added = auto_replies.import_suggested(session)
+        added = auto_replies.import_suggested(session, now=now())
         record_audit(session, current_actor(), "auto_reply.import", "auto_reply_rule", None, after={"added": added})
         done = f"已导入 {added} 条常见问题规则"
     elif action == "delete":
@@ -62,10 +63,10 @@ def rules() -> Response:
     elif action == "save":
         values = auto_replies.parse_form(_form())
         if rule_id is None:
-            rule = auto_replies.create_rule(session, values)
+            rule = auto_replies.create_rule(session, values, now=now())
             record_audit(session, current_actor(), "auto_reply.create", "auto_reply_rule", rule.id, after=values)
         else:
-            rule, before = auto_replies.update_rule(session, rule_id, values)
+            rule, before = auto_replies.update_rule(session, rule_id, values, now=now())
             record_audit(session, current_actor(), "auto_reply.update", "auto_reply_rule", rule.id, before=before,
                          after=values)
         done = "规则已保存"

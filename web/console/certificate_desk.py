@@ -15,6 +15,7 @@ from handlers.errors import Refused
 from models import Certificate, CorrectionRequest
 from web.boundary import on_refused
 from web.certificates import issuer
+from web.clock import now
 from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
 
 bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
@@ -151,7 +152,7 @@ def decide(request_id: int) -> Response:
     if decision not in ("approve", "reject"):
         raise Refused("bad_decision", "请选择批准或驳回。")
     new = desk.decide(get_session(), current_actor(), request_id, approve=decision == "approve",
-                      note=request.form.get("note", ""), issuer=issuer())
+                      note=request.form.get("note", ""), issuer=issuer(), now=now())
     return _back_to(serial, "approved" if new else "rejected")
 
 
@@ -164,7 +165,7 @@ def revoke(certificate_id: int) -> Response:
         abort(404)
     if request.form.get("confirm") != "yes":
         raise Refused("unconfirmed", "请勾选确认后再撤销。")
-    desk.revoke(get_session(), current_actor(), certificate_id, request.form.get("reason", ""))
+    desk.revoke(get_session(), current_actor(), certificate_id, request.form.get("reason", ""), now=now())
     return _back_to(serial, "revoked")
 
 

@@ -15,6 +15,7 @@ from handlers.schools import roster, roster_files
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from web.boundary import on_refused
+from web.clock import now
 from web.console import console_required, current_account, register_nav, render_console, school_of
 
 bp = Blueprint("console_roster", __name__, url_prefix="/console/school", template_folder="../templates")
@@ -89,7 +90,7 @@ def upload() -> Response:
     name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
     # The job it enqueues reaches the queue when the boundary commits.
     uploaded = roster.request_upload(get_session(), Actor.of(account), school.id, data, name,
-                                     request.form.get("mode", "merge"))
+                                     request.form.get("mode", "merge"), now=now())
     return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
 
 

@@ -163,7 +163,7 @@ def export() -> Response:
         raise Refused("no_course", "还没有课程。")
     # The job it enqueues reaches the queue when the boundary commits.
     export = exports.request_export(session, school.id, course_id, f"{account.role}:{account.id}",
-                                    request.form.get("format", ""), filters)
+                                    request.form.get("format", ""), filters, now=now())
     record_audit(session, Actor.of(account), "school.students_export", "student_export", export.id,
                  school_id=school.id, after={"format": export.file_format, "filters": export.filters})
     return redirect(url_for("console_school.students", **_table_args(filters, course_id, school=scope)) + "#exports")
