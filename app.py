@@ -14,6 +14,7 @@ from config import load_config
 from jobs import queue
 from web import (
     auth,
+    blobs,
     boundary,
     certificates,
     console,
@@ -56,12 +57,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ids.init_app(app)  # before any route is added
     headers.init_app(app)
     database.init_app(app)
+    blobs.init_app(app)
     ops.init_app(app)
     auth.init_app(app)
     labels.init_app(app)
     queue.init_app(app, database.get_database(app).sessions,
                    services={"wechat_client": partial(get_wechat_client, app),
-                             "wechat_pay": partial(get_wechat_pay, app)})
+                             "wechat_pay": partial(get_wechat_pay, app),
+                             "blob_store": partial(blobs.get_blob_store, app)})
     app.extensions[webhook.ROUTER_EXTENSION] = build_router(app.config["PUBLIC_URL"])
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)

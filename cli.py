@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from flask.cli import AppGroup
 
 from database import get_database
 from models.base import utcnow
+from web.blobs import get_blob_store
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -23,6 +24,10 @@ def alembic_config(database_url: str) -> AlembicConfig:
     cfg = AlembicConfig(str(MIGRATIONS / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["database_url"] = database_url
+    if has_app_context():
+        # Migrations that move bytes (large files into the blob store, and back) use the app's store.
+        cfg.attributes["blob_store"] = get_blob_store()
+        cfg.attributes["export_dir"] = current_app.config["EXPORT_DIR"]
     return cfg
 
 
@@ -39,6 +44,14 @@ def db_upgrade(revision: str) -> None:
     url = current_app.config["DATABASE_URL"]
     _prepare_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database back to REVISION (a revision id, or -1 for one step)."""
+    command.downgrade(alembic_config(current_app.config["DATABASE_URL"]), revision)
     click.echo(f"database at {revision}")
 
 
@@ -146,7 +159,7 @@ certificates_cli = AppGroup("certificates", help="Issued certificates.")
 @click.option("--until", "issued_until", type=click.DateTime(["%Y-%m-%d"]), default=None)
 @click.option("--by", "requested_by", default="staff:cli", show_default=True)
 def certificates_export(school_id: int | None, issued_from, issued_until, requested_by: str) -> None:  # type: ignore[no-untyped-def]
-    """Queue a zip of valid certificates' PDFs; a worker builds it into EXPORT_DIR with progress."""
+    """Queue a zip of valid certificates' PDFs; a worker builds it into the blob store with progress."""
     from handlers.certificates.exports import request_export
 
     with get_database().sessions() as session:
@@ -154,7 +167,24 @@ def certificates_export(school_id: int | None, issued_from, issued_until, reques
                                 issued_from=issued_from.date() if issued_from else None,
                                 issued_until=issued_until.date() if issued_until else None, now=utcnow())
         session.commit()  # hands the job to the queue
-        click.echo(f"export {export.id} queued; it will be written to {current_app.config['EXPORT_DIR']}")
+        click.echo(f"export {export.id} queued; it will be stored as exports/certificates/{export.id}/ "
+                   f"(`flask certificates export-link {export.id}` prints a download link when it is done)")
+
+
+@certificates_cli.command("export-link")
+@click.argument("export_id", type=int)
+def certificates_export_link(export_id: int) -> None:
+    """A link (valid for an hour) to a finished certificate export's zip."""
+    from models import CertificateExport
+
+    with get_database().readers() as session:
+        export = session.get(CertificateExport, export_id)
+        if export is None or not export.blob_key:
+            state = export.status if export else "no such export"
+            raise click.ClickException(f"export {export_id} is not finished ({state})")
+        url = get_blob_store().signed_url(export.blob_key, 3600, filename=export.file_name,
+                                          content_type="application/zip")
+    click.echo(url if url.startswith("http") else str(current_app.config["PUBLIC_URL"]).rstrip("/") + url)
 
 
 @certificates_cli.command("repair-signatures")
@@ -169,7 +199,7 @@ def certificates_repair_signatures() -> None:
     seed = base64.b64decode(current_app.config["CERT_SIGNING_KEY"])
     public = certs.public_key(seed)
     with get_database().sessions() as session:
-        repaired = repair_signatures(session, seed, {certs.key_id(public): public})
+        repaired = repair_signatures(session, seed, {certs.key_id(public): public}, blobs=get_blob_store())
         session.commit()
     click.echo(f"{len(repaired)} signed again" + (": " + ", ".join(repaired) if repaired else ""))
 

@@ -88,6 +88,17 @@ DEFAULTS: dict[str, Any] = {
     "H5_USER_CHECK_SECONDS": 60,
     # Where certificate exports (zips) are written; None: <instance>/exports.
     "EXPORT_DIR": None,
+    # Where large files live (blobstore.py): file:///abs/path (None: <instance>/blobs) or s3://bucket,
+    # with the S3 endpoint the app reaches, the one students reach (a CDN; None: the same), keys.
+    "BLOB_STORE_URL": None,
+    "BLOB_S3_ENDPOINT": None,
+    "BLOB_S3_PUBLIC_ENDPOINT": None,
+    "BLOB_S3_REGION": "us-east-1",
+    "BLOB_S3_ACCESS_KEY": None,
+    "BLOB_S3_SECRET_KEY": None,
+    "BLOB_S3_CREATE_BUCKET": False,  # create the bucket at start-up if it is missing (development)
+    # Seconds a signed download link (certificate files, exports, lecture segments) works.
+    "BLOB_LINK_SECONDS": 300,
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
     "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
@@ -126,7 +137,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS", "PAY_ORDER_TIMEOUT_SECONDS",
-            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW", "TRUSTED_PROXY_HOPS"}
+            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW", "TRUSTED_PROXY_HOPS", "BLOB_LINK_SECONDS"}
 FLOAT_KEYS = {
     "WECHAT_DEDUP_WAIT",
     "H5_USER_CHECK_SECONDS",
@@ -137,7 +148,7 @@ FLOAT_KEYS = {
     "JOB_REQUEUE_SECONDS",
     "JOB_SWEEP_SECONDS",
 }
-BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON"}
+BOOL_KEYS = {"SIMULATOR_ENABLED", "LOG_JSON", "BLOB_S3_CREATE_BUCKET"}
 
 
 class ConfigError(RuntimeError):

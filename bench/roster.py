@@ -14,6 +14,7 @@ from pathlib import Path
 import openpyxl
 from alembic import command
 
+from blobstore import LocalStore
 from handlers.audit import Actor
 from handlers.schools import roster, roster_files
 from models.base import utcnow
@@ -74,6 +75,7 @@ def _merge_seconds(parsed: roster_files.ParsedRoster, upload: bytes) -> tuple[fl
         cfg.attributes["configure_logging"] = False
         command.upgrade(cfg, "head")
         engine = make_engine(url)
+        blobs = LocalStore(Path(folder) / "blobs", b"bench", "/blobs")
         with make_sessionmaker(engine)() as session:
             school = School(name="基准大学")
             session.add(school)
@@ -87,7 +89,7 @@ def _merge_seconds(parsed: roster_files.ParsedRoster, upload: bytes) -> tuple[fl
             first, again = seconds(once), seconds(once)
 
             def request() -> None:
-                roster.request_upload(session, actor, school.id, upload, "bench.xlsx", now=utcnow())
+                roster.request_upload(session, actor, school.id, upload, "bench.xlsx", now=utcnow(), blobs=blobs)
                 session.commit()
 
             queued = seconds(request)

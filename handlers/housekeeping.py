@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models import CertificateExport, InboundEvent, Job, StudentExport
+from blobstore import BlobStore
+from models import CertificateExport, CertificateFile, InboundEvent, Job, RosterFile, StudentExport
 from models.status import CertificateExportStatus, JobStatus, StudentExportStatus
 
 # WeChat retries within seconds; a week of dedup rows also answers "what did we reply?"
@@ -35,15 +35,42 @@ def prune_done_jobs(session: Session, retention: timedelta = DONE_JOB_RETENTION,
 EXPORT_RETENTION = timedelta(days=7)
 
 
-def prune_exports(session: Session, export_dir: Path, now: datetime, retention: timedelta = EXPORT_RETENTION) -> int:
+def prune_exports(session: Session, blobs: BlobStore, now: datetime, retention: timedelta = EXPORT_RETENTION) -> int:
     """Delete finished export files older than `retention` and mark their rows expired (flush only)."""
     removed = 0
     for model, status in ((StudentExport, StudentExportStatus), (CertificateExport, CertificateExportStatus)):
         for export in session.scalars(select(model).where(
                 model.status == status.DONE, model.finished_at < now - retention)):
-            if export.file_name:
-                (export_dir / export.file_name).unlink(missing_ok=True)
-            export.status, export.file_name = status.EXPIRED, None
+            if export.blob_key:
+                blobs.delete(export.blob_key)
+            export.status, export.file_name, export.blob_key = status.EXPIRED, None, None
             removed += 1
     session.flush()
+    return removed
+
+
+# A blob younger than this is never an orphan: its row may be in a transaction not committed yet
+# (a certificate being issued, an upload being queued). Older and pointed at by no row, it is one:
+# a rolled-back issue, a file replaced by a re-render, a half-written local upload.
+ORPHAN_GRACE = timedelta(hours=6)
+# Where rows point at blobs: (key prefix, the column holding the key).
+BLOB_OWNERS = (
+    ("certificates/", CertificateFile.blob_key),
+    ("rosters/", RosterFile.blob_key),
+    ("exports/certificates/", CertificateExport.blob_key),
+    ("exports/students/", StudentExport.blob_key),
+)
+
+
+def sweep_orphan_blobs(session: Session, blobs: BlobStore, now: datetime, grace: timedelta = ORPHAN_GRACE) -> int:
+    """Delete the blobs no row points at, older than `grace`; returns how many. Prefix by prefix,
+    so only one table's keys are in memory at a time. Reads only: the deletes are in the store."""
+    removed = 0
+    for prefix, column in BLOB_OWNERS:
+        owned = set(session.scalars(select(column).where(column.is_not(None), column.like(prefix + "%"))))
+        session.rollback()  # ends the read before the (slow) listing
+        for blob in blobs.list(prefix):
+            if blob.key not in owned and blob.modified < now - grace:
+                blobs.delete(blob.key)
+                removed += 1
     return removed

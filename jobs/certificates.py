@@ -1,7 +1,6 @@
 """Certificate jobs: building staff exports of issued PDFs, and sending the certificate notice."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -22,8 +21,7 @@ def _export_certificates(ctx: JobContext, payload: dict[str, Any]) -> None:
             side.execute(update(CertificateExport).where(CertificateExport.id == export_id)
                          .values(status=CertificateExportStatus.RUNNING, done_count=done, total=total))
 
-    directory = Path(ctx.config["EXPORT_DIR"])
-    exports.build_export(ctx.session, export_id, directory, progress, clock=ctx.now)
+    exports.build_export(ctx.session, export_id, progress, clock=ctx.now, blobs=ctx.services["blob_store"]())
 def _certificate_notice(ctx: JobContext, payload: dict[str, Any]) -> None:
     certificate_id = int(payload["certificate_id"])
     body = desk.notice_message(ctx.session, certificate_id, ctx.config["WECHAT_TEMPLATE_CERT_NOTICE"],

@@ -35,6 +35,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
     Periodic("housekeeping.prune_rate_events", "47 * * * *", "hour"),
     Periodic("housekeeping.prune_exports", "27 4 * * *", "day"),
+    Periodic("housekeeping.sweep_orphan_blobs", "43 4 * * *", "day"),
     Periodic("payments.reconcile", "* * * * *", "minute", needed=notifications.has_unsettled_orders),
     # Pass and approval notices every 10 minutes, a minute after each window closes (so changes
     # committed just after it still count); yesterday's digest at 09:05 China time.

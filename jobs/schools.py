@@ -1,7 +1,6 @@
 """School jobs: building a school's student export, and processing an uploaded roster."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -21,7 +20,7 @@ def _export_students(ctx: JobContext, payload: dict[str, Any]) -> None:
             side.execute(update(StudentExport).where(StudentExport.id == export_id)
                          .values(status=StudentExportStatus.RUNNING, done_count=done, total=total))
 
-    exports.build_export(ctx.session, export_id, Path(ctx.config["EXPORT_DIR"]), ctx.now, progress)
+    exports.build_export(ctx.session, export_id, ctx.now, progress, blobs=ctx.services["blob_store"]())
 
 
 def _process_roster_upload(ctx: JobContext, payload: dict[str, Any]) -> None:
@@ -32,7 +31,7 @@ def _process_roster_upload(ctx: JobContext, payload: dict[str, Any]) -> None:
         with ctx.separately() as side:
             roster.record_progress(side, upload_id, rows)
 
-    roster.process_upload(ctx.session, upload_id, progress, clock=ctx.now)
+    roster.process_upload(ctx.session, upload_id, progress, clock=ctx.now, blobs=ctx.services["blob_store"]())
 
 
 def register(registry: JobRegistry) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -89,14 +89,16 @@ class CertificateEvent(Base):
 
 class CertificateFile(Base):
     """The rendered PDF and PNG of one certificate version, stored at issue: re-rendering later
-    (a new template, a new library) never changes what was issued."""
+    (a new template, a new library) never changes what was issued. The bytes are in the blob
+    store under `blob_key` (written before this row, so a row never points at nothing)."""
 
     __tablename__ = "certificate_files"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
     kind: Mapped[str] = mapped_column(String(8))  # "pdf" or "png"
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -137,7 +139,8 @@ class CertificateExport(Base):
     status: Mapped[str] = mapped_column(String(16), default=CertificateExportStatus.PENDING)
     total: Mapped[int] = mapped_column(default=0)
     done_count: Mapped[int] = mapped_column(default=0)
-    file_name: Mapped[str | None] = mapped_column(String(200))
+    file_name: Mapped[str | None] = mapped_column(String(200))  # the name it downloads as
+    blob_key: Mapped[str | None] = mapped_column(String(200))  # where the finished zip is
     size_bytes: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

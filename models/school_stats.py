@@ -75,7 +75,8 @@ class StudentExport(Base):
     status: Mapped[str] = mapped_column(String(16), default=StudentExportStatus.PENDING)
     total: Mapped[int] = mapped_column(default=0)
     done_count: Mapped[int] = mapped_column(default=0)
-    file_name: Mapped[str | None] = mapped_column(String(200))
+    file_name: Mapped[str | None] = mapped_column(String(200))  # the name it downloads as
+    blob_key: Mapped[str | None] = mapped_column(String(200))  # where the finished file is
     size_bytes: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

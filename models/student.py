@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAtMixin
@@ -99,10 +99,12 @@ class RosterUpload(CreatedAtMixin, Base):
 
 
 class RosterFile(Base):
-    """An upload's bytes, from the request until its job has read them (then deleted). In the database,
-    not on disk: it survives a web-host restart and reaches a worker on any host; files are ≤ 10 MB."""
+    """An upload's bytes, from the request until its job has read them (then deleted with this row).
+    In the blob store, not on a host's disk: they survive a web-host restart and reach a worker on
+    any host."""
 
     __tablename__ = "roster_files"
 
     upload_id: Mapped[int] = mapped_column(ForeignKey("roster_uploads.id", ondelete="CASCADE"), primary_key=True)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int]

@@ -11,7 +11,7 @@ PG_URL=${TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
 
 echo "== lint (ruff.toml)"
 .venv/bin/ruff check .
-echo "== tests on SQLite"
+echo "== tests on SQLite, files in a local directory"
 env -u TEST_DATABASE_URL .venv/bin/python -m pytest -q "$@"
-echo "== tests on PostgreSQL"
-TEST_DATABASE_URL=$PG_URL .venv/bin/python -m pytest -q "$@"
+echo "== tests on PostgreSQL, files in S3 (SeaweedFS, started by the tests)"
+TEST_DATABASE_URL=$PG_URL TEST_BLOB_STORE=s3 .venv/bin/python -m pytest -q "$@"

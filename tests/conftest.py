@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,17 +17,19 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from app import create_app
+from blobstore import LocalStore
 from cli import alembic_config
 from config import DEV_SECRETS
 from database import get_database
 from models import Base
 from models.base import utcnow
 from models.engine import make_engine, make_sessionmaker
+from web.blobs import get_blob_store
 from wechat.fake import FakeWeChatServer
 from wechat.simulate import WeChatSide
 
-# Playwright fixtures (`browser`, `phone`) for every test module: one browser per run.
-pytest_plugins = ["tests.browser"]
+# Playwright fixtures (`browser`, `phone`) and the S3 server (`s3_server`): one of each per run.
+pytest_plugins = ["tests.browser", "tests.s3"]
 
 
 def _create_pg_database(base_url: str) -> tuple[str, str]:
@@ -86,6 +89,8 @@ _test_instance: dict[str, str] = {}
 def make_test_app(database_url: str, **overrides: Any) -> Flask:
     config = {"TESTING": True, "DATABASE_URL": database_url, "XINWEI_ENV": "development",
               "INSTANCE_PATH": _test_instance.get("path"), **overrides}
+    for key, value in _test_instance.get("blobs", {}).items():
+        config.setdefault(key, value)
     if _test_instance.get("fake"):
         config.setdefault("WECHAT_API_BASE", _test_instance["fake"])
         config.setdefault("WECHAT_OPEN_BASE", _test_instance["fake"])
@@ -94,10 +99,16 @@ def make_test_app(database_url: str, **overrides: Any) -> Flask:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _test_instance_path(tmp_path_factory: pytest.TempPathFactory, fake_wechat: FakeWeChatServer) -> None:
+def _test_instance_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                        fake_wechat: FakeWeChatServer) -> None:
     # Keep test runs out of the repository's instance/ folder, and point every app at the fake.
     _test_instance["path"] = str(tmp_path_factory.mktemp("instance"))
     _test_instance["fake"] = fake_wechat.base_url
+    # TEST_BLOB_STORE=s3: every app keeps its files on the real S3 server (scripts/test.sh runs the
+    # PostgreSQL pass so), so each flow that stores a file runs on both backends.
+    if os.environ.get("TEST_BLOB_STORE") == "s3":
+        server = request.getfixturevalue("s3_server")
+        _test_instance["blobs"] = server.config("xinwei-tests")
 
 
 @pytest.fixture
@@ -109,6 +120,13 @@ def app(database_url: str, fake_wechat: FakeWeChatServer) -> Iterator[Flask]:
     app = make_test_app(database_url)
     yield app
     _empty_tables(app)
+    # The blob store is emptied with the tables: a test never finds another test's files.
+    store = get_blob_store(app)
+    if isinstance(store, LocalStore):
+        shutil.rmtree(store.root, ignore_errors=True)
+    else:
+        for blob in list(store.list("")):
+            store.delete(blob.key)
     get_database(app).dispose()
 
 
@@ -224,7 +242,8 @@ def shop(app, live_server, fake_wechat, graduates):  # type: ignore[no-untyped-d
     get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]  # jobs run by hand
     with get_database(app).sessions() as session:
         session.execute(update(School).values(address="北京市海淀区学院路 1 号 心理中心"))
-        certificate = claim(session, graduates[0], "demo-course", "paper", ISSUER, date(2026, 11, 29))
+        certificate = claim(session, graduates[0], "demo-course", "paper", ISSUER, date(2026, 11, 29),
+                            blobs=get_blob_store(app))
         session.commit()
         cert_id = certificate.id
     client = app.test_client()

@@ -8,6 +8,9 @@ import base64
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from models import AuditEntry, Certificate, CertificateOrder, Job, Question, Use
 from models.base import utcnow
 from tests.console_helpers import make_staff
 from tests.console_helpers import sign_in as console_sign_in
+from web.blobs import get_blob_store
 
 
 def q(code: str, points: int, kind: str = "single", answer: list[str] | None = None,
@@ -150,7 +154,7 @@ TODAY = date(2026, 11, 29)
 
 def claim_as(app, user_id: int, today: date = TODAY, channel: str = "electronic") -> Certificate:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
-        certificate = claim(session, user_id, "demo-course", channel, ISSUER, today)
+        certificate = claim(session, user_id, "demo-course", channel, ISSUER, today, blobs=get_blob_store(app))
         session.commit()
         return certificate
 
@@ -295,3 +299,29 @@ def browser_sign_in(app: Flask, page: Any, base_url: str, user_id: int, openid: 
     sign_in(client, user_id, openid)
     cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
     page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base_url}])
+
+
+@dataclass
+class Fetched:
+    """A file fetched the way a browser fetches it: the app's answer, then its signed link."""
+
+    status_code: int
+    data: bytes
+    headers: Any
+    mimetype: str
+
+
+def get_file(client, url: str, **kwargs: Any) -> Fetched:  # type: ignore[no-untyped-def]
+    """GET `url` on the app and follow the signed link it answers with: the app's own /blobs/ route
+    (local files), or the S3 server's presigned URL, fetched over real HTTP."""
+    response = client.get(url, **kwargs)
+    location = response.headers.get("Location", "") if response.status_code == 302 else ""
+    if location.startswith("http"):
+        try:
+            with urllib.request.urlopen(location, timeout=10) as remote:
+                return Fetched(remote.status, remote.read(), remote.headers, remote.headers.get_content_type())
+        except urllib.error.HTTPError as refused:
+            return Fetched(refused.code, refused.read(), refused.headers, refused.headers.get_content_type())
+    if location:
+        response = client.get(location)
+    return Fetched(response.status_code, response.data, response.headers, response.mimetype)

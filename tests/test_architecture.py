@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ("app", "cli", "config", "database", "telemetry", "wsgi", "certs", "content", "handlers", "jobs",
-           "models", "web", "wechat", "bench")
+PROJECT = ("app", "cli", "config", "database", "blobstore", "telemetry", "wsgi", "certs", "content", "handlers",
+           "jobs", "models", "web", "wechat", "bench")
 FRAMEWORK = {"flask", "werkzeug"}
 
 # (layer, what it must never import, why) — docs/architecture.md, "The layers".
@@ -24,6 +24,8 @@ NEVERS = [
     ("handlers", {*FRAMEWORK, "web", "wechat", "jobs", "database", "config", "app", "cli"},
      "business flows get a session and values from their caller; no request, no config, no transport"),
     ("wechat", {"web", "app", "cli"}, "the WeChat boundary never depends on the page layer"),
+    ("blobstore", {*FRAMEWORK, *PROJECT} - {"blobstore"},
+     "blob storage is infrastructure: bytes and keys in, bytes and links out, for every layer above"),
     ("jobs", {"web", "app"}, "background work never depends on the page layer"),
 ]
 # Only entry points build the app.

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from database import get_database
 from models import Certificate, User
 from tests.conftest import ARTIFACTS
-from tests.factories import CSRF, sign_in
+from tests.factories import CSRF, get_file, sign_in
 
 
 def test_claim_view_download(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
@@ -22,8 +22,12 @@ def test_claim_view_download(app, client, graduates) -> None:  # type: ignore[no
     show = client.get(claimed.headers["Location"]).get_data(as_text=True)
     assert re.search(r"XW-\d{4}-000001", show) and "长按图片可保存到手机相册" in show
     cert_id = int(claimed.headers["Location"].rsplit("/", 1)[1])
-    png = client.get(f"/h5/certificates/{cert_id}.png")
-    pdf = client.get(f"/h5/certificates/{cert_id}.pdf")
+    # Each file is a short-lived signed link to the blob store (here the app's own /blobs/ route).
+    link = client.get(f"/h5/certificates/{cert_id}.png")
+    assert link.status_code == 302 and "/certificates/" in link.headers["Location"]
+    assert link.headers["Cache-Control"] == "no-store"
+    png = get_file(client, f"/h5/certificates/{cert_id}.png")
+    pdf = get_file(client, f"/h5/certificates/{cert_id}.pdf")
     assert png.mimetype == "image/png" and png.data.startswith(b"\x89PNG")
     assert (
         pdf.mimetype == "application/pdf"

@@ -10,7 +10,8 @@ from handlers.certificates.claims import repair_signatures
 from handlers.certificates.corrections import revoke
 from models import Certificate, CertificateOrder, OrderEvent, StudentProfile
 from models.base import utcnow
-from tests.factories import CSRF, ISSUER, ask, claim_as, sign_in, staff_client
+from tests.factories import CSRF, ISSUER, ask, claim_as, get_file, sign_in, staff_client
+from web.blobs import get_blob_store
 
 
 def verdict(client, token: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -114,9 +115,11 @@ def test_a_channel_change_signs_again_and_old_rows_are_repaired(app, client, gra
     assert verdict(app.test_client(), first.verify_token) == (200, "invalid")
     public = certs.public_key(ISSUER.signing_key)
     with get_database(app).sessions() as session:
-        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public}) == [f"{first.serial} v1"]
+        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public},
+                                 blobs=get_blob_store(app)) == [f"{first.serial} v1"]
         session.commit()
-        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public}) == []
+        assert repair_signatures(session, ISSUER.signing_key, {certs.key_id(public): public},
+                                 blobs=get_blob_store(app)) == []
     assert verdict(app.test_client(), first.verify_token) == (200, "valid")
 
 
@@ -162,7 +165,7 @@ def test_a_certificate_issued_at_2330_utc_is_dated_the_next_day_in_china(app, gr
         assert certificate.issued_on == china_day != target.date()
         token, serial = certificate.verify_token, certificate.serial
     printed = f"{china_day.year}年{china_day.month}月{china_day.day}日"
-    pdf = pdfium.PdfDocument(student.get(f"/h5/certificates/{cert_id}.pdf").data)
+    pdf = pdfium.PdfDocument(get_file(student, f"/h5/certificates/{cert_id}.pdf").data)
     text = pdf[0].get_textpage().get_text_range()
     assert printed in text.replace(" ", "")
     assert printed in app.test_client().get(f"/verify/{token}").get_data(as_text=True)

@@ -15,6 +15,7 @@ from handlers.errors import Refused
 from models import Certificate, CertificateEvent, Enrollment
 from models.base import utcnow
 from tests.factories import ISSUER, KEYS, TODAY, claim_as
+from web.blobs import get_blob_store
 
 
 def test_claiming_issues_a_signed_snapshot_once(app, graduates) -> None:  # type: ignore[no-untyped-def]
@@ -34,10 +35,10 @@ def test_only_students_who_passed_can_claim(app, graduates) -> None:  # type: ig
         session.execute(update(Enrollment).where(Enrollment.user_id == graduates[1]).values(passed_at=None))
         session.commit()
         with pytest.raises(Refused) as err:
-            claim(session, graduates[1], "demo-course", "electronic", ISSUER, TODAY)
+            claim(session, graduates[1], "demo-course", "electronic", ISSUER, TODAY, blobs=get_blob_store(app))
         assert err.value.code == "not_passed"
         with pytest.raises(Refused):
-            claim(session, graduates[0], "demo-course", "carrier-pigeon", ISSUER, TODAY)
+            claim(session, graduates[0], "demo-course", "carrier-pigeon", ISSUER, TODAY, blobs=get_blob_store(app))
 
 
 def test_concurrent_claims_of_one_student_make_one_certificate(app, graduates) -> None:  # type: ignore[no-untyped-def]
@@ -145,8 +146,10 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
             request_correction(session, graduates[0], first.id, {"holder_name": "林大满"}, "再改")
         session.commit()
         with pytest.raises(Refused):
-            decide_correction(session, asked.id, "wang", approve=False, note=" ", issuer=ISSUER, now=utcnow())
-        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
+            decide_correction(session, asked.id, "wang", approve=False, note=" ", issuer=ISSUER, now=utcnow(),
+                              blobs=get_blob_store(app))
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow(),
+                                blobs=get_blob_store(app))
         session.commit()
         assert new is not None and new.version == 2 and new.serial == first.serial and new.student_number == "C0007"
         assert new.issued_on == first.issued_on and new.verify_token != first.verify_token
@@ -154,7 +157,8 @@ def test_a_correction_supersedes_the_old_version_with_history(app, graduates) ->
             f.kind for f in session.scalars(select(CertificateFile).where(CertificateFile.certificate_id == new.id))
         } == {"pdf", "png"}
         with pytest.raises(Refused):  # decided already
-            decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER, now=utcnow())
+            decide_correction(session, asked.id, "li", approve=True, note=None, issuer=ISSUER, now=utcnow(),
+                              blobs=get_blob_store(app))
         old_view = verify(session, first.verify_token, KEYS)
         assert old_view.status == "superseded" and old_view.newest_token == new.verify_token  # type: ignore[union-attr]
         assert old_view.signature_ok  # the old version's signature still holds for what it printed
@@ -188,8 +192,8 @@ def test_revocation_keeps_everything_and_says_why(app, graduates) -> None:  # ty
 
 
 def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -> None:  # type: ignore[no-untyped-def]
+    import io
     import zipfile
-    from pathlib import Path
 
     from handlers.certificates.exports import request_export
     from jobs.queue import get_queue
@@ -217,13 +221,17 @@ def test_an_export_zips_the_schools_certificates_with_progress(app, graduates) -
     with get_database(app).sessions() as session:
         done = session.get(CertificateExport, mine.id)
         assert (done.status, done.total, done.done_count) == ("done", 3, 3)
-        path = Path(app.config["EXPORT_DIR"]) / done.file_name
-        with zipfile.ZipFile(path) as archive:
+        assert done.blob_key == f"exports/certificates/{done.id}/{done.file_name}"
+        blobs = get_blob_store(app)
+        assert blobs.size(done.blob_key) == done.size_bytes
+        with zipfile.ZipFile(io.BytesIO(blobs.get(done.blob_key))) as archive:
             assert sorted(archive.namelist()) == sorted(f"{c.serial}.pdf" for c in issued)
             assert all(archive.read(name).startswith(b"%PDF") for name in archive.namelist())
         assert session.get(CertificateExport, theirs.id).total == 0  # another school's export holds none of these
         assert session.get(CertificateExport, later.id).total == 0
-        assert not list(Path(app.config["EXPORT_DIR"]).glob("*.part"))
+        # Only whole exports reach the store: nothing half-written beside them.
+        assert [b.key for b in blobs.list("exports/certificates/")] == sorted(
+            session.scalars(select(CertificateExport.blob_key).where(CertificateExport.blob_key.is_not(None))))
 
 
 def test_cli_queues_an_export(app, runner) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from database import get_database
 from jobs.queue import get_queue
 from models import Certificate, CertificateEvent, CorrectionRequest, Job
 from tests.console_helpers import make_staff, sign_in
-from tests.factories import ask, audit, claim_as, staff_client
+from tests.factories import ask, audit, claim_as, get_file, staff_client
 
 SCRIPT = '<script>alert("x")</script>'
 
@@ -198,8 +198,9 @@ def test_unknown_things_are_404(app, client, graduates) -> None:  # type: ignore
     assert client.post("/console/certificates/corrections/999/decide",
                        data={"csrf_token": token, "decision": "approve"}).status_code == 404
     assert client.post("/console/certificates/999/revoke", data={"csrf_token": token}).status_code == 404
-    pdf = client.get(f"/console/certificates/file/{first.id}.pdf")
+    pdf = get_file(client, f"/console/certificates/file/{first.id}.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    assert pdf.headers["Content-Disposition"].startswith("inline;")  # shown in the browser, not saved
     assert client.get("/console/certificates/file/999.pdf").status_code == 404
 
 

@@ -20,6 +20,7 @@ from jobs.queue import get_queue
 from models import Certificate, CertificateEvent, CertificateOrder, Job, OrderEvent, PaymentFlag, School
 from models.base import utcnow
 from tests.factories import CSRF, ISSUER, paid_order, sign_in, start_paying, the_order
+from web.blobs import get_blob_store
 from wechat.pay import get_wechat_pay
 from wechat.services import get_wechat_client
 
@@ -356,7 +357,7 @@ def test_a_refund_returns_the_certificate_to_awaiting_payment(shop) -> None:  # 
     # The type is free to change again.
     with get_database(app).sessions() as session:
         assert change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER,
-                              now=utcnow()).channel == "electronic"
+                              now=utcnow(), blobs=get_blob_store(app)).channel == "electronic"
         session.commit()
 
 
@@ -457,7 +458,8 @@ def test_staff_print_ship_and_the_student_is_told(shop, graduates) -> None:  # t
     fake.pay.pay(fake.pay.find(the_order(app).out_trade_no))
     # A second student of another school pays too.
     with get_database(app).sessions() as session:
-        other = claim(session, graduates[1], "demo-course", "both", ISSUER, date(2026, 11, 29))
+        other = claim(session, graduates[1], "demo-course", "both", ISSUER, date(2026, 11, 29),
+                      blobs=get_blob_store(app))
         session.commit()
         other_id = other.id
     client = app.test_client()
@@ -472,7 +474,7 @@ def test_staff_print_ship_and_the_student_is_told(shop, graduates) -> None:  # t
         printing = shipping.start_printing(session, ids, "staff:wang", utcnow())
         session.commit()
         assert [o.status for o in printing] == ["printing", "printing"]
-        pdf = shipping.batch_pdf(session, ids)
+        pdf = shipping.batch_pdf(session, ids, blobs=get_blob_store(app))
         import pypdfium2 as pdfium
         assert len(pdfium.PdfDocument(pdf)) == 2
         with pytest.raises(Refused):
@@ -519,7 +521,7 @@ def test_outside_the_48_hour_window_the_shipping_notice_is_a_template_message(sh
 def test_school_billing_counts_electronic_certificates_per_school(app, graduates) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         for user_id, channel in zip(graduates, ("electronic", "both", "paper", "electronic", "electronic")):
-            claim(session, user_id, "demo-course", channel, ISSUER, date(2026, 11, 29))
+            claim(session, user_id, "demo-course", channel, ISSUER, date(2026, 11, 29), blobs=get_blob_store(app))
         session.execute(update(Certificate).where(Certificate.user_id == graduates[4])
                         .values(issued_on=date(2026, 12, 2), school_name="=HYPERLINK(\"x\")"))
         session.commit()
@@ -594,8 +596,8 @@ def test_billing_page_and_csv_export(shop, graduates) -> None:  # type: ignore[n
 
     app = shop["app"]
     with get_database(app).sessions() as session:
-        claim(session, graduates[1], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
-        claim(session, graduates[2], "demo-course", "both", ISSUER, date(2026, 11, 29))
+        claim(session, graduates[1], "demo-course", "electronic", ISSUER, date(2026, 11, 29), blobs=get_blob_store(app))
+        claim(session, graduates[2], "demo-course", "both", ISSUER, date(2026, 11, 29), blobs=get_blob_store(app))
         session.commit()
     staff = app.test_client()
     console_sign_in(staff, app, make_staff(app))
@@ -697,7 +699,8 @@ def test_an_order_closed_while_wechat_pay_creates_it_is_not_handed_to_the_page(s
 
     def channel_changed_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
         with get_database(shop["app"]).sessions() as session:
-            change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER, now=utcnow())
+            change_channel(session, shop["user_id"], shop["cert_id"], "electronic", ISSUER, now=utcnow(),
+                           blobs=get_blob_store(shop["app"]))
             session.commit()
         return original(*args, **kwargs)
 
@@ -786,7 +789,8 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
         asked = request_correction(
             session, shop["user_id"], shop["cert_id"], {"student_number": "C0007"}, "学号少写一位"
         )
-        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
+        new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER, now=utcnow(),
+                                blobs=get_blob_store(app))
         session.commit()
         new_id = new.id
         assert (new.channel, new.paper_status) == ("paper", "paid")
@@ -801,7 +805,8 @@ def test_a_correction_after_paying_keeps_the_payment_with_the_new_version(shop) 
     assert again.status_code == 409
     with get_database(app).sessions() as session:
         with pytest.raises(Refused):
-            change_channel(session, shop["user_id"], new_id, "electronic", ISSUER, now=utcnow())
+            change_channel(session, shop["user_id"], new_id, "electronic", ISSUER, now=utcnow(),
+                           blobs=get_blob_store(app))
         session.rollback()
         assert session.scalar(select(func.count()).select_from(CertificateOrder)) == 1
 
@@ -822,7 +827,7 @@ def test_a_notification_waiting_on_a_correction_pays_the_new_version(shop) -> No
         )
         session.commit()
         new = decide_correction(session, asked.id, "wang", approve=True, note=None, issuer=ISSUER,
-                                now=utcnow())  # holds v1's lock
+                                now=utcnow(), blobs=get_blob_store(app))  # holds v1's lock
         new_id = new.id
         notifier = threading.Thread(target=lambda: codes.extend(fake.deliver(fake.find(order.out_trade_no))))
         notifier.start()

@@ -19,6 +19,7 @@ from models import AuditEntry, Job, RosterEntry, RosterFile, RosterUpload, Schoo
 from models.base import utcnow
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
 from tests.factories import run_upload_jobs
+from web.blobs import get_blob_store
 
 HEADER = "姓名,学号,学院,年级,手机\n"
 
@@ -474,7 +475,9 @@ def test_an_upload_is_queued_then_done_with_its_report_and_its_bytes_gone(app, c
     queued = _upload(app, upload_id)
     assert (queued.status, queued.rows, queued.report, queued.finished_at) == ("queued", 0, {}, None)
     with get_database(app).sessions() as session:
-        assert session.get(RosterFile, upload_id).content == data  # the exact bytes, for a worker on any host
+        stored = session.get(RosterFile, upload_id)
+        # The exact bytes, in the blob store: a worker on any host reads them.
+        assert get_blob_store(app).get(stored.blob_key) == data and stored.size_bytes == len(data)
         job = session.scalar(select(Job).where(Job.kind == roster.UPLOAD_JOB))
         assert job.payload == {"upload_id": upload_id} and job.status == "pending"
         assert session.scalar(select(RosterEntry)) is None  # nothing merged in the request
@@ -485,6 +488,7 @@ def test_an_upload_is_queued_then_done_with_its_report_and_its_bytes_gone(app, c
     assert set(entries(app, admin["school"])) == {"2024001", "2024002"}
     with get_database(app).sessions() as session:
         assert session.get(RosterFile, upload_id) is None
+        assert get_blob_store(app).size(stored.blob_key) is None  # the school's list is not kept after processing
         audit = session.scalar(select(AuditEntry).where(AuditEntry.action == "roster.upload"))
     assert (audit.account_id, audit.subject_id, audit.after["added"]) == (admin["account"], str(upload_id), 2)
     report = client.get(response.headers["Location"]).get_data(as_text=True)
@@ -531,7 +535,7 @@ def test_a_second_upload_waits_for_the_first_to_finish(app, client, admin) -> No
     other = make_school(app, "别的大学")
     with get_database(app).sessions() as session:
         roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(), "b.csv",
-                              now=utcnow())
+                              now=utcnow(), blobs=get_blob_store(app))
         session.commit()
     assert run_upload_jobs(app) == ["done", "done"]
     assert _upload(app, _upload_id(first)).status == "done"
@@ -576,7 +580,8 @@ def test_a_re_run_of_a_finished_upload_does_nothing(app, client, admin) -> None:
         assert session.scalar(select(func.count()).select_from(AuditEntry)
                               .where(AuditEntry.action == "roster.upload")) == 1
         calls: list[int] = []
-        assert roster.process_upload(session, after.id, calls.append, clock=utcnow).status == "done" and calls == []
+        assert roster.process_upload(session, after.id, calls.append, clock=utcnow,
+                                     blobs=get_blob_store(app)).status == "done" and calls == []
     # A progress report arriving late never moves a finished upload back.
     with get_database(app).engine.begin() as conn:
         roster.record_progress(conn, after.id, 5)
@@ -587,7 +592,7 @@ def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: i
     rows = "".join(f"学生{'甲乙丙丁'[i % 4]}{'一二三'[i % 3]},S{i:06d},,,\n" for i in range(4500))
     with get_database(app).sessions() as session:
         upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + rows).encode(),
-                                       "big.csv", now=utcnow())
+                                       "big.csv", now=utcnow(), blobs=get_blob_store(app))
         session.commit()
         upload_id = upload.id
     seen: list[tuple[str, int]] = []
@@ -599,18 +604,23 @@ def test_the_job_reports_progress_while_parsing(app, school) -> None:  # type: i
         seen.append((_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows))
 
     with get_database(app).sessions() as session:
-        roster.process_upload(session, upload_id, progress, clock=utcnow)
+        roster.process_upload(session, upload_id, progress, clock=utcnow, blobs=get_blob_store(app))
         session.commit()
     assert seen == [("running", 0), ("running", 2000), ("running", 4000)]
     assert (_upload(app, upload_id).status, _upload(app, upload_id).parsed_rows) == ("done", 4500)
 
 
-def test_an_upload_whose_bytes_are_lost_fails_clearly(app, school) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("lost", ["row", "blob"])
+def test_an_upload_whose_bytes_are_lost_fails_clearly(app, school, lost) -> None:  # type: ignore[no-untyped-def]
     with get_database(app).sessions() as session:
         upload = roster.request_upload(session, Actor(None, "admin", school), school, (HEADER + "张三,2024001,,,\n")
-                                       .encode(), "a.csv", now=utcnow())
+                                       .encode(), "a.csv", now=utcnow(), blobs=get_blob_store(app))
         session.flush()
-        session.delete(session.get(RosterFile, upload.id))
+        stored = session.get(RosterFile, upload.id)
+        if lost == "row":
+            session.delete(stored)
+        else:  # the store lost it (a bucket emptied by hand, another region): the row still points at it
+            get_blob_store(app).delete(stored.blob_key)
         session.commit()
     assert run_upload_jobs(app) == ["done"]
     assert _upload(app, upload.id).error == "上传的文件已丢失，请重新上传"
@@ -620,7 +630,7 @@ def test_another_schools_upload_is_404_on_every_route(app, client, admin) -> Non
     other = make_school(app, "别的大学")
     with get_database(app).sessions() as session:
         theirs = roster.request_upload(session, Actor(None, "b", other), other, (HEADER + "王五,2024003,,,\n").encode(),
-                                       "theirs.csv", now=utcnow())
+                                       "theirs.csv", now=utcnow(), blobs=get_blob_store(app))
         session.commit()
     for path in (f"/console/school/roster/uploads/{theirs.id}", f"/console/school/roster/uploads/{theirs.id}/status"):
         assert client.get(path).status_code == 404, path

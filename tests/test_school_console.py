@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
@@ -35,7 +34,8 @@ from models import (
 )
 from models.base import utcnow
 from tests.console_helpers import make_school_admin, make_staff, sign_in
-from tests.factories import ISSUER, answer_all, at, course, to_toml, watch_fully
+from tests.factories import ISSUER, answer_all, at, course, get_file, to_toml, watch_fully
+from web.blobs import get_blob_store
 
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = "=HYPERLINK(\"http://evil\")"
@@ -97,17 +97,21 @@ def world(app):  # type: ignore[no-untyped-def]
         _learn(session, ids["failer"], 2, fail_second=True)
         _learn(session, ids["revoked"], 2)
         _learn(session, ids["other"], 2)
-        paper = claim(session, ids["passed"], "demo-course", "paper", ISSUER, date(2026, 11, 29))
+        paper = claim(session, ids["passed"], "demo-course", "paper", ISSUER, date(2026, 11, 29),
+                      blobs=get_blob_store(app))
         session.commit()
-        change_channel(session, ids["passed"], paper.id, "both", ISSUER, now=utcnow())
+        change_channel(session, ids["passed"], paper.id, "both", ISSUER, now=utcnow(), blobs=get_blob_store(app))
         session.commit()
-        corrected = claim(session, ids["other"], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
+        corrected = claim(session, ids["other"], "demo-course", "electronic", ISSUER, date(2026, 11, 29),
+                          blobs=get_blob_store(app))
         session.commit()
         asked = request_correction(session, ids["other"], corrected.id, {"holder_name": "吴八八"}, "名字错了")
         session.commit()
-        decide_correction(session, asked.id, "staff:wang", approve=True, note=None, issuer=ISSUER, now=utcnow())
+        decide_correction(session, asked.id, "staff:wang", approve=True, note=None, issuer=ISSUER, now=utcnow(),
+                          blobs=get_blob_store(app))
         session.commit()
-        gone = claim(session, ids["revoked"], "demo-course", "electronic", ISSUER, date(2026, 11, 29))
+        gone = claim(session, ids["revoked"], "demo-course", "electronic", ISSUER, date(2026, 11, 29),
+                     blobs=get_blob_store(app))
         session.commit()
         revoke(session, gone.id, "staff:wang", "冒名", now=utcnow())
         session.commit()
@@ -249,15 +253,17 @@ def test_exports_csv_with_bom_and_xlsx_without_formulas(app, client, world) -> N
     with get_database(app).sessions() as session:
         exports = {e.file_format: e for e in session.scalars(select(StudentExport))}
         assert all(e.status == "done" and e.total == 7 and e.done_count == 7 for e in exports.values())
-        assert not list(Path(app.config["EXPORT_DIR"]).glob("*.part"))
-    raw = client.get(f"/console/school/exports/{exports['csv'].id}/download")
+        # Only whole exports reach the store: nothing half-written beside them.
+        stored = [b.key for b in get_blob_store(app).list("exports/students/")]
+        assert stored == sorted(e.blob_key for e in exports.values())
+    raw = get_file(client, f"/console/school/exports/{exports['csv'].id}/download")
     assert raw.status_code == 200 and raw.data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.data.decode("utf-8-sig"))))
     assert rows[0][:4] == ["姓名", "学号", "学院", "年级"] and len(rows) == 8
     by_number = {r[1]: r for r in rows[1:]}
     assert by_number["A004"][0] == SCRIPT and by_number["A004"][2] == "'" + FORMULA
     assert by_number["A001"][5] == "已领证" and "B001" not in by_number
-    book = client.get(f"/console/school/exports/{exports['xlsx'].id}/download")
+    book = get_file(client, f"/console/school/exports/{exports['xlsx'].id}/download")
     sheet = load_workbook(io.BytesIO(book.data)).active
     cells = [[c.value for c in row] for row in sheet.iter_rows()]
     assert cells[0][0] == "姓名" and len(cells) == 8
@@ -292,7 +298,8 @@ def test_every_route_is_gated_and_scoped(app, client, world) -> None:  # type: i
     staff_view = client.get(f"/console/school/students?school={b}").get_data(as_text=True)
     assert "吴八" in staff_view and "王一" not in staff_view and f"school={b}" in staff_view
     assert client.get(f"/console/school/?school={b}").status_code == 200
-    assert client.get(f"/console/school/exports/{theirs.id}/download?school={b}").status_code == 200
+    theirs_file = get_file(client, f"/console/school/exports/{theirs.id}/download?school={b}")
+    assert theirs_file.status_code == 200
     # The school named scopes everything: school B's export or student seen "through" school A is a 404.
     assert client.get(f"/console/school/exports/{theirs.id}?school={world['a']}").status_code == 404
     assert client.get(f"/console/school/students/{other_profile}?school={world['a']}").status_code == 404
@@ -320,11 +327,11 @@ def test_an_export_reports_progress_batch_by_batch(app, world, tmp_path) -> None
                                                console.Filters(state="learning"), now=utcnow())
         session.commit()
         seen: list[tuple[int, int]] = []
-        done = school_exports.build_export(session, export.id, tmp_path, utcnow,
-                                           lambda n, total: seen.append((n, total)), batch=1)
+        done = school_exports.build_export(session, export.id, utcnow, lambda n, total: seen.append((n, total)),
+                                           batch=1, blobs=get_blob_store(app))
         session.commit()
         assert seen == [(0, 2), (1, 2), (2, 2)] and done.total == 2 and done.status == "done"
-        lines = (tmp_path / done.file_name).read_text(encoding="utf-8-sig").splitlines()
+        lines = get_blob_store(app).get(done.blob_key).decode("utf-8-sig").splitlines()
         assert len(lines) == 3 and all(("李二" in line) or ("赵三" in line) for line in lines[1:])
 
 

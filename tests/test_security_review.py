@@ -8,7 +8,6 @@ import io
 import logging
 import re
 from datetime import date
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -24,7 +23,8 @@ from models import ConsoleAccount, Course, PaymentFlag, StudentExport, StudentPr
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN
 from tests.console_helpers import make_school, make_school_admin, make_staff, sign_in
-from tests.factories import course, to_toml
+from tests.factories import course, get_file, to_toml
+from web.blobs import get_blob_store
 
 # The id each `<int:name>` parameter of a school-admin route takes, here always school A's object.
 # A new route with a new parameter must be added here (the walk fails on an unknown one).
@@ -48,13 +48,12 @@ def two_schools(app: Flask):  # type: ignore[no-untyped-def]
                                      roster_files.parse_roster("姓名,学号\n乙同学,S002\n".encode()), "名单.csv",
                                      now=utcnow())
         export = StudentExport(school_id=a, course_id=session.scalar(select(Course.id)), requested_by="test",
-                               file_format="csv", filters={}, status="done", file_name=f"students-{a}-sec.csv")
+                               file_format="csv", filters={}, status="done", file_name=f"students-{a}-sec.csv",
+                               blob_key=f"exports/students/sec-{a}/students-{a}-sec.csv")
+        get_blob_store(app).put(export.blob_key, "\ufeff姓名\n甲学生\n".encode())
         session.add(export)
         session.commit()
         ids = {"profile_id": profile.id, "upload_id": upload.id, "export_id": export.id}
-    directory = Path(app.config["EXPORT_DIR"])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"students-{a}-sec.csv").write_text("\ufeff姓名\n甲学生\n", encoding="utf-8")
     return {"a": a, "b": b, "admin_a": admin_a, "admin_b": admin_b, "ids": ids}
 
 
@@ -86,7 +85,8 @@ def test_a_school_admin_given_another_schools_ids_gets_404_on_every_route(app: F
     for endpoint, template, methods in routes:
         url = _url(template, ids)
         if "GET" in methods:
-            assert owner.get(url).status_code == 200, endpoint  # the ids are real: A's admin sees them
+            # The ids are real: A's admin sees them (a download through its signed link).
+            assert get_file(owner, url).status_code == 200, endpoint
             assert stranger.get(url).status_code == 404, endpoint
         for method in methods - {"GET"}:
             response = stranger.open(url, method=method, data={"csrf_token": token, "reason": "不是本校学生"})

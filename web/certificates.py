@@ -5,7 +5,7 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 import certs
@@ -18,6 +18,8 @@ from handlers.errors import Refused
 from handlers.payments import orders as payment_orders
 from models import Certificate, CorrectionRequest, Course
 from web.auth import csrf_ok, current_user_id, login_required
+from web.blobs import download as blob_download
+from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.clock import now
 from web.refusals import refusal_page, refused_page
@@ -65,7 +67,7 @@ def claim(code: str) -> Any:
         if not csrf_ok():
             abort(400, "页面已过期，请刷新后重试。")
         certificate = claims.claim(session, current_user_id(), code, request.form.get("channel", ""),  # type: ignore[arg-type]
-                                   issuer(), china_time.today(now()))
+                                   issuer(), china_time.today(now()), blobs=get_blob_store())
         return redirect(url_for("certificates.show", certificate_id=certificate.id))
     return render_template("h5/certificate_claim.html", code=code, choices=_claim_choices(code))
 
@@ -120,12 +122,9 @@ def download(certificate_id: int, kind: str) -> Any:
     stored = claims.certificate_file(get_session(), certificate.id, kind)
     if stored is None:
         abort(404)
-    response = Response(stored.content, mimetype="application/pdf" if kind == "pdf" else "image/png")
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    response.headers["ETag"] = stored.sha256
-    if kind == "pdf":
-        response.headers["Content-Disposition"] = f'attachment; filename="{certificate.serial}.pdf"'
-    return response
+    # A short-lived link to the stored file: the PDF saved under its serial, the PNG shown in the page.
+    name = f"{certificate.serial}.pdf" if kind == "pdf" else None
+    return blob_download(stored.blob_key, claims.FILE_TYPES[kind], name)
 
 
 @bp.post("/h5/certificates/<int:certificate_id>/channel")
@@ -135,7 +134,7 @@ def channel(certificate_id: int) -> Any:
     if not csrf_ok():
         abort(400, "页面已过期，请刷新后重试。")
     claims.change_channel(get_session(), current_user_id(), certificate_id,  # type: ignore[arg-type]
-                          request.form.get("channel", ""), issuer(), now=now())
+                          request.form.get("channel", ""), issuer(), now=now(), blobs=get_blob_store())
     return redirect(url_for("certificates.show", certificate_id=certificate_id))
 
 

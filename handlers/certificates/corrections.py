@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import certs
+from blobstore import BlobStore
 from handlers.accounts import identity
 from handlers.accounts.identity import profile_of
 from handlers.certificates.claims import Issuer, payload_of, store_rendering
@@ -72,7 +73,7 @@ def _clean_printed(session: Session, field: str, value: str) -> str:
 
 
 def decide_correction(session: Session, request_id: int, staff: str, *, approve: bool, note: str | None,
-                      issuer: Issuer, now: datetime) -> Certificate | None:
+                      issuer: Issuer, now: datetime, blobs: BlobStore) -> Certificate | None:
     """Staff decide. Approval issues version n+1 (new token, new signature, rendered and
     stored) and marks version n superseded; its token keeps resolving and says so."""
     if not approve and (not note or not note.strip()):
@@ -115,7 +116,7 @@ def decide_correction(session: Session, request_id: int, staff: str, *, approve:
         CertificateEvent(certificate_id=new.id, action="issued", actor=f"staff:{staff}", reason=request.reason,
                          details={"supersedes": old.id, "correction_request": request.id}),
     ])
-    store_rendering(session, new)
+    store_rendering(session, new, blobs=blobs)
     return new
 
 

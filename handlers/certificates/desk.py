@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from blobstore import BlobStore
 from handlers import notices
 from handlers.audit import Actor, record_audit
 from handlers.certificates import claims, corrections
@@ -117,7 +118,7 @@ def pending_count(session: Session) -> int:
 
 
 def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, note: str | None,
-           issuer: claims.Issuer, now: datetime) -> Certificate | None:
+           issuer: claims.Issuer, now: datetime, blobs: BlobStore) -> Certificate | None:
     """Approve (a new version, and the student is told) or reject (the reason is kept) — audited
     in the same transaction."""
     note = (note or "").strip()[:500] or None
@@ -129,7 +130,7 @@ def decide(session: Session, actor: Actor, request_id: int, *, approve: bool, no
     if request is None:
         raise Refused("not_found", "更正申请不存在。")
     new = corrections.decide_correction(session, request_id, actor.name, approve=approve, note=note, issuer=issuer,
-                                        now=now)
+                                        now=now, blobs=blobs)
     # The old version's printed fields never change (only its status does), so they are read afterwards.
     old = session.get(Certificate, request.certificate_id)
     assert old is not None

@@ -1,14 +1,15 @@
 """Certificate exports: staff ask for a zip of issued PDFs; a job builds it with progress."""
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from blobstore import BlobStore
 from handlers.certificates.claims import certificate_file
 from handlers.errors import Refused
 from handlers.outbox import record_job
@@ -48,12 +49,12 @@ def export_query(export: CertificateExport):  # type: ignore[no-untyped-def]
 
 
 def build_export(
-    session: Session, export_id: int, directory: Path, progress: Callable[[int, int], None], *,
-    clock: Callable[[], datetime],
+    session: Session, export_id: int, progress: Callable[[int, int], None], *,
+    clock: Callable[[], datetime], blobs: BlobStore,
 ) -> CertificateExport:
     """Write the export's zip: each stored PDF, one at a time (memory stays flat however many),
-    into a temporary file renamed into place when complete. `progress(done, total)` is called
-    every few certificates so a page can show how far it got.
+    into a temporary file on this worker, then into the blob store whole. `progress(done, total)`
+    is called every few certificates so a page can show how far it got.
 
     It only reads until the end, and ends its read transaction after every certificate: on
     SQLite a transaction holds the one write lock, which progress updates (and everyone else)
@@ -64,22 +65,25 @@ def build_export(
     rows = session.execute(export_query(export)).all()
     session.rollback()
     total = len(rows)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"certificates-{export.id}.zip"
-    partial = directory / (name + ".part")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
-        for done, row in enumerate(rows, 1):
-            stored = certificate_file(session, row.id, "pdf")
-            if stored is not None:
-                suffix = f"-v{row.version}" if row.version > 1 else ""
-                archive.writestr(f"{row.serial}{suffix}.pdf", stored.content)  # PDFs are compressed already
-            session.rollback()  # nothing written yet: ends the read, frees the lock and the row
-            if done % 25 == 0 or done == total:
-                progress(done, total)
-    partial.replace(directory / name)
+    key = f"exports/certificates/{export.id}/{name}"
+    with tempfile.TemporaryFile() as partial:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+            for done, row in enumerate(rows, 1):
+                stored = certificate_file(session, row.id, "pdf")
+                pdf_key = stored.blob_key if stored is not None else None
+                session.rollback()  # nothing written yet: ends the read, frees the lock and the row
+                if pdf_key is not None:
+                    suffix = f"-v{row.version}" if row.version > 1 else ""
+                    # PDFs are compressed already: stored as they are.
+                    archive.writestr(f"{row.serial}{suffix}.pdf", blobs.get(pdf_key))
+                if done % 25 == 0 or done == total:
+                    progress(done, total)
+        partial.seek(0)
+        size = blobs.put(key, partial, "application/zip")
     export = session.get(CertificateExport, export_id)
     assert export is not None
     export.status, export.total, export.done_count = CertificateExportStatus.DONE, total, total
-    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, clock()
+    export.file_name, export.blob_key, export.size_bytes, export.finished_at = name, key, size, clock()
     session.flush()
     return export

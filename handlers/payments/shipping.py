@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from blobstore import BlobStore
 from handlers.audit import Actor, record_audit
 from handlers.errors import Refused
 from handlers.outbox import record_job
@@ -50,7 +51,7 @@ def start_printing(session: Session, order_ids: Iterable[int], actor: str, now: 
     return moved
 
 
-def print_batch(session: Session, actor: Actor, order_ids: Iterable[int], now: datetime
+def print_batch(session: Session, actor: Actor, order_ids: Iterable[int], now: datetime, *, blobs: BlobStore
                 ) -> tuple[list[CertificateOrder], bytes]:
     """Staff print: the chosen paid orders move to printing (audited), and their certificates come
     back as one PDF. Nothing printable: ([], b"")."""
@@ -59,10 +60,10 @@ def print_batch(session: Session, actor: Actor, order_ids: Iterable[int], now: d
         return [], b""
     record_audit(session, actor, "payments.print", "certificate_orders", ",".join(str(o.id) for o in printing)[:64],
                  after={"orders": [o.out_trade_no for o in printing]})
-    return printing, batch_pdf(session, [o.id for o in printing])
+    return printing, batch_pdf(session, [o.id for o in printing], blobs=blobs)
 
 
-def batch_pdf(session: Session, order_ids: Iterable[int]) -> bytes:
+def batch_pdf(session: Session, order_ids: Iterable[int], *, blobs: BlobStore) -> bytes:
     """The certificates of these orders, one stored PDF after another, in one file."""
     import pypdfium2 as pdfium  # the renderer's dependency; only staff printing needs it here
 
@@ -76,7 +77,7 @@ def batch_pdf(session: Session, order_ids: Iterable[int]) -> bytes:
                 CertificateFile.certificate_id == order.certificate_id, CertificateFile.kind == "pdf"))
             if stored is None:
                 continue
-            source = pdfium.PdfDocument(stored.content)
+            source = pdfium.PdfDocument(blobs.get(stored.blob_key))
             try:
                 out.import_pages(source)
             finally:

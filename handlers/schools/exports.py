@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from blobstore import BlobStore
 from handlers import china_time
 from handlers.catalog.loader import current_version
 from handlers.errors import Refused
@@ -21,6 +22,8 @@ from models.status import ProfileStatus, StudentExportStatus
 
 EXPORT_JOB = "schools.export_students"
 FORMATS = ("xlsx", "csv")
+TYPES = {"csv": "text/csv; charset=utf-8",
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 # Each export is a job reading the whole table and a file on disk: a school has at most this many
 # unfinished at once (one stuck by a failed job stops counting after EXPORT_BUSY_WINDOW).
 MAX_UNFINISHED_EXPORTS = 3
@@ -97,10 +100,10 @@ def export_rows(session: Session, export: StudentExport, now: datetime, batch: i
         after = page.next_after
 
 
-def build_export(session: Session, export_id: int, directory: Path, clock: Callable[[], datetime],
-                 progress: Callable[[int, int], None], batch: int = 1000) -> StudentExport:
-    """Write the file into a temporary name renamed into place when complete; `progress(done,
-    total)` after every batch. Reads end their transaction between batches (SQLite's one write
+def build_export(session: Session, export_id: int, clock: Callable[[], datetime],
+                 progress: Callable[[int, int], None], batch: int = 1000, *, blobs: BlobStore) -> StudentExport:
+    """Write the file into a temporary file on this worker, then into the blob store whole;
+    `progress(done, total)` after every batch. Reads end their transaction between batches (SQLite's one write
     lock stays free for the progress updates); the export's final state is the only write."""
     now = clock()  # the table as it stands when the job starts; `clock()` again when it ends
     export = session.get(StudentExport, export_id)
@@ -111,8 +114,8 @@ def build_export(session: Session, export_id: int, directory: Path, clock: Calla
     name = f"students-{export.school_id}-{export.id}.{export.file_format}"
     file_format = export.file_format
     session.rollback()  # ends the read: on SQLite it would hold the lock the progress update needs
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / (name + ".part")
+    scratch = tempfile.TemporaryDirectory(prefix="xinwei-export-")
+    partial = Path(scratch.name) / name
     done = 0
     progress(0, total)
     if file_format == "csv":
@@ -140,10 +143,12 @@ def build_export(session: Session, export_id: int, directory: Path, clock: Calla
             done += len(rows)
             progress(done, max(total, done))
         book.save(partial)
-    os.replace(partial, directory / name)
+    key = f"exports/students/{export_id}/{name}"
+    with scratch, partial.open("rb") as finished:
+        size = blobs.put(key, finished, TYPES[file_format])
     export = session.get(StudentExport, export_id)
     assert export is not None
     export.status, export.total, export.done_count = StudentExportStatus.DONE, done, done
-    export.file_name, export.size_bytes, export.finished_at = name, (directory / name).stat().st_size, clock()
+    export.file_name, export.blob_key, export.size_bytes, export.finished_at = name, key, size, clock()
     session.flush()
     return export

@@ -1,6 +1,7 @@
 """School rosters: an uploaded list queued, processed by a job and merged by student number; searching it."""
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from blobstore import BlobMissing, BlobStore
 from handlers.accounts.identity import verify_pending
 from handlers.audit import Actor, record_audit
 from handlers.errors import Refused
@@ -106,7 +108,7 @@ def merge_roster(session: Session, actor: Actor, school_id: int, parsed: ParsedR
 
 
 def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, file_name: str,
-                   mode: str = "merge", *, now: datetime) -> RosterUpload:
+                   mode: str = "merge", *, now: datetime, blobs: BlobStore) -> RosterUpload:
     """The request's part: cheap checks (size, kind by magic bytes, mode), then the upload queued with
     its bytes and a job to parse and merge it. One upload per school at a time: while one is queued or
     running, another is refused (the admin reads the first report before sending the next file; in
@@ -126,7 +128,9 @@ def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, 
                           report={})
     session.add(upload)
     session.flush()
-    session.add(RosterFile(upload_id=upload.id, content=data))
+    key = f"rosters/{upload.id}/{hashlib.sha256(data).hexdigest()[:16]}"
+    blobs.put(key, data)  # before the row that points at it; a rollback leaves an orphan for the sweep
+    session.add(RosterFile(upload_id=upload.id, blob_key=key, size_bytes=len(data)))
     record_job(session, UPLOAD_JOB, {"upload_id": upload.id}, dedup_key=f"roster-upload:{upload.id}",
                max_attempts=3)
     session.flush()
@@ -134,7 +138,7 @@ def request_upload(session: Session, actor: Actor, school_id: int, data: bytes, 
 
 
 def process_upload(session: Session, upload_id: int, progress: Callable[[int], None], *,
-                   clock: Callable[[], datetime]) -> RosterUpload | None:
+                   clock: Callable[[], datetime], blobs: BlobStore) -> RosterUpload | None:
     """The job's part: parse the stored bytes (telling `progress` the rows read; it commits on its own
     connection, so this session writes nothing until the merge), then merge, or record why not. The
     bytes are deleted either way; the caller commits once. A finished upload is left alone (a re-run)."""
@@ -144,10 +148,14 @@ def process_upload(session: Session, upload_id: int, progress: Callable[[int], N
     stored = session.get(RosterFile, upload_id)
     school_id, account_id, name, file_name, mode = (upload.school_id, upload.account_id, upload.uploaded_by,
                                                     upload.file_name, upload.mode)
-    data = stored.content if stored is not None else b""
+    key = stored.blob_key if stored is not None else None
     session.rollback()  # no read transaction held while parsing (SQLite: the progress writes need the lock)
     try:
-        if stored is None:
+        try:
+            data = blobs.get(key) if key else None
+        except BlobMissing:
+            data = None
+        if data is None:
             raise Refused("lost", "上传的文件已丢失，请重新上传")
         progress(0)
         parsed = parse_roster(data, progress)
@@ -164,6 +172,9 @@ def process_upload(session: Session, upload_id: int, progress: Callable[[int], N
         assert upload is not None
         upload.status, upload.error, upload.finished_at = RosterUploadStatus.FAILED, refused.message, clock()
     session.execute(delete(RosterFile).where(RosterFile.upload_id == upload_id))
+    if key:
+        # A school's list of students is not kept a moment longer than its processing needs.
+        blobs.delete(key)
     session.flush()
     return upload
 

@@ -16,7 +16,7 @@ from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
 from web.clock import now
-from web.headers import PAGE_CSP
+from web.headers import page_policy
 from web.ids import id_value
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,5 +195,5 @@ def render_console(template: str, status: int = 200, **context: Any) -> Response
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Content-Security-Policy"] = page_policy()
     return response

@@ -13,6 +13,8 @@ from handlers.certificates import claims, desk
 from handlers.certificates import corrections as certificate_corrections
 from handlers.errors import Refused
 from models import Certificate, CorrectionRequest
+from web.blobs import download as blob_download
+from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.certificates import issuer
 from web.clock import now
@@ -88,11 +90,8 @@ def pdf(certificate_id: int) -> Response:
         certificate = session.get(Certificate, certificate_id)
         if stored is None or certificate is None:
             abort(404)
-        response = Response(stored.content, mimetype="application/pdf")
-    name = f"{certificate.serial}-v{certificate.version}.pdf"
-    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+        name = f"{certificate.serial}-v{certificate.version}.pdf"
+        return blob_download(stored.blob_key, "application/pdf", name, inline=True)
 
 
 @bp.get("/corrections")
@@ -152,7 +151,7 @@ def decide(request_id: int) -> Response:
     if decision not in ("approve", "reject"):
         raise Refused("bad_decision", "请选择批准或驳回。")
     new = desk.decide(get_session(), current_actor(), request_id, approve=decision == "approve",
-                      note=request.form.get("note", ""), issuer=issuer(), now=now())
+                      note=request.form.get("note", ""), issuer=issuer(), now=now(), blobs=get_blob_store())
     return _back_to(serial, "approved" if new else "rejected")
 
 

@@ -28,6 +28,7 @@ from handlers.payments import flags as payment_flags
 from handlers.payments import orders, refunds, shipping
 from models import Certificate, CertificateOrder, School
 from models.console import PLATFORM_ADMIN, STAFF
+from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.clock import now
 from web.console import console_required, current_actor, id_value, register_nav, render_console
@@ -96,7 +97,7 @@ def print_batch() -> Response:
     ids = [i for i in map(id_value, request.form.getlist("order_id")) if i is not None]
     if not ids:
         return _back(url_for(".index"), "请先选择要打印的订单")
-    printing, pdf = shipping.print_batch(get_session(), current_actor(), ids, now())
+    printing, pdf = shipping.print_batch(get_session(), current_actor(), ids, now(), blobs=get_blob_store())
     if not printing:
         return _back(url_for(".index"), "所选订单都不在待打印状态")
     response = Response(pdf, mimetype="application/pdf")

@@ -14,6 +14,7 @@ from handlers.errors import Refused
 from handlers.schools import roster, roster_files
 from models.base import utcnow
 from models.console import SCHOOL_ADMIN
+from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.clock import now
 from web.console import console_required, current_account, register_nav, render_console, school_of
@@ -90,7 +91,7 @@ def upload() -> Response:
     name = file.filename.replace("\\", "/").rsplit("/", 1)[-1]
     # The job it enqueues reaches the queue when the boundary commits.
     uploaded = roster.request_upload(get_session(), Actor.of(account), school.id, data, name,
-                                     request.form.get("mode", "merge"), now=now())
+                                     request.form.get("mode", "merge"), now=now(), blobs=get_blob_store())
     return redirect(url_for("console_roster.upload_report", upload_id=uploaded.id))
 
 

@@ -6,10 +6,9 @@ school's student or export is a 404."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, request, send_file, url_for
+from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
 from flask import session as browser_session
 from sqlalchemy import select
 
@@ -19,6 +18,7 @@ from handlers.errors import Refused
 from handlers.schools import console, exports
 from models import School
 from models.console import SCHOOL_ADMIN
+from web.blobs import download as blob_download
 from web.boundary import on_refused
 from web.clock import now
 from web.console import (
@@ -190,15 +190,8 @@ def export_status(export_id: int) -> Response:
 def download(export_id: int) -> Response:
     school, scope = _school()
     found = exports.export_of(get_session(), school.id, export_id)
-    if found is None or found.status != "done" or not found.file_name:
+    if found is None or found.status != "done" or not found.blob_key:
         abort(404)
-    path = Path(current_app.config["EXPORT_DIR"]) / found.file_name
-    if not path.is_file():
-        abort(404)
-    mimetype = "text/csv" if found.file_format == "csv" else \
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     stamp = found.created_at.strftime("%Y%m%d")
-    response = send_file(path, mimetype=mimetype, as_attachment=True,
-                         download_name=f"{school.name}-学生-{stamp}.{found.file_format}")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return blob_download(found.blob_key, exports.TYPES[found.file_format],
+                         f"{school.name}-学生-{stamp}.{found.file_format}")
