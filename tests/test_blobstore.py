@@ -88,9 +88,12 @@ def test_s3_signed_links_expire_and_cannot_be_altered(s3_server) -> None:  # typ
     assert expired.value.code == 403
 
 
-def test_local_signed_links_are_served_with_range_and_expire(app, client) -> None:  # type: ignore[no-untyped-def]
+def test_local_signed_links_are_served_with_range_and_expire(database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_test_app
     from web.blobs import get_blob_store
 
+    app = make_test_app(database_url, BLOB_STORE_URL=f"file://{tmp_path}/blobs")  # whatever the run's backend
+    client = app.test_client()
     store = get_blob_store(app)
     assert isinstance(store, LocalStore)
     store.put("exports/e1.zip", b"0123456789")
