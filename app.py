@@ -36,6 +36,7 @@ from web.console import certificate_desk as console_certificates
 from web.console import content as console_content
 from web.console import inbox as console_inbox
 from web.console import jobs as console_jobs
+from web.console import lectures as console_lectures
 from web.console import payments as console_payments
 from web.console import pushes as console_pushes
 from web.console import roster as console_roster
@@ -81,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_certificates.init_app(app)
     console_schools.init_app(app)
     console_content.init_app(app)
+    console_lectures.init_app(app)
     console_audit.init_app(app)
     console_jobs.init_app(app)
     console_inbox.init_app(app)

@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
     "BLOB_S3_CREATE_BUCKET": False,  # create the bucket at start-up if it is missing (development)
     # Seconds a signed download link (certificate files, exports, lecture segments) works.
     "BLOB_LINK_SECONDS": 300,
+    # The lecture ladder: name:height:video kbit/s per rung, lowest first (video/transcode.py).
+    "VIDEO_LADDER": "360p:360:400,540p:540:800,720p:720:1600",
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
     "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.

@@ -1,10 +1,12 @@
 """Demo topic videos: small H.264 MP4 title cards with a running timer, generated from the catalog."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 import tomllib
+from array import array
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -215,3 +217,46 @@ def ensure_demo_clips(catalog_dir: Path, out_dir: Path) -> list[Path]:
                                subtitle=f"专题 {topic.get('code', name)} · 演示视频", seconds=seconds)
                 created.append(target)
     return created
+
+
+def make_lecture(path: Path, *, seconds: int, width: int = 1280, height: int = 720, fps: int = 25,
+                 audio: bool = True, title: str = "心理委员培训 · 示例讲座") -> Path:
+    """A lecture-like MP4 for tests and benches: a slide that changes every 20 s, a moving pointer and
+    a running clock (motion the encoder must follow, like a speaker's slides), and a voice-band tone.
+    Encoded fast and at a high rate: it stands for a camera's or a screen recorder's file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    slides = [_title_card(f"{title}\n第 {n + 1} 页", "讲座内容示例", width, height) for n in range(4)]
+    font = _font(max(14, height // 18))
+    rate = 16000
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream("aac", rate=rate) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        for index in range(seconds * fps):
+            t = index / fps
+            image = slides[int(t // 20) % len(slides)].copy()
+            draw = ImageDraw.Draw(image)
+            x = int((width - 40) * (0.5 + 0.45 * math.sin(t * 0.7)))
+            y = int((height - 40) * (0.5 + 0.4 * math.cos(t * 0.5)))
+            draw.ellipse((x, y, x + 40, y + 40), fill=BAR_FILL)
+            draw.text((width // 30, height - height // 10), f"{int(t // 60):02d}:{t % 60:05.2f}", fill=TEXT, font=font)
+            frame = av.VideoFrame.from_image(image)
+            frame.pts = index
+            for packet in video.encode(frame):
+                container.mux(packet)
+            if sound is not None and index % fps == 0:  # one second of tone per second of picture
+                samples = array("h", (int(6000 * math.sin(2 * math.pi * (220 + 40 * math.sin(t)) * (s / rate)))
+                                      for s in range(rate)))
+                chunk = av.AudioFrame(format="s16", layout="mono", samples=rate)
+                chunk.planes[0].update(samples.tobytes())
+                chunk.sample_rate, chunk.pts = rate, int(t * rate)
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+        for stream in (video, sound):
+            if stream is not None:
+                for packet in stream.encode(None):
+                    container.mux(packet)
+    return path

@@ -1,14 +1,24 @@
 """Housekeeping: pruning records that have served their purpose (old dedup rows, finished jobs, export files)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from blobstore import BlobStore
-from models import CertificateExport, CertificateFile, InboundEvent, Job, RosterFile, StudentExport
-from models.status import CertificateExportStatus, JobStatus, StudentExportStatus
+from models import (
+    CertificateExport,
+    CertificateFile,
+    InboundEvent,
+    Job,
+    RosterFile,
+    StudentExport,
+    VideoUpload,
+    VideoVersion,
+)
+from models.status import CertificateExportStatus, JobStatus, StudentExportStatus, VideoStatus
 
 # WeChat retries within seconds; a week of dedup rows also answers "what did we reply?"
 INBOUND_EVENT_RETENTION = timedelta(days=7)
@@ -69,8 +79,28 @@ def sweep_orphan_blobs(session: Session, blobs: BlobStore, now: datetime, grace:
     for prefix, column in BLOB_OWNERS:
         owned = set(session.scalars(select(column).where(column.is_not(None), column.like(prefix + "%"))))
         session.rollback()  # ends the read before the (slow) listing
-        for blob in blobs.list(prefix):
-            if blob.key not in owned and blob.modified < now - grace:
-                blobs.delete(blob.key)
-                removed += 1
+        removed += _sweep(blobs, prefix, lambda key: key in owned, now - grace)  # noqa: B023 - used at once
+    # A lecture version owns its source and everything under its ladder's folder.
+    lectures = {f"lectures/{asset}/v{number}/" for asset, number in session.execute(
+        select(VideoVersion.asset_id, VideoVersion.number).where(VideoVersion.status != VideoStatus.FAILED))}
+    # An upload owns its chunks until its job has read them.
+    uploading = {f"uploads/{upload_id}/" for (upload_id,) in session.execute(select(VideoUpload.id).join(
+        VideoVersion, VideoVersion.id == VideoUpload.version_id).where(VideoVersion.status.in_(
+            (VideoStatus.UPLOADING, VideoStatus.PROBING))))}
+    session.rollback()
+    removed += _sweep(blobs, "lectures/", lambda key: _folder(key, 3) in lectures, now - grace)
+    removed += _sweep(blobs, "uploads/", lambda key: _folder(key, 2) in uploading, now - grace)
+    return removed
+
+
+def _folder(key: str, depth: int) -> str:
+    return "/".join(key.split("/")[:depth]) + "/"
+
+
+def _sweep(blobs: BlobStore, prefix: str, owned: Callable[[str], bool], before: datetime) -> int:
+    removed = 0
+    for blob in blobs.list(prefix):
+        if not owned(blob.key) and blob.modified < before:
+            blobs.delete(blob.key)
+            removed += 1
     return removed

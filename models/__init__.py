@@ -20,21 +20,23 @@ from models.ratelimit import RateEvent
 from models.school import School
 from models.school_stats import SchoolStat, StudentExport, StudentProgress
 from models.status import (
-    CertificateExportStatus,
-    CertificateStatus,
-    ConversationStatus,
-    CorrectionStatus,
-    JobStatus,
-    OrderStatus,
-    PaperStatus,
-    ProfileStatus,
-    PushDeliveryStatus,
-    RosterUploadStatus,
-    StaffReplyStatus,
-    StudentExportStatus,
+                                CertificateExportStatus,
+                                CertificateStatus,
+                                ConversationStatus,
+                                CorrectionStatus,
+                                JobStatus,
+                                OrderStatus,
+                                PaperStatus,
+                                ProfileStatus,
+                                PushDeliveryStatus,
+                                RosterUploadStatus,
+                                StaffReplyStatus,
+                                StudentExportStatus,
+                                VideoStatus,
 )
 from models.student import RosterEntry, RosterFile, RosterUpload, StudentProfile
 from models.user import User
+from models.video import VideoAsset, VideoUpload, VideoVersion
 from models.wechat_token import WeChatToken
 
 __all__ = [
@@ -76,6 +78,9 @@ __all__ = [
     "StudentExport",
     "StudentProfile",
     "StudentProgress",
+    "VideoAsset",
+    "VideoUpload",
+    "VideoVersion",
     "Topic",
     "User",
     "WatchSession",
@@ -93,4 +98,5 @@ __all__ = [
     "RosterUploadStatus",
     "StaffReplyStatus",
     "StudentExportStatus",
+    "VideoStatus",
 ]

@@ -119,3 +119,15 @@ class PushDeliveryStatus(StrEnum):
     FAILED = "failed"
     DELIVERED = "delivered"
     REJECTED = "rejected"
+
+
+class VideoStatus(StrEnum):
+    """VideoVersion.status: a lecture from the staff member's upload to the ladder students watch.
+    uploading (chunks arriving) → probing (assembled, checked) → transcoding → ready; or failed,
+    with the reason. A ready version is published when its asset points at it."""
+
+    UPLOADING = "uploading"
+    PROBING = "probing"
+    TRANSCODING = "transcoding"
+    READY = "ready"
+    FAILED = "failed"

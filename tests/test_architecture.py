@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ("app", "cli", "config", "database", "blobstore", "telemetry", "wsgi", "certs", "content", "handlers",
-           "jobs", "models", "web", "wechat", "bench")
+PROJECT = ("app", "cli", "config", "database", "blobstore", "telemetry", "wsgi", "certs", "video", "content",
+           "handlers", "jobs", "models", "web", "wechat", "bench")
 FRAMEWORK = {"flask", "werkzeug"}
 
 # (layer, what it must never import, why) — docs/architecture.md, "The layers".
@@ -23,6 +23,9 @@ NEVERS = [
      "certificate rendering and signing are pure: data in, bytes out"),
     ("handlers", {*FRAMEWORK, "web", "wechat", "jobs", "database", "config", "app", "cli"},
      "business flows get a session and values from their caller; no request, no config, no transport"),
+    ("video", {*FRAMEWORK, "models", "handlers", "web", "wechat", "jobs", "database", "config", "app", "cli",
+               "blobstore"},
+     "probing and transcoding are pure: a file in, files out; the job publishes them"),
     ("wechat", {"web", "app", "cli"}, "the WeChat boundary never depends on the page layer"),
     ("blobstore", {*FRAMEWORK, *PROJECT} - {"blobstore"},
      "blob storage is infrastructure: bytes and keys in, bytes and links out, for every layer above"),

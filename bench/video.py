@@ -1,0 +1,57 @@
+"""bench/video: transcoding a generated lecture into the whole HLS ladder, in × real time on this machine,
+with bytes and measured bit rate per rung. (Delivery under throttled networks joins it with the player.)
+
+    .venv/bin/python -m bench.video --minutes 10
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from content.videos import make_lecture
+from video.probe import probe
+from video.transcode import DEFAULT_LADDER, parse_ladder, transcode
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run(seconds: int = 600, width: int = 1280, height: int = 720, ladder: str = DEFAULT_LADDER) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as folder:
+        work = Path(folder)
+        started = time.perf_counter()
+        source = make_lecture(work / "lecture.mp4", seconds=seconds, width=width, height=height)
+        generated = time.perf_counter() - started
+        found = probe(source)
+        cpu_before, started = os.times(), time.perf_counter()
+        made = transcode(source, work / "ladder", parse_ladder(ladder), found.seconds)
+        wall = time.perf_counter() - started
+        cpu_after = os.times()
+        cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+        fallback = (work / "ladder" / "fallback.mp4").stat().st_size
+        return {
+            "seconds": round(found.seconds, 1), "source": f"{width}x{height}", "source_mb": round(found.size_bytes / 1e6, 1),
+            "generate_s": round(generated, 1), "transcode_s": round(wall, 1),
+            "x_real_time": round(found.seconds / wall, 2), "cpu_s": round(cpu, 1), "cores": os.cpu_count(),
+            "rungs": [{"name": r.rung.name, "size": f"{r.width}x{r.height}", "target_kbps": r.rung.video_kbps,
+                       "mb": round(r.bytes / 1e6, 2), "kbps": round(r.bytes * 8 / found.seconds / 1000),
+                       "segments": r.segments} for r in made.renditions],
+            "fallback_mb": round(fallback / 1e6, 2),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    args = parser.parse_args()
+    result = run(seconds=int(args.minutes * 60))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "video.json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

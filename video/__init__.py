@@ -1,0 +1,1 @@
+"""Lecture video as data in, files out: probing an upload, and transcoding it into an HLS ladder (PyAV)."""
