@@ -186,3 +186,31 @@ def test_staff_upload_a_lecture_in_the_browser_through_a_dropped_chunk(app, live
     with get_database(app).sessions() as session:
         assert get_blob_store(app).get(session.scalars(select(VideoVersion)).one().source_key) == \
             lecture_file.read_bytes()
+
+
+def test_chunks_sent_in_parallel_are_all_recorded(app, live_server, staff, lecture_file) -> None:  # type: ignore[no-untyped-def]
+    """Several chunks at once over real HTTP (the page sends three at a time): each lands once, none
+    is written away by another's update of the list."""
+    import threading
+
+    import requests
+
+    client, data = staff["client"], lecture_file.read_bytes()
+    state = _start(client, staff, lecture_file.name, len(data)).get_json()
+    cookies = {c.key: c.value for c in client._cookies.values()}  # the staff member's signed-in browser
+    errors: list[int] = []
+
+    def send(index: int) -> None:
+        response = requests.put(live_server.url + state["chunk_url"] + str(index), cookies=cookies, timeout=30,
+                                data=data[index * CHUNK:(index + 1) * CHUNK], headers=staff["headers"])
+        if response.status_code != 200:
+            errors.append(response.status_code)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(state["chunks"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert client.get(state["state_url"]).get_json()["received"] == list(range(state["chunks"]))
+    assert client.post(state["complete_url"], headers=staff["headers"]).status_code == 200

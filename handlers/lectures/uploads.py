@@ -76,7 +76,11 @@ def start_upload(session: Session, actor: Actor, course_code: str, topic_code: s
 
 def upload_of(session: Session, token: str, *, lock: bool = False) -> VideoUpload:
     query = select(VideoUpload).where(VideoUpload.token == token[:32])
-    upload = session.scalar(query.with_for_update() if lock else query)
+    if lock:
+        # Read afresh under the lock: a copy loaded earlier in this session would hide the chunks
+        # that parallel requests recorded meanwhile, and this one would write their numbers away.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    upload = session.scalar(query)
     if upload is None:
         raise Refused("not_found", "上传不存在或已过期。")
     return upload
