@@ -22,6 +22,7 @@ from web import (
     headers,
     ids,
     labels,
+    lectures,
     links,
     media,
     ops,
@@ -70,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(training.bp)
+    lectures.init_app(app)
     fast_heartbeat.init_app(app)
     app.register_blueprint(certificates.bp)
     app.register_blueprint(payments.bp)

@@ -99,8 +99,11 @@ DEFAULTS: dict[str, Any] = {
     "BLOB_S3_CREATE_BUCKET": False,  # create the bucket at start-up if it is missing (development)
     # Seconds a signed download link (certificate files, exports, lecture segments) works.
     "BLOB_LINK_SECONDS": 300,
+    # How long a student's lecture links live beyond the lecture's own length: a link copied out of
+    # WeChat dies within that; a player paused longer asks for fresh links (web/lectures.py).
+    "LECTURE_LINK_SECONDS": 900,
     # The lecture ladder: name:height:video kbit/s per rung, lowest first (video/transcode.py).
-    "VIDEO_LADDER": "360p:360:400,540p:540:800,720p:720:1600",
+    "VIDEO_LADDER": "360p:360:250,540p:540:700,720p:720:1400",
     # Folder of the generated demo clips ("demo:<name>" topic videos); None: <instance>/videos.
     "DEMO_VIDEO_DIR": None,
     # Background work (see jobs/). The queue uses Redis when REDIS_URL is set, else this file.
@@ -139,7 +142,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 INT_KEYS = {"WECHAT_REPLAY_WINDOW", "WECHAT_MAX_BODY", "H5_SESSION_DAYS", "PAY_ORDER_TIMEOUT_SECONDS",
-            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW", "TRUSTED_PROXY_HOPS", "BLOB_LINK_SECONDS"}
+            "PAY_QUERY_AFTER_SECONDS", "PAY_NOTIFY_WINDOW", "TRUSTED_PROXY_HOPS", "BLOB_LINK_SECONDS",
+            "LECTURE_LINK_SECONDS"}
 FLOAT_KEYS = {
     "WECHAT_DEDUP_WAIT",
     "H5_USER_CHECK_SECONDS",

@@ -83,12 +83,15 @@ def sweep_orphan_blobs(session: Session, blobs: BlobStore, now: datetime, grace:
     # A lecture version owns its source and everything under its ladder's folder.
     lectures = {f"lectures/{asset}/v{number}/" for asset, number in session.execute(
         select(VideoVersion.asset_id, VideoVersion.number).where(VideoVersion.status != VideoStatus.FAILED))}
+    # ...but of its subtitle files only the current one: a replaced file is an orphan.
+    subtitles = set(session.scalars(select(VideoVersion.subtitles_key).where(VideoVersion.subtitles_key.is_not(None))))
     # An upload owns its chunks until its job has read them.
     uploading = {f"uploads/{upload_id}/" for (upload_id,) in session.execute(select(VideoUpload.id).join(
         VideoVersion, VideoVersion.id == VideoUpload.version_id).where(VideoVersion.status.in_(
             (VideoStatus.UPLOADING, VideoStatus.PROBING))))}
     session.rollback()
-    removed += _sweep(blobs, "lectures/", lambda key: _folder(key, 3) in lectures, now - grace)
+    removed += _sweep(blobs, "lectures/", lambda key: _folder(key, 3) in lectures and (
+        not key.rsplit("/", 1)[-1].startswith("subtitles-") or key in subtitles), now - grace)
     removed += _sweep(blobs, "uploads/", lambda key: _folder(key, 2) in uploading, now - grace)
     return removed
 

@@ -37,6 +37,9 @@ class WatchSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     round: Mapped[int]
     topic_code: Mapped[str] = mapped_column(String(32))
+    # The uploaded lecture this player opened (handlers/lectures), or None for a topic whose video
+    # is a URL in the catalog. A newer version reaches the student's next open, never this one.
+    video_version_id: Mapped[int | None] = mapped_column(ForeignKey("video_versions.id"))
     video_seconds: Mapped[int]
     # The course's watch_threshold and max_playback_rate when the player opened: the rules this
     # viewing is held to.

@@ -52,6 +52,8 @@ class VideoVersion(Base):
     prefix: Mapped[str | None] = mapped_column(String(200))
     renditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     progress_seconds: Mapped[float] = mapped_column(default=0.0)
+    # Optional WebVTT subtitles (video/subtitles.py checked them), in the blob store beside the ladder.
+    subtitles_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ready_at: Mapped[datetime | None]
 

@@ -23,8 +23,11 @@ import av
 from PIL import Image
 
 # name:height:video kbit/s, lowest first. Each rung's width follows the source's aspect ratio.
-DEFAULT_LADDER = "360p:360:400,540p:540:800,720p:720:1600"
-AUDIO_KBPS = 64
+# The lowest rung with its audio stays under 300 kbit/s, so a phone on a 400 kbit/s dormitory
+# link plays it with room for the segments' overhead and the link's dips.
+DEFAULT_LADDER = "360p:360:250,540p:540:700,720p:720:1400"
+# Lectures are speech: mono AAC at 48 kbit/s is clear, and leaves the weak links' bits to the picture.
+AUDIO_KBPS = 48
 AUDIO_RATE = 48000
 SEGMENT_SECONDS = 4
 # x264 speed: "veryfast" keeps a 2-core worker above real time for the whole ladder, at a
@@ -97,7 +100,7 @@ class _Output:
         if has_audio:
             self.audio = self.container.add_stream("aac", rate=AUDIO_RATE)
             self.audio.bit_rate = AUDIO_KBPS * 1000
-            self.audio.layout = "stereo"
+            self.audio.layout = "mono"
 
     def video_frame(self, frame: av.VideoFrame) -> None:
         scaled = frame.reformat(self.width, self.height, format="yuv420p")
@@ -143,7 +146,7 @@ def _transcode(source: Path, folder: Path, ladder: tuple[Rung, ...], seconds: fl
         rungs = [rung for rung in ladder if rung.height <= height] or [ladder[0]]
         outputs = [_Output(folder / rung.name, rung, *rung.size(width, height), fps, audio is not None)
                    for rung in rungs]
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE) if audio else None
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE) if audio else None
         poster_at, poster, last_pts, told = seconds / 10, None, -1, 0.0
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(*streams):
@@ -172,7 +175,7 @@ def _transcode(source: Path, folder: Path, ladder: tuple[Rung, ...], seconds: fl
         for output in outputs:
             output.close()
     _write_poster(poster, folder / "poster.jpg")
-    _write_fallback(folder / ladder[0].name / "index.m3u8", folder / "fallback.mp4")
+    remux_to_mp4(folder / ladder[0].name / "index.m3u8", folder / "fallback.mp4")
     renditions = tuple(_rendition(folder / o.rung.name, o) for o in outputs)
     _write_master(folder / "master.m3u8", renditions, fps, audio is not None)
     if progress is not None:
@@ -193,8 +196,8 @@ def _write_poster(image: Image.Image | None, path: Path) -> None:
     image.convert("RGB").save(path, "JPEG", quality=82, optimize=True)
 
 
-def _write_fallback(playlist: Path, path: Path) -> None:
-    """The lowest rung's packets, copied (not encoded again) into one MP4 that starts playing early."""
+def remux_to_mp4(playlist: Path, path: Path) -> None:
+    """A rung's packets, copied (not encoded again) into one MP4 that starts playing early (+faststart)."""
     with av.open(str(playlist)) as source, av.open(str(path), "w", format="mp4",
                                                     options={"movflags": "+faststart"}) as out:
         pairs = {s.index: out.add_stream_from_template(s) for s in source.streams if s.type in ("video", "audio")}

@@ -12,9 +12,10 @@ from handlers.accounts import identity
 from handlers.catalog.loader import list_courses
 from handlers.errors import Refused
 from handlers.learning import enrolment, quiz, watching
-from models import Course, Enrollment, QuizAttempt, School
+from handlers.lectures import delivery
+from models import Course, Enrollment, QuizAttempt, School, VideoVersion, WatchSession
 from models.base import DB_INT_MAX
-from web import fast_heartbeat
+from web import fast_heartbeat, lectures
 from web.auth import LOGIN_AT, OPENID, _now, csrf_ok, current_user_id, login_required
 from web.boundary import on_refused
 from web.clock import now
@@ -145,7 +146,11 @@ def restart(code: str) -> Any:
 @on_refused(refused_page(403))
 def topic(code: str, topic: str) -> Any:
     current, state = enrolment.topic_state(get_session(), _enrollment(code), topic)
-    return render_template("h5/topic.html", progress=current, state=state, video_src=video_url(state.topic.video_url),
+    # An uploaded lecture's links are signed for the watch session the player opens; a catalog
+    # URL goes in the page as before.
+    lecture = delivery.published(get_session(), code, topic)
+    return render_template("h5/topic.html", progress=current, state=state, lecture=lecture,
+                           video_src=None if lecture is not None else video_url(state.topic.video_url),
                            threshold=current.version.watch_threshold)
 
 
@@ -161,7 +166,30 @@ def api_watch() -> Any:
     expires = fast_heartbeat.expiry(cookie[LOGIN_AT], current_app.permanent_session_lifetime.total_seconds(), _now())
     token = fast_heartbeat.issue(current_app, watch.user_id, cookie[OPENID], watch.id, expires)
     return jsonify(watch_id=watch.id, position=watch.position, watched_seconds=watch.watched_seconds,
-                   completed=False, beat_token=token)
+                   video_seconds=watch.video_seconds, completed=False, beat_token=token, media=_media(watch))
+
+
+def _media(watch: WatchSession) -> dict[str, Any]:
+    """The video this watch session plays: its lecture version's signed links, or the catalog's URL."""
+    if watch.video_version_id is None:
+        return {"kind": "file"}  # the page's <video> already has it
+    version = get_session().get(VideoVersion, watch.video_version_id)
+    assert version is not None
+    return lectures.media(version, watch.user_id)
+
+
+@bp.post("/api/watch/media")
+@login_required
+@on_refused(json_refusal(404))
+def api_watch_media() -> Any:
+    """Fresh links for a watch session's lecture (the old ones expired while the player waited): the
+    same version, so a lecture replaced meanwhile does not change under a student mid-watch."""
+    _require_csrf()
+    watch_id = id_value(request.form.get("watch_id"))
+    watch = get_session().get(WatchSession, watch_id) if watch_id is not None else None
+    if watch is None or watch.user_id != current_user_id():
+        raise Refused("no_watch", "播放记录不存在。")
+    return jsonify(media=_media(watch))
 
 
 @bp.post("/api/heartbeat")

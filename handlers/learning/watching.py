@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from handlers.errors import Refused
 from handlers.learning import school_progress
 from handlers.learning.enrolment import topic_state
+from handlers.lectures import delivery
 from models import Enrollment, User, WatchSession
 from models.prepared import PreparedStatement, autocommit
 
@@ -80,12 +81,23 @@ def start_watch(session: Session, enrollment: Enrollment, topic_code: str, now: 
     # The new session's clock starts where the previous one's credited time ends, never before:
     # `now` was taken when the request began, and beats may have been credited up to a later moment.
     clock_from = max(now, previous.last_beat_at) if previous is not None else now
-    resume = previous.position if previous is not None and previous.completed_at is None else 0.0
-    # A rewatch after a failed test starts a new count from the start of the video.
-    carried = previous.watched_seconds if previous is not None and previous.completed_at is None else 0.0
+    # The topic's uploaded lecture as published now (a newer version reaches this open, never a
+    # player already playing), else the video its catalog names.
+    lecture = delivery.published(session, current.version.course.code, topic_code)
+    video_seconds = delivery.seconds_of(lecture) if lecture is not None else state.topic.video_seconds
+    resume = carried = 0.0  # a rewatch after a failed test starts a new count from the start
+    if previous is not None and previous.completed_at is None:
+        resume, carried = previous.position, previous.watched_seconds
+        if previous.video_seconds != video_seconds:
+            # A replaced lecture of another length: the student keeps the same share of it (a
+            # re-edit covers the same ground), never more than the new video, never the threshold
+            # crossed by the change alone.
+            scale = video_seconds / previous.video_seconds
+            resume, carried = min(resume * scale, video_seconds), min(carried * scale, video_seconds)
     watch = WatchSession(
         enrollment_id=enrollment.id, user_id=enrollment.user_id, round=enrollment.round, topic_code=topic_code,
-        video_seconds=state.topic.video_seconds, threshold=current.version.watch_threshold,
+        video_version_id=lecture.id if lecture is not None else None,
+        video_seconds=video_seconds, threshold=current.version.watch_threshold,
         max_rate=current.version.max_playback_rate, started_at=now, active=True, last_seq=0, last_beat_at=clock_from,
         position=resume, watched_seconds=carried, credit=0.0, paused=False,
     )

@@ -1,6 +1,7 @@
 """A lecture version's life after upload: assembled and probed, transcoded, published (or failed, with why)."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,13 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from blobstore import BlobStore
-from handlers.audit import SYSTEM, record_audit
+from handlers.audit import SYSTEM, Actor, record_audit
 from handlers.catalog.loader import current_version
+from handlers.errors import Refused
 from handlers.lectures.uploads import ATTEMPTS, chunk_key
 from handlers.outbox import record_job
 from models import VideoAsset, VideoUpload, VideoVersion
 from models.status import VideoStatus
 from video.probe import NotALecture, probe
+from video.subtitles import NotSubtitles, check_subtitles
 from video.transcode import Rung, transcode
 
 TRANSCODE_JOB = "lectures.transcode"
@@ -152,3 +155,29 @@ def topics_of(session: Session, course_code: str) -> list[TopicLecture]:
 def versions_of(session: Session, asset_id: int) -> list[VideoVersion]:
     return list(session.scalars(select(VideoVersion).where(VideoVersion.asset_id == asset_id)
                                 .order_by(VideoVersion.number.desc())))
+
+
+def set_subtitles(session: Session, blobs: BlobStore, actor: Actor, version_id: int,
+                  data: bytes | None) -> VideoVersion:
+    """Give a ready version its WebVTT subtitles (checked against its length), replace them, or take
+    them away (`data` None). The video itself never changes; students' players pick the subtitles up
+    at their next open."""
+    version = session.get(VideoVersion, version_id)
+    if version is None or version.status != VideoStatus.READY or not version.prefix:
+        raise Refused("not_ready", "只有转码完成的版本可以添加字幕。")
+    before = version.subtitles_key
+    if data is None:
+        version.subtitles_key = None
+    else:
+        try:
+            checked = check_subtitles(data, version.seconds)
+        except NotSubtitles as refused:
+            raise Refused(f"subtitles_{refused.code}", refused.message) from None
+        # A new name for new text: a player that cached the old file never mixes the two.
+        digest = hashlib.sha256(checked.text.encode()).hexdigest()[:12]
+        version.subtitles_key = f"{version.prefix}subtitles-{digest}.vtt"
+        blobs.put(version.subtitles_key, checked.text.encode(), "text/vtt; charset=utf-8")
+    record_audit(session, actor, "lecture.subtitles", "video_version", version.id,
+                 before={"subtitles": before}, after={"subtitles": version.subtitles_key})
+    session.flush()
+    return version

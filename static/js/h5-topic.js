@@ -5,10 +5,11 @@
   const status = document.getElementById("status");
   const bar = document.getElementById("watched");
   const startTest = document.getElementById("start-test");
-  const seconds = Number(video.dataset.seconds);
+  let seconds = Number(video.dataset.seconds);
   const maxRate = Number(video.dataset.maxRate) || 2;
   const ui = window.weuiUI;
   let watchId = null, token = null, seq = 0, resumeAt = 0, timer = null, toldDone = startTest.hidden === false;
+  let player = null;  // an uploaded lecture's source (h5-player.js); null for a catalog URL
 
   function form(fields) {
     const body = new URLSearchParams(fields);
@@ -85,10 +86,24 @@
     token = state.beat_token;
     seq = 0;
     resumeAt = state.position;
+    if (state.video_seconds) seconds = state.video_seconds;
     if (resumeAt > 1) status.textContent = "从上次观看的位置继续：" + Math.floor(resumeAt) + " 秒";
-    const seek = () => { if (resumeAt > 0) video.currentTime = resumeAt; };
-    if (video.readyState >= 1) seek(); else video.addEventListener("loadedmetadata", seek, {once: true});
+    const media = state.media || {kind: "file"};
+    if (media.kind === "hls" && (!player || player.version !== media.version)) {
+      // A lecture replaced since this page opened plays from the new session's position.
+      if (player) player.destroy();
+      player = window.xinweiPlayer.start(video, media, {startAt: resumeAt, renew: renewMedia});
+    } else {
+      const seek = () => { if (resumeAt > 0) video.currentTime = resumeAt; };
+      if (video.readyState >= 1) seek(); else video.addEventListener("loadedmetadata", seek, {once: true});
+    }
     show(state);
+  }
+  async function renewMedia() {
+    // Fresh links for the same watch session's lecture, after the old ones expired.
+    const resp = await fetch(video.dataset.media, {method: "POST", body: form({watch_id: watchId})});
+    if (!resp.ok) throw new Error("renew " + resp.status);
+    return (await resp.json()).media;
   }
   video.addEventListener("play", () => {
     beat({resumed: true});  // the time it stood paused earns nothing

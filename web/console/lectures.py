@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, request, url_for
 
 from database import get_session
 from handlers.audit import Actor
@@ -11,6 +11,7 @@ from handlers.catalog.loader import list_courses
 from handlers.errors import Refused
 from handlers.lectures import uploads, versions
 from models import VideoAsset, VideoVersion
+from video.subtitles import MAX_BYTES
 from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.clock import now
@@ -58,12 +59,44 @@ def index() -> Response:
 @bp.get("/<course>/<topic>")
 @console_required(*STAFF_ROLES)
 def topic(course: str, topic: str) -> Response:
+    return _topic_page(course, topic)
+
+
+def _topic_page(course: str, topic: str, error: str | None = None) -> Response:
     session = get_session()
     found = next((t for t in versions.topics_of(session, course) if t.code == topic), None)
     if found is None:
         abort(404)
     history = versions.versions_of(session, found.asset.id) if found.asset else []
-    return render_console("console/lectures/topic.html", course=course, topic=found, history=history)
+    return render_console("console/lectures/topic.html", 400 if error else 200, course=course, topic=found,
+                          history=history, error=error, subtitles_max_kb=MAX_BYTES // 1024)
+
+
+def _subtitles_refused(refused: Refused, course: str, topic: str, **_: Any) -> Response:
+    return _topic_page(course, topic, refused.message)
+
+
+@bp.post("/<course>/<topic>/versions/<int:version_id>/subtitles")
+@console_required(*STAFF_ROLES)
+@on_refused(_subtitles_refused)
+def subtitles(course: str, topic: str, version_id: int) -> Any:
+    """Add, replace or remove the published version's WebVTT subtitles (a plain form: the file is small)."""
+    session = get_session()
+    version = session.get(VideoVersion, version_id)
+    asset = session.get(VideoAsset, version.asset_id) if version else None
+    if version is None or asset is None or (asset.course_code, asset.topic_code) != (course, topic):
+        abort(404)
+    if request.form.get("action") == "remove":
+        versions.set_subtitles(session, get_blob_store(), _actor(), version.id, None)
+        flash("字幕已删除")
+    else:
+        upload = request.files.get("subtitles")
+        if upload is None or not upload.filename:
+            raise Refused("no_file", "请选择字幕文件（.vtt）。")
+        data = upload.stream.read(MAX_BYTES + 1)  # never more than the cap into memory
+        versions.set_subtitles(session, get_blob_store(), _actor(), version.id, data)
+        flash("字幕已保存，学员下次打开视频时生效")
+    return redirect(url_for(".topic", course=course, topic=topic))
 
 
 @bp.get("/<course>/<topic>/versions/<int:version_id>")

@@ -1,0 +1,188 @@
+"""The lecture player in a phone-sized Chromium, on real HTTP and a throttled network.
+
+A generated 3-minute 720p lecture, transcoded into the production ladder, published to the topic.
+Android WeChat's browser is Chromium with Media Source Extensions, so these pages play through
+hls.js (iOS plays the same playlists natively). The network is slowed by the DevTools protocol
+(Network.emulateNetworkConditions), as a dormitory's Wi-Fi would slow it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+from sqlalchemy import select
+
+from database import get_database
+from handlers.accounts.identity import ProfileForm, submit_profile
+from handlers.catalog.loader import load_catalog, parse_catalog
+from models import RosterEntry, School, User, WatchSession
+from models.base import utcnow
+from tests.conftest import ARTIFACTS
+from tests.factories import browser_sign_in, course, q, to_toml
+from tests.lecture_media import ladder_folder, publish
+
+LECTURE_SECONDS = 180
+BEAT_MS = 1000
+ANDROID_WECHAT_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+                     "Chrome/130.0.0.0 Mobile Safari/537.36 XWEB/1300 MMWEBSDK/20240404 MicroMessenger/8.0.50 "
+                     "NetType/WIFI Language/zh_CN")
+
+
+@pytest.fixture(scope="module")
+def lecture() -> Path:
+    return ladder_folder(LECTURE_SECONDS)
+
+
+@pytest.fixture
+def android(browser: Browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                  user_agent=ANDROID_WECHAT_UA, locale="zh-CN", is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    yield page
+    context.close()
+    assert problems == [], problems
+
+
+def student_on_the_topic(app, live_server, page: Page, lecture: Path, throttle_kbps: int | None = None) -> Page:  # type: ignore[no-untyped-def]
+    data = course()
+    data["topics"] = [{"code": "t01", "title": "专题一 · 心理委员的角色", "summary": "心理委员是什么、做什么。",
+                       "video": {"url": "demo:lecture-t01", "seconds": 60},
+                       "questions": [q("t01-q1", 60), q("t01-q2", 40)]}]
+    with get_database(app).sessions() as session:
+        load_catalog(session, parse_catalog(to_toml(data), "lecture.toml"), "lecture.toml")
+        school, student = School(name="讲座大学"), User(openid="o_lecture")
+        session.add_all([school, student])
+        session.flush()
+        session.add(RosterEntry(school_id=school.id, student_number="L001", real_name="孙八"))
+        submit_profile(session, student.id, ProfileForm(school.id, "孙八", "心理学院", "L001", "2024级", "13900000001"),
+                       now=utcnow())
+        session.commit()
+        user_id = student.id
+    publish(app, lecture)
+    browser_sign_in(app, page, live_server.url, user_id, "o_lecture")
+    page.add_init_script(f"window.HEARTBEAT_MS = {BEAT_MS};")
+    if throttle_kbps:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 60,
+            "downloadThroughput": throttle_kbps * 1000 / 8, "uploadThroughput": throttle_kbps * 1000 / 8})
+    page.goto(f"{live_server.url}/h5/courses/demo-course/topics/t01")
+    page.wait_for_function("() => window.xinweiReady && window.xinweiReady() && window.xinweiPlayerInfo")
+    return page
+
+
+def play(page: Page) -> None:
+    page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; return v.play(); }")
+
+
+def info(page: Page) -> dict:  # type: ignore[type-arg]
+    return page.evaluate("() => window.xinweiPlayerInfo()")  # type: ignore[no-any-return]
+
+
+def count_stalls(page: Page) -> None:
+    # "waiting" after playback began is a stall: the picture froze for want of data.
+    page.evaluate("""() => { const v = document.getElementById('player'); window.stalls = 0;
+        v.addEventListener('playing', () => { window.playing = true; }, {once: true});
+        v.addEventListener('waiting', () => { if (window.playing) window.stalls += 1; }); }""")
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"lecture-{name}.png"), full_page=True)
+
+
+def verified(app) -> WatchSession:  # type: ignore[no-untyped-def]
+    with get_database(app).sessions() as session:
+        return session.scalars(select(WatchSession).order_by(WatchSession.id.desc()).limit(1)).one()
+
+
+@pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
+                    reason="three minutes of real playback: run once per suite, on the SQLite pass (the network "
+                           "path is the same on PostgreSQL, where the shorter player tests below run)")
+def test_at_400_kbit_s_the_lecture_starts_on_the_lowest_rung_and_plays_through(app, live_server, android,
+                                                                                lecture) -> None:  # type: ignore[no-untyped-def]
+    page = student_on_the_topic(app, live_server, android, lecture, throttle_kbps=400)
+    count_stalls(page)
+    started = time.monotonic()
+    play(page)
+    page.wait_for_function("() => window.playing === true", timeout=10_000)
+    first_frame = time.monotonic() - started
+    shot(page, "400k-playing")
+    page.get_by_role("link", name="开始测试").wait_for(state="visible", timeout=(LECTURE_SECONDS + 30) * 1000)
+    took = time.monotonic() - started
+    state = info(page)
+    assert state["mode"] == "hls"
+    assert state["height"] == 360 and state["level"] == 0, state  # never climbed past what the link carries
+    assert page.evaluate("() => window.stalls") == 0
+    assert 0.9 * LECTURE_SECONDS <= took <= 0.9 * LECTURE_SECONDS + first_frame + 10
+    watch = verified(app)
+    assert watch.completed_at is not None and watch.video_seconds == LECTURE_SECONDS
+    shot(page, "400k-completed")
+
+
+def test_unthrottled_the_player_climbs_to_720p_and_the_menu_chooses(app, live_server, android, lecture) -> None:  # type: ignore[no-untyped-def]
+    page = student_on_the_topic(app, live_server, android, lecture)
+    play(page)
+    page.wait_for_function("() => window.xinweiPlayerInfo().height === 720", timeout=30_000)
+    assert page.locator("#quality-current").inner_text() == "自动（高清）"
+    shot(page, "climbed-720p")
+    page.locator("#quality-choices").get_by_role("button", name="流畅").click()
+    page.wait_for_function("() => window.xinweiPlayerInfo().height === 360", timeout=15_000)
+    assert page.locator("#quality-current").inner_text() == "流畅"
+    assert page.locator("#quality-choices button[aria-pressed=true]").inner_text() == "流畅"
+    page.locator("#quality-choices").get_by_role("button", name="自动").click()
+    assert page.locator("#quality-current").inner_text().startswith("自动")
+    assert info(page)["auto"] is True
+    shot(page, "menu")
+
+
+def test_a_reload_resumes_from_the_verified_position(app, live_server, android, lecture) -> None:  # type: ignore[no-untyped-def]
+    page = student_on_the_topic(app, live_server, android, lecture)
+    play(page)
+    page.wait_for_function("() => document.getElementById('player').currentTime >= 8", timeout=20_000)
+    page.evaluate("() => window.xinweiBeat()")
+    page.wait_for_timeout(300)
+    where = verified(app).position
+    assert where >= 7
+    page.reload()
+    page.wait_for_function("() => window.xinweiReady && window.xinweiReady() && window.xinweiPlayerInfo")
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+    resumed = page.evaluate("() => document.getElementById('player').currentTime")
+    assert abs(resumed - where) < 1.0, (resumed, where)
+    assert "从上次观看的位置继续" in page.locator("#status").inner_text()
+    play(page)
+    page.wait_for_function(f"() => document.getElementById('player').currentTime >= {where + 2}")
+    page.evaluate("() => window.xinweiBeat()")
+    page.wait_for_timeout(300)
+    assert verified(app).position >= where + 1  # heartbeats count after the reload
+
+
+def test_expired_links_are_renewed_and_playback_goes_on(app, live_server, android, lecture) -> None:  # type: ignore[no-untyped-def]
+    page = student_on_the_topic(app, live_server, android, lecture)
+    play(page)
+    page.wait_for_function("() => document.getElementById('player').currentTime >= 2", timeout=20_000)
+    # From now on every segment link answers as an expired one would, until the player has asked
+    # for fresh links.
+    renewed: list[str] = []
+    page.on("request", lambda r: renewed.append(r.url) if r.url.endswith("/h5/api/watch/media") else None)
+
+    def expired(route) -> None:  # type: ignore[no-untyped-def]
+        if renewed:
+            route.continue_()
+        else:
+            route.fulfill(status=403, body="expired")
+    page.route(lambda url: ".ts?" in url, expired)
+    page.locator("#player-note").get_by_text("网络不稳定，正在重新连接").wait_for(timeout=60_000)
+    shot(page, "reconnecting")
+    page.wait_for_function("() => document.getElementById('player-note').hidden", timeout=60_000)
+    at = page.evaluate("() => document.getElementById('player').currentTime")
+    page.wait_for_function(f"() => document.getElementById('player').currentTime >= {at + 4}", timeout=30_000)
+    assert renewed and info(page)["recoveries"] >= 1
