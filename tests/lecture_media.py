@@ -19,9 +19,10 @@ from video.transcode import DEFAULT_LADDER, parse_ladder, transcode
 from web.blobs import get_blob_store
 
 ROOT = Path(__file__).resolve().parent.parent
-# Generated, never committed (.gitignore): a ladder is minutes of CPU, and the SQLite and the
-# PostgreSQL passes of one run want the same one. The key covers the code that makes it.
-CACHE = ROOT / "test-artifacts" / "lecture-cache"
+# A ladder is a minute or two of CPU, and every run (both passes, and the next clone on this
+# machine) wants the same one: kept outside the checkout, like pip's cache, under a key that
+# covers the code that makes it. XINWEI_TEST_CACHE moves it.
+CACHE = Path(os.environ.get("XINWEI_TEST_CACHE") or Path.home() / ".cache" / "xinwei-tests") / "lecture-cache"
 
 
 def ladder_folder(seconds: int, width: int = 1280, height: int = 720, ladder: str = DEFAULT_LADDER) -> Path:
@@ -31,6 +32,7 @@ def ladder_folder(seconds: int, width: int = 1280, height: int = 720, ladder: st
     folder = CACHE / key
     if (folder / "renditions.json").exists():
         return folder
+    CACHE.mkdir(parents=True, exist_ok=True)
     work = CACHE / f"{key}.work-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     source = make_lecture(work / "source.mp4", seconds=seconds, width=width, height=height)

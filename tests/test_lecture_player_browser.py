@@ -13,16 +13,22 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from content.videos import make_lecture
 from database import get_database
 from handlers.accounts.identity import ProfileForm, submit_profile
 from handlers.catalog.loader import load_catalog, parse_catalog
-from models import RosterEntry, School, User, WatchSession
+from handlers.lectures import uploads
+from jobs.queue import get_queue
+from models import Job, Question, QuizAttempt, RosterEntry, School, User, VideoAsset, VideoVersion, WatchSession
 from models.base import utcnow
 from tests.conftest import ARTIFACTS
+from tests.console_helpers import make_staff
+from tests.console_helpers import sign_in as console_sign_in
 from tests.factories import browser_sign_in, course, q, to_toml
 from tests.lecture_media import ladder_folder, publish
+from tests.test_training_e2e import watch_some
 
 LECTURE_SECONDS = 180
 BEAT_MS = 1000
@@ -186,3 +192,57 @@ def test_expired_links_are_renewed_and_playback_goes_on(app, live_server, androi
     at = page.evaluate("() => document.getElementById('player').currentTime")
     page.wait_for_function(f"() => document.getElementById('player').currentTime >= {at + 4}", timeout=30_000)
     assert renewed and info(page)["recoveries"] >= 1
+
+
+def test_a_lecture_uploaded_in_the_console_is_watched_resumed_and_its_test_passed(
+        app, live_server, android, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Done means this: staff upload a lecture; minutes later a student watches it through the
+    ladder, resumes it after a reload, and passes the topic's test."""
+    monkeypatch.setattr(uploads, "CHUNK_BYTES", 256 * 1024)
+    get_queue(app).kick = lambda ids, delay=None: None  # type: ignore[method-assign]  # jobs run below, in order
+    source = make_lecture(tmp_path / "第一讲.mp4", seconds=16, width=640, height=360)
+    page = student_on_the_topic(app, live_server, android, ladder_folder(12, width=640, height=360))
+    with get_database(app).sessions() as session:  # the catalog's topic, without the ready-made lecture
+        session.execute(update(VideoAsset).values(current_version_id=None))
+        session.commit()
+
+    staff = app.test_client()
+    headers = {"X-CSRF-Token": console_sign_in(staff, app, make_staff(app))}
+    data = source.read_bytes()
+    state = staff.post("/console/lectures/demo-course/t01/uploads", json={"file_name": source.name, "size": len(data)},
+                       headers=headers).get_json()
+    for index in range(state["chunks"]):
+        piece = data[index * state["chunk_bytes"]:(index + 1) * state["chunk_bytes"]]
+        assert staff.put(state["chunk_url"] + str(index), data=piece, headers=headers,
+                         content_type="application/octet-stream").status_code == 200
+    assert staff.post(state["complete_url"], headers=headers).status_code == 200
+    for _ in range(3):
+        with get_database(app).sessions() as session:
+            pending = list(session.scalars(select(Job.id).where(Job.status == "pending", Job.kind.like("lectures.%"))))
+        for job_id in pending:
+            get_queue(app).execute(job_id)
+    with get_database(app).sessions() as session:
+        uploaded = session.scalar(select(VideoAsset.current_version_id))
+        assert session.get(VideoVersion, uploaded).number == 2  # the console's upload, published
+
+    page.reload()
+    page.wait_for_function("() => window.xinweiReady && window.xinweiReady() && window.xinweiPlayerInfo")
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+    assert info(page)["mode"] == "hls" and verified(app).video_version_id == uploaded
+    assert verified(app).video_seconds == 16  # the probe's length, not the catalog's 60 s
+    watch_some(app, page, 6)
+    page.reload()
+    page.get_by_text("从上次观看的位置继续").wait_for()
+    state = watch_some(app, page, 16)
+    assert state["completed"]
+    page.get_by_role("link", name="开始测试").click()
+    page.get_by_text("专题测试").wait_for()
+    with get_database(app).sessions() as session:
+        attempt = session.scalars(select(QuizAttempt)).one()
+        keys = [(item["question_id"], session.get(Question, item["question_id"]).answer) for item in attempt.draw]
+    for question_id, answer in keys:
+        for key in answer:
+            page.locator(f"label:has(input[name='q{question_id}'][value='{key}'])").click()
+    page.get_by_role("button", name="提交答案").click()
+    page.get_by_text("本专题测试通过").wait_for()
+    shot(page, "uploaded-then-passed")
