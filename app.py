@@ -27,6 +27,7 @@ from web import (
     media,
     ops,
     payments,
+    static_files,
     training,
 )
 from web.console import accounts as console_accounts
@@ -58,6 +59,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.session_interface = LazyCookieSessionInterface()
     ids.init_app(app)  # before any route is added
     headers.init_app(app)
+    static_files.init_app(app)
     database.init_app(app)
     blobs.init_app(app)
     ops.init_app(app)

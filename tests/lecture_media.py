@@ -1,6 +1,7 @@
 """Published lectures for tests: a generated lecture, transcoded once (kept between runs), as a ready version."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -33,18 +34,21 @@ def ladder_folder(seconds: int, width: int = 1280, height: int = 720, ladder: st
     if (folder / "renditions.json").exists():
         return folder
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / f"{key}.work-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    source = make_lecture(work / "source.mp4", seconds=seconds, width=width, height=height)
-    made = transcode(source, work / "ladder", parse_ladder(ladder), float(seconds))
-    rows = [{"name": r.rung.name, "width": r.width, "height": r.height, "kbps": r.rung.video_kbps,
-             "bytes": r.bytes, "segments": r.segments} for r in made.renditions]
-    (work / "ladder" / "renditions.json").write_text(json.dumps(rows))
-    try:
-        (work / "ladder").rename(folder)  # whole or not at all; a parallel run may have won
-    except OSError:
-        pass
-    shutil.rmtree(work, ignore_errors=True)
+    # Two test processes at once (scripts/test.sh runs the real-time tests beside the SQLite pass)
+    # make it once: the second waits for the first.
+    with (CACHE / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "renditions.json").exists():
+            return folder
+        work = CACHE / f"{key}.work-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        source = make_lecture(work / "source.mp4", seconds=seconds, width=width, height=height)
+        made = transcode(source, work / "ladder", parse_ladder(ladder), float(seconds))
+        rows = [{"name": r.rung.name, "width": r.width, "height": r.height, "kbps": r.rung.video_kbps,
+                 "bytes": r.bytes, "segments": r.segments} for r in made.renditions]
+        (work / "ladder" / "renditions.json").write_text(json.dumps(rows))
+        (work / "ladder").rename(folder)  # whole or not at all
+        shutil.rmtree(work, ignore_errors=True)
     return folder
 
 

@@ -3,6 +3,7 @@ refused when expired, altered or another student's; a replaced lecture never cha
 student mid-watch, and the next open carries their share of it over."""
 from __future__ import annotations
 
+import gzip
 import io
 import time
 from datetime import timedelta
@@ -67,6 +68,11 @@ def test_a_student_plays_the_published_lecture_through_signed_links(app, client,
     assert playlist.status_code == 200
     segments = _segments(playlist.get_data(as_text=True))
     assert len(segments) == 3 and all("seg-" in s for s in segments)
+    packed = client.get(f"{base}/{rungs[0]}", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
+    unpacked = gzip.decompress(packed.data).decode()
+    assert [line for line in unpacked.splitlines() if line.startswith("#")] == \
+        [line for line in playlist.get_data(as_text=True).splitlines() if line.startswith("#")]
     first = fetch_link(client, segments[0])
     assert first.status_code == 200 and first.data[:1] == b"G"  # an MPEG-TS sync byte
     assert first.data == (small_ladder / "360p" / "seg-00000.ts").read_bytes()

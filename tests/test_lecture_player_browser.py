@@ -7,7 +7,6 @@ hls.js (iOS plays the same playlists natively). The network is slowed by the Dev
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -110,9 +109,7 @@ def verified(app) -> WatchSession:  # type: ignore[no-untyped-def]
         return session.scalars(select(WatchSession).order_by(WatchSession.id.desc()).limit(1)).one()
 
 
-@pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
-                    reason="three minutes of real playback: run once per suite, on the SQLite pass (the network "
-                           "path is the same on PostgreSQL, where the shorter player tests below run)")
+@pytest.mark.realtime  # three minutes of real playback: once per suite, beside the SQLite pass (scripts/test.sh)
 def test_at_400_kbit_s_the_lecture_starts_on_the_lowest_rung_and_plays_through(app, live_server, android,
                                                                                 lecture) -> None:  # type: ignore[no-untyped-def]
     page = student_on_the_topic(app, live_server, android, lecture, throttle_kbps=400)

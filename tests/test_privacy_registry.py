@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import models  # noqa: F401 - every model mapped
 from handlers.privacy.registry import BY_TABLE, DECLARATIONS, Kind, OnErase, Subject
 from models import Base
 

@@ -33,7 +33,9 @@ SEGMENT_SECONDS = 4
 # x264 speed: "veryfast" keeps a 2-core worker above real time for the whole ladder, at a
 # bitrate cost a 1.6 Mbit/s lecture (slides and a speaker) does not notice.
 PRESET = "veryfast"
-POSTER_WIDTH = 1280
+# The poster is what a phone shows before play, and it shares a weak link with the first segment:
+# 640 px wide (a phone's player is 390 CSS px) and a JPEG of a few tens of KB.
+POSTER_WIDTH = 640
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def _write_poster(image: Image.Image | None, path: Path) -> None:
         return
     if image.width > POSTER_WIDTH:
         image = image.resize((POSTER_WIDTH, round(image.height * POSTER_WIDTH / image.width)))
-    image.convert("RGB").save(path, "JPEG", quality=82, optimize=True)
+    image.convert("RGB").save(path, "JPEG", quality=75, optimize=True, progressive=True)
 
 
 def remux_to_mp4(playlist: Path, path: Path) -> None:
