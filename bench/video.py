@@ -67,8 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--window", type=float, default=60, help="seconds of playback per network and path")
+    parser.add_argument("--networks", default="400k,1.5M,5M", help="a subset of 400k, 1.5M, 5M")
     args = parser.parse_args()
-    result = run(seconds=int(args.minutes * 60), window=args.window)
+    from bench.video_delivery import NETWORKS
+    chosen = tuple(n for n in NETWORKS if n[0] in args.networks.split(","))
+    result = run(seconds=int(args.minutes * 60), window=args.window, networks=chosen)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "video.json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
     print(json.dumps(result, ensure_ascii=False, indent=2))
