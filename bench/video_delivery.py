@@ -25,9 +25,6 @@ from typing import Any
 
 NETWORKS = (("400k", 400), ("1.5M", 1500), ("5M", 5000))
 LATENCY_MS = 60  # a campus Wi-Fi's round trip to a CDN in the same province
-ANDROID_WECHAT_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/130.0.0.0 Mobile Safari/537.36 XWEB/1300 MicroMessenger/8.0.50 NetType/WIFI "
-                     "Language/zh_CN")
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -102,11 +99,8 @@ def _site(work: Path, ladder: Path, single: Path, seconds: float) -> tuple[Any, 
     from app import create_app
     from cli import alembic_config
     from database import get_database
-    from handlers.accounts.identity import ProfileForm, submit_profile
     from handlers.catalog.loader import load_catalog, parse_catalog
-    from models import RosterEntry, School, User
-    from models.base import utcnow
-    from tests.factories import course, q, to_toml
+    from tests.factories import course, q, to_toml, verified_student
     from tests.lecture_media import publish
 
     url = f"sqlite:///{work / 'bench.db'}"
@@ -127,32 +121,19 @@ def _site(work: Path, ladder: Path, single: Path, seconds: float) -> tuple[Any, 
                                "video": {"url": video, "seconds": round(seconds)},
                                "questions": [q("t01-q1", 60), q("t01-q2", 40)]}]
             load_catalog(session, parse_catalog(to_toml(data), f"{code}.toml"), f"{code}.toml")
-        school, student = School(name="基准大学"), User(openid="o_bench_video")
-        session.add_all([school, student])
-        session.flush()
-        session.add(RosterEntry(school_id=school.id, student_number="B001", real_name="周九"))
-        submit_profile(session, student.id, ProfileForm(school.id, "周九", "心理学院", "B001", "2024级", "13900000002"),
-                       now=utcnow())
+        user_id = verified_student(session, "基准大学", "o_bench_video", "B001", "周九")
         session.commit()
-        user_id = student.id
     publish(app, ladder, "bench-ladder", "t01", seconds)
     return app, user_id
 
 
 def _play(browser: Any, app: Any, base: str, user_id: int, code: str, kbps: int, window: float) -> dict[str, Any]:
+    from tests.browser import ANDROID_WECHAT_UA, phone_page, throttle
     from tests.factories import browser_sign_in
 
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                  user_agent=ANDROID_WECHAT_UA, locale="zh-CN", is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with phone_page(browser, ANDROID_WECHAT_UA, 120_000) as (page, _):
         browser_sign_in(app, page, base, user_id, "o_bench_video")
-        cdp = context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        cdp.send("Network.emulateNetworkConditions", {
-            "offline": False, "latency": LATENCY_MS, "downloadThroughput": kbps * 1000 / 8,
-            "uploadThroughput": kbps * 1000 / 8})
+        throttle(page, kbps, LATENCY_MS)
         url = f"{base}/h5/courses/{code}/topics/t01"
         # Warm the static files, as the student's earlier topics did, but not the lecture: no
         # media request may reach the cache before the measured load.
@@ -182,5 +163,3 @@ def _play(browser: Any, app: Any, base: str, user_id: int, code: str, kbps: int,
             row["ended_on"] = f"{state['info']['height']}p"
             row["switches"] = state["info"]["switches"]
         return row
-    finally:
-        context.close()

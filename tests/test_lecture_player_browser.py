@@ -11,48 +11,28 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 from sqlalchemy import select, update
 
 from content.videos import make_lecture
 from database import get_database
-from handlers.accounts.identity import ProfileForm, submit_profile
 from handlers.catalog.loader import load_catalog, parse_catalog
 from handlers.lectures import uploads
 from jobs.queue import get_queue
-from models import Job, Question, QuizAttempt, RosterEntry, School, User, VideoAsset, VideoVersion, WatchSession
-from models.base import utcnow
+from models import Job, Question, QuizAttempt, VideoAsset, VideoVersion, WatchSession
+from tests.browser import throttle
 from tests.conftest import ARTIFACTS
 from tests.console_helpers import make_staff
 from tests.console_helpers import sign_in as console_sign_in
-from tests.factories import browser_sign_in, course, q, to_toml
+from tests.factories import browser_sign_in, course, q, to_toml, verified_student
 from tests.lecture_media import ladder_folder, publish
 from tests.test_training_e2e import watch_some
 
 LECTURE_SECONDS = 180
 BEAT_MS = 1000
-ANDROID_WECHAT_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/130.0.0.0 Mobile Safari/537.36 XWEB/1300 MMWEBSDK/20240404 MicroMessenger/8.0.50 "
-                     "NetType/WIFI Language/zh_CN")
-
-
 @pytest.fixture(scope="module")
 def lecture() -> Path:
     return ladder_folder(LECTURE_SECONDS)
-
-
-@pytest.fixture
-def android(browser: Browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                  user_agent=ANDROID_WECHAT_UA, locale="zh-CN", is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    yield page
-    context.close()
-    assert problems == [], problems
 
 
 def student_on_the_topic(app, live_server, page: Page, lecture: Path, throttle_kbps: int | None = None) -> Page:  # type: ignore[no-untyped-def]
@@ -62,23 +42,13 @@ def student_on_the_topic(app, live_server, page: Page, lecture: Path, throttle_k
                        "questions": [q("t01-q1", 60), q("t01-q2", 40)]}]
     with get_database(app).sessions() as session:
         load_catalog(session, parse_catalog(to_toml(data), "lecture.toml"), "lecture.toml")
-        school, student = School(name="讲座大学"), User(openid="o_lecture")
-        session.add_all([school, student])
-        session.flush()
-        session.add(RosterEntry(school_id=school.id, student_number="L001", real_name="孙八"))
-        submit_profile(session, student.id, ProfileForm(school.id, "孙八", "心理学院", "L001", "2024级", "13900000001"),
-                       now=utcnow())
+        user_id = verified_student(session, "讲座大学", "o_lecture", "L001", "孙八")
         session.commit()
-        user_id = student.id
     publish(app, lecture)
     browser_sign_in(app, page, live_server.url, user_id, "o_lecture")
     page.add_init_script(f"window.HEARTBEAT_MS = {BEAT_MS};")
     if throttle_kbps:
-        cdp = page.context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        cdp.send("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 60,
-            "downloadThroughput": throttle_kbps * 1000 / 8, "uploadThroughput": throttle_kbps * 1000 / 8})
+        throttle(page, throttle_kbps)
     page.goto(f"{live_server.url}/h5/courses/demo-course/topics/t01")
     page.wait_for_function("() => window.xinweiReady && window.xinweiReady() && window.xinweiPlayerInfo")
     return page
@@ -168,6 +138,7 @@ def test_a_reload_resumes_from_the_verified_position(app, live_server, android, 
     assert verified(app).position >= where + 1  # heartbeats count after the reload
 
 
+@pytest.mark.realtime  # waits for a minute of buffer to run out: beside the SQLite pass, with lenient timeouts
 def test_expired_links_are_renewed_and_playback_goes_on(app, live_server, android, lecture) -> None:  # type: ignore[no-untyped-def]
     page = student_on_the_topic(app, live_server, android, lecture)
     play(page)

@@ -76,16 +76,23 @@ def _subtitles_refused(refused: Refused, course: str, topic: str, **_: Any) -> R
     return _topic_page(course, topic, refused.message)
 
 
+def _version_of(course: str, topic: str, version_id: int) -> tuple[VideoVersion, VideoAsset]:
+    """A version of this course topic's lecture, or 404 (an id from another topic is not found)."""
+    session = get_session()
+    version = session.get(VideoVersion, version_id)
+    asset = session.get(VideoAsset, version.asset_id) if version else None
+    if version is None or asset is None or (asset.course_code, asset.topic_code) != (course, topic):
+        abort(404)
+    return version, asset
+
+
 @bp.post("/<course>/<topic>/versions/<int:version_id>/subtitles")
 @console_required(*STAFF_ROLES)
 @on_refused(_subtitles_refused)
 def subtitles(course: str, topic: str, version_id: int) -> Any:
     """Add, replace or remove the published version's WebVTT subtitles (a plain form: the file is small)."""
     session = get_session()
-    version = session.get(VideoVersion, version_id)
-    asset = session.get(VideoAsset, version.asset_id) if version else None
-    if version is None or asset is None or (asset.course_code, asset.topic_code) != (course, topic):
-        abort(404)
+    version, asset = _version_of(course, topic, version_id)
     if request.form.get("action") == "remove":
         versions.set_subtitles(session, get_blob_store(), _actor(), version.id, None)
         flash("字幕已删除")
@@ -103,11 +110,7 @@ def subtitles(course: str, topic: str, version_id: int) -> Any:
 @console_required(*STAFF_ROLES)
 def version_state(course: str, topic: str, version_id: int) -> Response:
     """What the page polls while a version is processed."""
-    session = get_session()
-    version = session.get(VideoVersion, version_id)
-    asset = session.get(VideoAsset, version.asset_id) if version else None
-    if version is None or asset is None or (asset.course_code, asset.topic_code) != (course, topic):
-        abort(404)
+    version, asset = _version_of(course, topic, version_id)
     return jsonify(status=version.status, label=STATUS_NAMES.get(version.status, version.status),
                    progress=version.progress_seconds, seconds=version.seconds, error=version.error,
                    current=asset.current_version_id == version.id)
