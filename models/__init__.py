@@ -15,6 +15,7 @@ from models.inbox import AutoReplyRule, Conversation, InboxMessage, QuickReply, 
 from models.job import Job
 from models.learning import Enrollment, QuizAttempt, WatchSession
 from models.order import CertificateOrder, OrderEvent, PaymentFlag
+from models.privacy import Consent, DataRequest, PrivacyNotice
 from models.push import PushBindToken, PushDelivery, PushWatermark
 from models.ratelimit import RateEvent
 from models.school import School
@@ -22,6 +23,7 @@ from models.school_stats import SchoolStat, StudentExport, StudentProgress
 from models.status import (
                                 CertificateExportStatus,
                                 CertificateStatus,
+                                DataRequestStatus,
                                 ConversationStatus,
                                 CorrectionStatus,
                                 JobStatus,
@@ -48,6 +50,9 @@ __all__ = [
     "CertificateExport",
     "CertificateFile",
     "CertificateOrder",
+    "Consent",
+    "DataRequest",
+    "PrivacyNotice",
     "ConsoleAccount",
     "ConsoleInvite",
     "Conversation",
@@ -88,6 +93,7 @@ __all__ = [
     # status values (models/status.py)
     "CertificateExportStatus",
     "CertificateStatus",
+    "DataRequestStatus",
     "ConversationStatus",
     "CorrectionStatus",
     "JobStatus",

@@ -28,7 +28,9 @@ class StudentProgress(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
-    profile_id: Mapped[int] = mapped_column(ForeignKey("student_profiles.id"))
+    # None once the student erased their data (handlers/privacy/erase.py): the row stays, anonymous,
+    # so the school's counters still equal a recount.
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("student_profiles.id"))
     stage: Mapped[str] = mapped_column(String(16), default="learning")
     # The most topics ever finished in order (any round): the funnel counts it, it never goes back.
     topics_done: Mapped[int] = mapped_column(default=0)

@@ -131,3 +131,16 @@ class VideoStatus(StrEnum):
     TRANSCODING = "transcoding"
     READY = "ready"
     FAILED = "failed"
+
+
+class DataRequestStatus(StrEnum):
+    """DataRequest.status. A copy is built by a job (pending → running → done, then expired when its
+    file is deleted); an erasure waits out its cooling-off period as pending, may be cancelled by the
+    student, and is carried out (done) by the periodic job or by staff."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"

@@ -27,7 +27,8 @@ class StudentProfile(CreatedAtMixin, Base):
     college: Mapped[str] = mapped_column(String(100))
     student_number: Mapped[str] = mapped_column(String(32))
     grade: Mapped[str] = mapped_column(String(20))
-    phone: Mapped[str] = mapped_column(String(20))
+    # Asked only at a paper certificate's order (the courier calls it); None for everyone else.
+    phone: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(16), default=ProfileStatus.PENDING)
     # When the student confirmed "this is what will be printed"; after it, changes go
     # through a correction request to staff, never a silent edit.

@@ -170,6 +170,11 @@ DECLARATIONS: tuple[Declaration, ...] = (
                       status=R, errcode=R, errmsg=R, msgid=R, attempts=R, created_at=R, sent_at=R, finished_at=R,
                       updated_at=R),
                 by_openid(), OnErase.DELETE, retention_days=180),
+    Declaration("consents", Subject.STUDENT, "consents given to the privacy notice and to sharing with the school",
+                _cols(user_id=L, purpose=R, notice_version=R, granted=R, at=R), _USER),
+    Declaration("data_requests", Subject.STUDENT, "the student's requests for a copy or for deletion",
+                _cols(user_id=L, kind=R, status=R, requested_at=R, run_after=R, due_at=R, finished_at=R,
+                      handled_by=R, blob_key=R, size_bytes=R, error=R), _USER),
     # -- records that name students, kept by their owner --------------------------------------------
     Declaration("roster_entries", Subject.SCHOOL, "the school's own list of its 心理委员; the school manages it",
                 _cols(school_id=L, student_number=ID, real_name=ID, college=ID, grade=ID, phone=ID)),
@@ -215,6 +220,7 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("quick_replies", Subject.NONE, "staff's reply templates"),
     Declaration("serial_counters", Subject.NONE, "certificate serial numbers"),
     Declaration("wechat_tokens", Subject.NONE, "the account's own WeChat access tokens"),
+    Declaration("privacy_notices", Subject.NONE, "the privacy notice's published versions"),
 )
 
 BY_TABLE = {d.table: d for d in DECLARATIONS}
