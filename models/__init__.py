@@ -8,7 +8,7 @@ from models.certificate import (
                                 CorrectionRequest,
                                 SerialCounter,
 )
-from models.console import AuditEntry, ConsoleAccount, ConsoleInvite, SignInAttempt
+from models.console import AuditEntry, AuditRedaction, ConsoleAccount, ConsoleInvite, SignInAttempt
 from models.course import Course, CourseVersion, Question, Topic
 from models.inbound import InboundEvent
 from models.inbox import AutoReplyRule, Conversation, InboxMessage, QuickReply, StaffReply
@@ -44,6 +44,7 @@ from models.wechat_token import WeChatToken
 __all__ = [
     "Base",
     "AuditEntry",
+    "AuditRedaction",
     "AutoReplyRule",
     "Certificate",
     "CertificateEvent",

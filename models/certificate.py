@@ -13,6 +13,10 @@ from models.status import CertificateExportStatus, CertificateStatus, Correction
 LIVE = "status = 'valid'"
 
 
+# A certificate whose holder erased their data keeps its serial, course, score and date, and no
+# signature: it signed the name, so the public key would let anyone test guessed names against it.
+ERASED_SIGNATURE = "erased"
+
 class SerialCounter(Base):
     """The last serial number handed out in a year. Incremented under a row lock inside the
     issuing transaction, so serials have no gaps (a rolled-back issue gives its number back)
@@ -56,6 +60,11 @@ class Certificate(Base):
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def holder_erased(self) -> bool:
+        """The holder erased their personal data (handlers/privacy/erase.py): no name, no signature."""
+        return self.signature == ERASED_SIGNATURE
 
     __table_args__ = (
         UniqueConstraint("serial", "version"),

@@ -89,3 +89,16 @@ class AuditEntry(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_audit_entries_subject", "subject_type", "subject_id"),)
+
+
+class AuditRedaction(Base):
+    """Leave to rewrite one audit entry's before/after/note, and the trace of it: the database lets an
+    audit entry change only where a row here names it, and only in those three columns (a student
+    who erased their data is no longer quoted in the log; who did what, when, stays)."""
+
+    __tablename__ = "audit_redactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("audit_entries.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(64))  # e.g. "data_request:12"
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,9 @@ from handlers.learning.quiz import start_attempt
 from handlers.privacy.export import collect, student_of
 from handlers.privacy.registry import students_tables
 from models import (
+    Consent,
     Conversation,
+    DataRequest,
     InboundEvent,
     InboxMessage,
     PaymentFlag,
@@ -49,6 +51,8 @@ def everything(shop) -> int:  # type: ignore[no-untyped-def]
             PushDelivery(account_id=staff_id, openid="o_cert_0", school_id=order.school_id, kind="digest",
                          template_id="t", client_msg_id="c1", payload={"name": "林小满一"}),
             PaymentFlag(reason="wrong_amount", key="wrong_amount:x", order_id=order.id, detail={}),
+            Consent(user_id=user_id, purpose="notice", notice_version=1, granted=True, at=now),
+            DataRequest(user_id=user_id, kind="copy", status="done", run_after=now, due_at=now, finished_at=now),
         ])
         session.commit()
     return user_id

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 import certs
 from handlers.certificates.claims import payload_of
+from handlers.privacy.masking import mask_name, mask_number
 from models import (
     Certificate,
 )
@@ -26,9 +27,13 @@ class Verification:
 
     @property
     def verdict(self) -> str:
-        """What the public page says: invalid (the signature really fails: the only red
+        """What the public page says: erased (genuine; its holder erased their personal data), invalid (the signature really fails: the only red
         "forgery" verdict), valid, corrected (a genuine earlier version: the newest one
         counts), or revoked (this version, or the serial's newest, was revoked)."""
+        if self.certificate.holder_erased:
+            # Our own record vouches for it (there is no signature left to check): genuine, no name.
+            return "erased" if self.status == CertificateStatus.VALID else (
+                "corrected" if self.status == CertificateStatus.SUPERSEDED else "revoked")
         if not self.signature_ok:
             return "invalid"
         if self.status == CertificateStatus.VALID:
@@ -38,29 +43,14 @@ class Verification:
         return "revoked"
 
 
-def mask_name(name: str) -> str:
-    """张三 → 张*, 林小满 → 林*满, Latin names keep their first letter."""
-    if len(name) <= 1:
-        return "*"
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
-
-
-def mask_number(number: str) -> str:
-    """2024018 → 20***18: enough to recognise, not enough to reuse."""
-    if len(number) <= 4:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
-
-
 def verify(session: Session, token: str, public_keys: dict[str, bytes]) -> Verification | None:
     """What the public verify page shows for a token; None when no certificate has it."""
     certificate = session.scalar(select(Certificate).where(Certificate.verify_token == token))
     if certificate is None:
         return None
     key = public_keys.get(certs.signature_key_id(certificate.signature) or "")
-    signature_ok = key is not None and certs.verify(payload_of(certificate), certificate.signature, key)
+    signature_ok = (not certificate.holder_erased and key is not None
+                    and certs.verify(payload_of(certificate), certificate.signature, key))
     newest = newest_status = None
     if certificate.status == CertificateStatus.SUPERSEDED:
         row = session.execute(select(Certificate.verify_token, Certificate.status).where(

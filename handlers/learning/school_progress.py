@@ -246,7 +246,9 @@ def rebuild_progress(session: Session, school_id: int | None = None, batch: int 
     (the deploy backfill; a repair). Returns the number of rows. Three queries per `batch`
     enrollments: a job or the CLI, not a request."""
     progress_t = StudentProgress.__table__
-    query = delete(progress_t)
+    # Rows whose profile is gone (the student erased their data) cannot be rebuilt from a profile:
+    # they stay as they are, anonymous.
+    query = delete(progress_t).where(progress_t.c.profile_id.is_not(None))
     if school_id is not None:
         query = query.where(progress_t.c.school_id == school_id)
     session.execute(query)
@@ -345,10 +347,13 @@ def recount(session: Session, school_id: int | None = None) -> int:
             running += counts.get(k, 0)
             totals[(school, course, f"topic.{k}")] = running
     c = Certificate
+    # The school from the progress row, not the profile: a student who erased their data has no
+    # profile left, and their certificate still counts where it was counted.
     for school, course, channel, paper, n in session.execute(scoped(
-            select(p.school_id, c.course_id, c.channel, c.paper_status, func.count())
-            .join(p, p.user_id == c.user_id).where(c.status == CertificateStatus.VALID)
-            .group_by(p.school_id, c.course_id, c.channel, c.paper_status), p.school_id)):
+            select(sp.school_id, c.course_id, c.channel, c.paper_status, func.count())
+            .join(sp, (sp.user_id == c.user_id) & (sp.course_id == c.course_id))
+            .where(c.status == CertificateStatus.VALID)
+            .group_by(sp.school_id, c.course_id, c.channel, c.paper_status), sp.school_id)):
         totals[(school, course, cert_key(channel, paper))] += n
     rows += [{"school_id": s, "course_id": co, "name": name, "value": v} for (s, co, name), v in totals.items() if v]
     for start in range(0, len(rows), 5000):

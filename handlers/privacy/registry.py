@@ -195,6 +195,7 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 "who did what in the console (accountability); a deleted student's values are redacted",
                 _cols(at=R, account_id=L, actor=R, action=R, subject_type=R, subject_id=L, school_id=L, before=C,
                       after=C, note=C)),
+    Declaration("audit_redactions", Subject.STAFF, "which audit entries were redacted, when and why"),
     Declaration("jobs", Subject.NONE, "background work; finished jobs' payloads may name a user",
                 _cols(kind=R, payload=C, status=R, attempts=R, max_attempts=R, run_after=R, lease_until=R,
                       claim_token=R, claimed_by=R, enqueued_at=R, last_error=R, finished_at=R, dedup_key=R,
