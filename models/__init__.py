@@ -23,9 +23,9 @@ from models.school_stats import SchoolStat, StudentExport, StudentProgress
 from models.status import (
                                 CertificateExportStatus,
                                 CertificateStatus,
-                                DataRequestStatus,
                                 ConversationStatus,
                                 CorrectionStatus,
+                                DataRequestStatus,
                                 JobStatus,
                                 OrderStatus,
                                 PaperStatus,

@@ -112,7 +112,8 @@ def test_no_text_anywhere_names_the_student_after_erasure(erased, graduates) -> 
     with get_database(app).sessions() as session:
         user = session.get(User, erased["user_id"])
         assert user is not None and user.openid.startswith("erased:") and user.signed_out_at is not None
-        assert session.scalar(select(ConsoleAccount.wechat_user_id).where(ConsoleAccount.id == erased["admin"])) is None
+        admin = session.get(ConsoleAccount, erased["admin"])
+        assert admin is not None and admin.wechat_user_id is None
         # Other students are untouched.
         assert session.scalar(select(StudentProfile.real_name).where(StudentProfile.user_id == graduates[1])) == "林小满二"
     for key in erased["keys"]:
