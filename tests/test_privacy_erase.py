@@ -115,7 +115,8 @@ def test_no_text_anywhere_names_the_student_after_erasure(erased, graduates) -> 
         admin = session.get(ConsoleAccount, erased["admin"])
         assert admin is not None and admin.wechat_user_id is None
         # Other students are untouched.
-        assert session.scalar(select(StudentProfile.real_name).where(StudentProfile.user_id == graduates[1])) == "林小满二"
+        other = session.scalar(select(StudentProfile.real_name).where(StudentProfile.user_id == graduates[1]))
+        assert other == "林小满二"
     for key in erased["keys"]:
         with pytest.raises(BlobError):
             get_blob_store(app).get(key)

@@ -28,8 +28,9 @@ class Verification:
     @property
     def verdict(self) -> str:
         """What the public page says: erased (genuine; its holder erased their personal data),
-        invalid (the signature really fails: the only red "forgery" verdict), valid, corrected (a genuine earlier version: the newest one
-        counts), or revoked (this version, or the serial's newest, was revoked)."""
+        invalid (the signature really fails: the only red "forgery" verdict), valid, corrected (a
+        genuine earlier version: the newest one counts), or revoked (this version, or the serial's
+        newest, was revoked)."""
         if self.certificate.holder_erased:
             # Our own record vouches for it (there is no signature left to check): genuine, no name.
             return "erased" if self.status == CertificateStatus.VALID else (
