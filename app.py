@@ -27,6 +27,7 @@ from web import (
     media,
     ops,
     payments,
+    privacy,
     static_files,
     training,
 )
@@ -40,6 +41,7 @@ from web.console import inbox as console_inbox
 from web.console import jobs as console_jobs
 from web.console import lectures as console_lectures
 from web.console import payments as console_payments
+from web.console import privacy as console_privacy
 from web.console import pushes as console_pushes
 from web.console import roster as console_roster
 from web.console import school as console_school
@@ -77,6 +79,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     fast_heartbeat.init_app(app)
     app.register_blueprint(certificates.bp)
     app.register_blueprint(payments.bp)
+    app.register_blueprint(privacy.bp)
+    for name in (training.bp.name, certificates.bp.name):  # the pages that use what was consented to
+        app.before_request_funcs.setdefault(name, []).append(privacy.consent_gate)
     console.init_app(app)
     console_accounts.init_app(app)
     console_payments.init_app(app)
@@ -89,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console_lectures.init_app(app)
     console_audit.init_app(app)
     console_jobs.init_app(app)
+    console_privacy.init_app(app)
     console_inbox.init_app(app)
     console_auto_replies.init_app(app)
     console_school.init_app(app)

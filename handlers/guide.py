@@ -67,5 +67,9 @@ def _answer(text: str, name: str) -> Handler:
 
 about = _answer(ABOUT, "about")
 guide = _answer(GUIDE, "guide")
-faq = _answer(FAQ, "faq")
+def faq(public_url: str) -> Handler:
+    """The FAQ, ending with the privacy notice's link (the notice is promised from the menu's FAQ)."""
+    link = public_url.rstrip("/") + "/h5/privacy"
+    return _answer(FAQ + f'\n· 个人信息如何保存和使用？请看<a href="{link}">《隐私政策》</a>；'
+                   "在「我的数据」中可以下载副本或注销。", "faq")
 contact_staff = _answer(CONTACT_STAFF, "contact_staff")

@@ -1,63 +1,15 @@
-"""Housekeeping: pruning records that have served their purpose (old dedup rows, finished jobs, export files)."""
+"""Housekeeping: deleting blobs no row points at (retention of rows and their files: handlers/privacy/retention.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from blobstore import BlobStore
-from models import (
-    CertificateExport,
-    CertificateFile,
-    InboundEvent,
-    Job,
-    RosterFile,
-    StudentExport,
-    VideoUpload,
-    VideoVersion,
-)
-from models.status import CertificateExportStatus, JobStatus, StudentExportStatus, VideoStatus
-
-# WeChat retries within seconds; a week of dedup rows also answers "what did we reply?"
-INBOUND_EVENT_RETENTION = timedelta(days=7)
-
-
-def prune_inbound_events(session: Session, retention: timedelta = INBOUND_EVENT_RETENTION, *, now: datetime) -> int:
-    cutoff = now - retention
-    result = session.execute(delete(InboundEvent).where(InboundEvent.received_at < cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-# Finished jobs stay a month for "what happened?"; failed ones stay until staff act on them.
-DONE_JOB_RETENTION = timedelta(days=30)
-
-
-def prune_done_jobs(session: Session, retention: timedelta = DONE_JOB_RETENTION, *, now: datetime) -> int:
-    cutoff = now - retention
-    result = session.execute(delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-# Export files hold personal data (names, student numbers, phones): they are fetched right after
-# they are built, so a week is ample; the row stays (who exported what, when) as "expired".
-EXPORT_RETENTION = timedelta(days=7)
-
-
-def prune_exports(session: Session, blobs: BlobStore, now: datetime, retention: timedelta = EXPORT_RETENTION) -> int:
-    """Delete finished export files older than `retention` and mark their rows expired (flush only)."""
-    removed = 0
-    for model, status in ((StudentExport, StudentExportStatus), (CertificateExport, CertificateExportStatus)):
-        for export in session.scalars(select(model).where(
-                model.status == status.DONE, model.finished_at < now - retention)):
-            if export.blob_key:
-                blobs.delete(export.blob_key)
-            export.status, export.file_name, export.blob_key = status.EXPIRED, None, None
-            removed += 1
-    session.flush()
-    return removed
-
+from models import CertificateExport, CertificateFile, DataRequest, RosterFile, StudentExport, VideoUpload, VideoVersion
+from models.status import VideoStatus
 
 # A blob younger than this is never an orphan: its row may be in a transaction not committed yet
 # (a certificate being issued, an upload being queued). Older and pointed at by no row, it is one:
@@ -69,6 +21,7 @@ BLOB_OWNERS = (
     ("rosters/", RosterFile.blob_key),
     ("exports/certificates/", CertificateExport.blob_key),
     ("exports/students/", StudentExport.blob_key),
+    ("privacy/copies/", DataRequest.blob_key),
 )
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import RateEvent
 
-# Events outlive the longest window any limit uses.
-RETENTION = timedelta(days=1)
+# Old events are deleted by the retention sweep (handlers/privacy/registry.py: rate_events), after
+# a day: longer than the longest window any limit uses.
 
 
 def key_of(*parts: object) -> str:
@@ -28,8 +28,3 @@ def allow(session: Session, bucket: str, key: str, now: datetime, limit: int, wi
     session.add(RateEvent(bucket=bucket, key=key, at=now))
     session.flush()
     return True
-
-
-def prune(session: Session, now: datetime) -> int:
-    result = session.execute(delete(RateEvent).where(RateEvent.at < now - RETENTION))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from handlers.outbox import record_job
 from handlers.payments import notifications
+from handlers.privacy.requests import has_due_erasures
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,12 @@ class Periodic:
 
 
 PERIODIC: tuple[Periodic, ...] = (
-    Periodic("housekeeping.prune_inbound_events", "17 3 * * *", "day"),
-    Periodic("housekeeping.prune_done_jobs", "37 3 * * *", "day"),
-    Periodic("housekeeping.prune_rate_events", "47 * * * *", "hour"),
-    Periodic("housekeeping.prune_exports", "27 4 * * *", "day"),
+    # Retention of personal data (handlers/privacy/registry.py), at 03:23 China time: the quietest
+    # hour of a student platform, so a large day of deletes meets little traffic.
+    Periodic("privacy.retention_sweep", "23 19 * * *", "day"),
     Periodic("housekeeping.sweep_orphan_blobs", "43 4 * * *", "day"),
+    # Erasures whose 7-day cooling-off is over, hourly: each becomes its own job (and transaction).
+    Periodic("privacy.schedule_erasures", "13 * * * *", "hour", needed=has_due_erasures),
     Periodic("payments.reconcile", "* * * * *", "minute", needed=notifications.has_unsettled_orders),
     # Pass and approval notices every 10 minutes, a minute after each window closes (so changes
     # committed just after it still count); yesterday's digest at 09:05 China time.

@@ -274,3 +274,33 @@ def site(app: Flask, client):  # type: ignore[no-untyped-def]
         ids = {"school": school.id, "student": student.id, "other": other.id}
     sign_in(client, ids["student"], "o_h5")
     return ids
+
+
+@pytest.fixture(autouse=True)
+def _students_consent(request):  # type: ignore[no-untyped-def]
+    """A profile made by a fixture comes with the two consents, as the profile form records them
+    beside it (web/training.py): tests of other features then meet no consent page. Tests of
+    consent itself mark themselves `no_auto_consent`."""
+    if request.node.get_closest_marker("no_auto_consent"):
+        yield
+        return
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from handlers.privacy import consent
+    from models import Consent, StudentProfile
+
+    version = consent.current_notice().version
+
+    def consent_with_profile(session, flush_context) -> None:  # type: ignore[no-untyped-def]
+        users = [obj.user_id for obj in session.new if isinstance(obj, StudentProfile)]
+        if users:
+            session.execute(Consent.__table__.insert(), [
+                {"user_id": u, "purpose": p, "notice_version": version, "granted": True, "at": utcnow()}
+                for u in users for p in consent.PURPOSES])
+
+    event.listen(Session, "after_flush", consent_with_profile)
+    try:
+        yield
+    finally:
+        event.remove(Session, "after_flush", consent_with_profile)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -83,3 +84,14 @@ def csrf(client: FlaskClient) -> str:
     """The signed-in client's current CSRF token (read from the session cookie)."""
     with client.session_transaction() as session:
         return str(session["csrf"])
+
+
+def search(client: FlaskClient, path: str, term: str, **fields: str) -> str:
+    """A console search as its page makes it: the box posts the term, and the list answers a GET
+    whose URL carries a handle, never the term (web/console/searches.py). Returns that list."""
+    response = client.post(path, data={"csrf_token": csrf(client), "q": term, **fields})
+    assert response.status_code == 302, response.status_code
+    location = response.headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert "q" not in query and term not in sum(query.values(), []), location
+    return client.get(location).get_data(as_text=True)

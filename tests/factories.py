@@ -133,7 +133,7 @@ def sign_in(client, user_id: int, openid: str) -> None:  # type: ignore[no-untyp
 
 def verify(client, school_id: int) -> None:  # type: ignore[no-untyped-def]
     fields = dict(school_id=str(school_id), real_name="钱七", college="心理学院", student_number="H5001",
-                  grade="2024级", phone="13700000000", csrf_token=CSRF)
+                  grade="2024级", agree_notice="1", agree_sharing="1", csrf_token=CSRF)
     preview = client.post("/h5/profile", data={**fields, "step": "preview"})
     assert "请核对证书信息" in preview.get_data(as_text=True)
     done = client.post("/h5/profile", data={**fields, "step": "confirm"})

@@ -96,7 +96,7 @@ def test_reject_needs_a_reason_the_student_then_sees_and_can_resubmit(app, clien
     assert "原因：学号与学籍系统不符，请核对" in student.get("/h5/").get_data(as_text=True)
     assert "上次提交未通过：学号与学籍系统不符，请核对" in student.get("/h5/profile").get_data(as_text=True)
     fields = dict(school_id=str(world["school"]), real_name="王五", college="心理学院", student_number="2024013",
-                  grade="2024级", phone="13700000000", csrf_token=CSRF, step="confirm")
+                  grade="2024级", agree_notice="1", agree_sharing="1", csrf_token=CSRF, step="confirm")
     assert student.post("/h5/profile", data=fields).status_code == 302
     assert status_of(app, world["unlisted"]) == ("pending", None, None, None)
     assert "2024013" in client.get("/console/school/approvals").get_data(as_text=True)

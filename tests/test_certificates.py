@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 import certs
 from database import get_database
 from handlers.certificates.claims import allocate_serial, claim
-from handlers.certificates.verify import mask_name, mask_number, verify
+from handlers.certificates.verify import verify
 from handlers.errors import Refused
+from handlers.privacy.masking import mask_name, mask_number
 from models import Certificate, CertificateEvent, Enrollment
 from models.base import utcnow
 from tests.factories import ISSUER, KEYS, TODAY, claim_as

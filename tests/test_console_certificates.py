@@ -8,7 +8,7 @@ from sqlalchemy import select
 from database import get_database
 from jobs.queue import get_queue
 from models import Certificate, CertificateEvent, CorrectionRequest, Job
-from tests.console_helpers import make_staff, sign_in
+from tests.console_helpers import make_staff, search, sign_in
 from tests.factories import ask, audit, claim_as, get_file, staff_client
 
 SCRIPT = '<script>alert("x")</script>'
@@ -24,20 +24,20 @@ def jobs(app: Flask, kind: str) -> list[Job]:
 def test_search_by_name_prefix_student_number_and_serial(app, client, graduates) -> None:  # type: ignore[no-untyped-def]
     issued = [claim_as(app, user_id) for user_id in graduates[:3]]
     staff_client(app, client)
-    by_prefix = client.get("/console/certificates/?q=林小满").get_data(as_text=True)
+    by_prefix = search(client, "/console/certificates/", "林小满")
     assert all(c.serial in by_prefix for c in issued)
-    one = client.get("/console/certificates/?q=林小满二").get_data(as_text=True)
+    one = search(client, "/console/certificates/", "林小满二")
     assert issued[1].serial in one and issued[0].serial not in one
-    by_number = client.get("/console/certificates/?q=C002").get_data(as_text=True)
+    by_number = search(client, "/console/certificates/", "C002")
     assert issued[2].serial in by_number and issued[1].serial not in by_number
     # A serial typed in lower case and without its leading zeros still finds it.
     number = int(issued[0].serial.rsplit("-", 1)[1])
-    by_serial = client.get(f"/console/certificates/?q=xw-{issued[0].issued_on.year}-{number}").get_data(as_text=True)
+    by_serial = search(client, "/console/certificates/", f"xw-{issued[0].issued_on.year}-{number}")
     assert issued[0].serial in by_serial and issued[1].serial not in by_serial
-    nothing = client.get("/console/certificates/?q=小满").get_data(as_text=True)  # not a prefix
+    nothing = search(client, "/console/certificates/", "小满")  # not a prefix
     assert "没有找到匹配的证书" in nothing
     # Wildcards are text, not patterns.
-    assert "没有找到匹配的证书" in client.get("/console/certificates/?q=%25").get_data(as_text=True)
+    assert "没有找到匹配的证书" in search(client, "/console/certificates/", "%")
 
 
 def test_approving_a_correction_issues_version_two_audits_and_tells_the_student(  # type: ignore[no-untyped-def]

@@ -56,12 +56,15 @@ def test_every_student_page_on_a_phone(app, live_server, phone, tmp_path: Path) 
     phone.get_by_role("button", name="下一步：核对证书信息").click()  # the browser's own required-field check
     phone.locator("select[name=school_id]").select_option(label="毫末示范大学")
     for name, value in (("real_name", "林小满"), ("college", "心理学院"), ("student_number", "2024018"),
-                        ("grade", "2024级"), ("phone", "1381234")):
+                        ("grade", "2024级")):
         phone.locator(f"input[name={name}]").fill(value)
+    # The consents are never ticked for the student: left alone, the form says why it needs them.
+    assert not phone.locator("#agree_notice").is_checked() and not phone.locator("#agree_sharing").is_checked()
     phone.get_by_role("button", name="下一步：核对证书信息").click()
-    phone.get_by_text("请填写 11 位手机号").wait_for()
+    phone.get_by_text("请阅读并勾选同意《隐私政策》").wait_for()
     _screen(phone, "02-profile-error")
-    phone.locator("input[name=phone]").fill("13812345678")
+    phone.locator("#agree_notice").check()
+    phone.locator("#agree_sharing").check()
     phone.get_by_role("button", name="下一步：核对证书信息").click()
     phone.get_by_text("请核对证书信息").wait_for()
     _screen(phone, "03-profile-confirm")

@@ -1,6 +1,5 @@
-"""Housekeeping: export files do not outlive their week (their rows stay as a record), and blobs no row
-points at (a rolled-back issue, a re-rendered certificate, a half-written upload) are swept, on both
-blob store backends."""
+"""Housekeeping: blobs no row points at (a rolled-back issue, a re-rendered certificate, a half-written
+upload) are swept, on both blob store backends. Export files' week: tests/test_privacy_retention.py."""
 from __future__ import annotations
 
 import os
@@ -14,38 +13,11 @@ from sqlalchemy import delete, select
 from blobstore import LocalStore, S3Store
 from database import get_database
 from handlers.certificates.claims import store_rendering
-from handlers.housekeeping import ORPHAN_GRACE, prune_exports, sweep_orphan_blobs
-from models import Certificate, CertificateFile, Course, RosterFile, RosterUpload, School, StudentExport
+from handlers.housekeeping import ORPHAN_GRACE, sweep_orphan_blobs
+from models import Certificate, CertificateFile, RosterFile, RosterUpload, School
 from models.base import utcnow
 from tests.factories import claim_as
 from web.blobs import get_blob_store
-
-
-def test_old_export_files_are_deleted_and_marked_expired(app) -> None:  # type: ignore[no-untyped-def]
-    now, blobs = utcnow(), get_blob_store(app)
-    with get_database(app).sessions() as session:
-        school, course = School(name="导出大学"), Course(code="c", current_version=0)
-        session.add_all([school, course])
-        session.flush()
-        rows = []
-        for name, age in (("old.csv", 8), ("new.csv", 1)):
-            key = f"exports/students/{name}"
-            blobs.put(key, "姓名,学号\n".encode())
-            rows.append(StudentExport(school_id=school.id, course_id=course.id, requested_by="school_admin:1",
-                                      file_format="csv", status="done", file_name=name, blob_key=key,
-                                      finished_at=now - timedelta(days=age)))
-        running = StudentExport(school_id=school.id, course_id=course.id, requested_by="school_admin:1",
-                                file_format="csv", status="running", file_name=None)
-        session.add_all([*rows, running])
-        session.commit()
-        assert prune_exports(session, blobs, now) == 1
-        session.commit()
-        assert blobs.size("exports/students/old.csv") is None
-        assert blobs.get("exports/students/new.csv") == "姓名,学号\n".encode()
-        assert [(r.status, r.file_name, r.blob_key) for r in rows] == [
-            ("expired", None, None), ("done", "new.csv", "exports/students/new.csv")]
-        assert running.status == "running"
-        assert prune_exports(session, blobs, now) == 0  # a second run finds nothing
 
 
 @pytest.fixture(params=["file", "s3"])

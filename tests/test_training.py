@@ -20,7 +20,7 @@ def test_profile_preview_shows_what_is_printed_then_locks(client, site) -> None:
     home = client.get("/h5/").get_data(as_text=True)
     assert "完善个人信息" in home
     fields = dict(school_id=str(site["school"]), real_name="钱七", college="心理学院", student_number="h5001",
-                  grade="2024级", phone="13700000000", csrf_token=CSRF, step="preview")
+                  grade="2024级", agree_notice="1", agree_sharing="1", csrf_token=CSRF, step="preview")
     page = client.post("/h5/profile", data=fields).get_data(as_text=True)
     assert re.search(r'学号</label>\s*<span class="weui-form-preview__value">H5001</span>', page) and "测试大学" in page
     verify(client, site["school"])
@@ -32,8 +32,10 @@ def test_profile_preview_shows_what_is_printed_then_locks(client, site) -> None:
 def test_profile_errors_and_csrf(client, site) -> None:  # type: ignore[no-untyped-def]
     bad = client.post("/h5/profile", data=dict(school_id=str(site["school"]), real_name="<script>x</script>",
                                                college="心理学院", student_number="H5001", grade="2024级",
-                                               phone="123", csrf_token=CSRF, step="preview")).get_data(as_text=True)
-    assert "请填写真实姓名" in bad and "请填写 11 位手机号" in bad and "<script>x" not in bad
+                                               csrf_token=CSRF, step="preview")).get_data(as_text=True)
+    assert "请填写真实姓名" in bad and "<script>x" not in bad
+    assert "手机" not in bad.split("不需要填写手机号")[0]  # the phone is asked at a paper order, not here
+    assert "请阅读并勾选同意《隐私政策》" in bad  # the boxes were left unticked
     assert client.post("/h5/profile", data=dict(step="confirm")).status_code == 400  # no CSRF token
 
 

@@ -87,7 +87,8 @@ def test_text_is_stored_for_staff_and_acknowledged(client, wechat: WeChatSide, d
 
 
 @pytest.mark.parametrize(
-    "key,expect", [("MY_CERTIFICATE", "还没有你的学习记录"), ("FAQ", "常见问题"), ("GUIDE", "操作指南")]
+    "key,expect", [("MY_CERTIFICATE", "还没有你的学习记录"), ("FAQ", "常见问题"), ("FAQ", "/h5/privacy\">《隐私政策》"),
+                   ("GUIDE", "操作指南")]
 )
 def test_menu_clicks_answer(client, wechat: WeChatSide, key: str, expect: str) -> None:
     resp = post(client, wechat.deliver(wechat.event("o_c", "CLICK", key)))

@@ -16,7 +16,7 @@ from handlers.certificates import claims, corrections
 from handlers.certificates import verify as certificate_verify
 from handlers.errors import Refused
 from handlers.payments import orders as payment_orders
-from models import Certificate, CorrectionRequest, Course
+from models import Certificate, CorrectionRequest, Course, StudentProfile
 from web.auth import csrf_ok, current_user_id, login_required
 from web.blobs import download as blob_download
 from web.blobs import get_blob_store
@@ -104,7 +104,11 @@ def _paper(certificate: Certificate) -> dict[str, Any]:
     course = session.get(Course, certificate.course_id)
     fee, postage = payment_orders.price_for(paper_prices(current_app.config), course.code if course else "*")
     orders = payment_orders.orders_of(session, certificate.user_id, certificate.id)
-    return {"paper_price": payment_orders.yuan(fee + postage), "paper_fee": payment_orders.yuan(fee),
+    # The courier's phone: the last one given at an order, else one an older profile holds.
+    phone = next((o.recipient_phone for o in orders if o.recipient_phone), None) or session.scalar(
+        select(StudentProfile.phone).where(StudentProfile.user_id == certificate.user_id))
+    return {"profile_phone": phone, "paper_price": payment_orders.yuan(fee + postage),
+            "paper_fee": payment_orders.yuan(fee),
             "paper_postage": payment_orders.yuan(postage), "paper_order": orders[0] if orders else None,
             "order_labels": payment_orders.STATUS_LABELS}
 

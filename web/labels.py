@@ -1,4 +1,4 @@
-"""What people read instead of codes: China time, actors, and the template filters for both."""
+"""What people read instead of codes: China time, actors, masked personal data, and the template filters for them."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 
 from handlers import china_time
+from handlers.privacy.masking import mask_number, mask_phone
 
 # Who did something, as the records store it ("student:12", "staff:wang", "wechatpay:notify").
 ACTOR_KINDS = {"student": "学生", "staff": "工作人员", "school": "学校管理员", "admin": "平台管理员",
@@ -49,6 +50,7 @@ AUDIT_ACTIONS = {
     "payments.print": "打印纸质证书",
     "payments.refund": "退款",
     "payments.ship": "登记发货",
+    "privacy.reveal": "查看完整信息",
     "pushes.bind": "绑定推送微信",
     "pushes.bind_link": "生成绑定链接",
     "pushes.unbind": "解除推送绑定",
@@ -58,6 +60,7 @@ AUDIT_ACTIONS = {
     "roster.upload": "上传花名册",
     "school.create": "新增学校",
     "school.students_export": "导出学生名单",
+    "school.students_export_download": "下载学生名单",
     "school.update": "修改学校信息",
 }
 SUBJECT_TYPES = {
@@ -73,6 +76,7 @@ SUBJECT_TYPES = {
     "quick_reply": "快捷回复",
     "job": "任务",
     "roster_upload": "花名册",
+    "student_export": "学生名单导出",
 }
 # Field names in before/after records, as staff read them.
 FIELDS = {
@@ -170,5 +174,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(actor, "actor")
     app.add_template_filter(long_date, "long_date")
     app.add_template_filter(audit_action, "audit_action")
+    # Lists and pages show these masked; the full values only on an audited request (handlers.privacy.masking).
+    app.add_template_filter(mask_number, "mask_number")
+    app.add_template_filter(mask_phone, "mask_phone")
     app.add_template_global(changes, "changes")
     app.add_template_global(subject, "audit_subject")

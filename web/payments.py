@@ -55,7 +55,7 @@ def pay(certificate_id: int) -> Response:
     session, cfg = get_session(), current_app.config
     try:
         order = orders.open_order(session, current_user_id(), certificate_id, paper_prices(cfg),  # type: ignore[arg-type]
-                                  now(), int(cfg["PAY_ORDER_TIMEOUT_SECONDS"]))
+                                  now(), int(cfg["PAY_ORDER_TIMEOUT_SECONDS"]), phone=request.form.get("phone"))
     except Refused as refusal:
         return _refusal(refusal)  # answered, not raised: an expired order's query job is kept
     commit_early()

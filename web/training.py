@@ -13,6 +13,7 @@ from handlers.catalog.loader import list_courses
 from handlers.errors import Refused
 from handlers.learning import enrolment, quiz, watching
 from handlers.lectures import delivery
+from handlers.privacy import consent
 from models import Course, Enrollment, QuizAttempt, School, VideoVersion, WatchSession
 from models.base import DB_INT_MAX
 from web import fast_heartbeat, lectures
@@ -87,7 +88,14 @@ def _profile_page(form: Any, errors: dict[str, str]) -> Any:
     existing = identity.profile_of(session, current_user_id())  # type: ignore[arg-type]
     schools = list(session.scalars(select(School).order_by(School.name)))
     return render_template("h5/profile.html", schools=schools, form=form or existing, errors=errors,
-                           rejected=existing if existing is not None and existing.status == "rejected" else None)
+                           rejected=existing if existing is not None and existing.status == "rejected" else None,
+                           notice=consent.current_notice())
+
+
+def _consent_errors() -> dict[str, str]:
+    """The two boxes beside the form (never ticked for the student): both are needed to be verified
+    through the school; each missing one says why."""
+    return consent.check_ticked(request.form.get("agree_notice") == "1", request.form.get("agree_sharing") == "1")
 
 
 def _profile_refused(refusal: Refused) -> Any:
@@ -114,10 +122,14 @@ def profile() -> Any:
     _require_csrf()
     session = get_session()
     form = _profile_form()
-    errors = identity.check(session, form)
     step = request.form.get("step")
+    errors = identity.check(session, form)
+    if step != "edit":
+        errors |= _consent_errors()
     if not errors and step == "confirm":
         identity.submit_profile(session, current_user_id(), form, now=now())  # type: ignore[arg-type]
+        # In the same transaction as the profile: no profile without the consents it rests on.
+        consent.give(session, current_user_id(), (consent.NOTICE, consent.SCHOOL_SHARING), now())  # type: ignore[arg-type]
         return redirect(url_for("training.home"))
     if not errors and step == "preview":
         return render_template("h5/profile_confirm.html", form=form, printed=identity.printed_fields(session, form))

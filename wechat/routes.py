@@ -19,7 +19,7 @@ def build_router(public_url: str = "http://127.0.0.1:5000") -> Router:
         router.on_message(media, student.receive_media)
     router.on_click("ABOUT", guide.about)
     router.on_click("GUIDE", guide.guide)
-    router.on_click("FAQ", guide.faq)
+    router.on_click("FAQ", guide.faq(public_url))
     router.on_click("CONTACT_STAFF", guide.contact_staff)
     for key in guide.H5_ENTRIES:
         router.on_click(key, guide.h5_entry(public_url, key))

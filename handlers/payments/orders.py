@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from handlers.accounts.identity import PHONE, clean
 from handlers.errors import Refused
 from handlers.outbox import record_job
 from handlers.payments.flags import record_flag
@@ -131,10 +132,20 @@ def open_order_of(session: Session, certificate_id: int) -> CertificateOrder | N
         CertificateOrder.certificate_id == certificate_id, CertificateOrder.status.notin_(FINAL)))
 
 
+def courier_phone(raw: str | None, profile_phone: str | None) -> str:
+    """The phone the courier calls: the one the student types at the order (asked only here), else
+    one an older profile holds; refused when neither is a mobile number."""
+    phone = clean(raw or "").replace(" ", "").replace("-", "").removeprefix("+86") or (profile_phone or "")
+    if not PHONE.match(phone):
+        raise Refused("no_phone", "请填写 11 位手机号：快递员送达学校时联系你，仅用于本次邮寄。")
+    return phone
+
+
 def open_order(session: Session, user_id: int, certificate_id: int, prices: Mapping[str, tuple[int, int]],
-               now: datetime, timeout_seconds: int) -> CertificateOrder:
+               now: datetime, timeout_seconds: int, phone: str | None = None) -> CertificateOrder:
     """The student's order for the paper copy: the open one if there is one (a double tap
-    pays once), else a new one at the course's price, addressed to the school."""
+    pays once), else a new one at the course's price, addressed to the school. `phone` is the
+    courier's number, typed at the order (an unpaid open order takes the newest one)."""
     certificate = session.scalar(select(Certificate).where(
         Certificate.id == certificate_id, Certificate.user_id == user_id, Certificate.status == CertificateStatus.VALID)
         .with_for_update())
@@ -142,10 +153,13 @@ def open_order(session: Session, user_id: int, certificate_id: int, prices: Mapp
         raise Refused("no_certificate", "证书不存在。")
     if certificate.channel not in PAPER_CHANNELS:
         raise Refused("electronic", "电子版证书由学校支付，无需付款。")
+    profile = session.scalar(select(StudentProfile).where(StudentProfile.user_id == user_id))
+    recipient_phone = courier_phone(phone, profile.phone if profile is not None else None)
     existing = open_order_of(session, certificate.id)
     if existing is not None:
         if existing.status in PAID:
             raise Refused("paid", "纸质证书已支付。")
+        existing.recipient_phone = recipient_phone
         if existing.expires_at <= now:
             # Whether it was paid at the last second is WeChat Pay's to say: the query job
             # answers within a minute, then a new order can open.
@@ -156,7 +170,6 @@ def open_order(session: Session, user_id: int, certificate_id: int, prices: Mapp
     if certificate.paper_status != PaperStatus.AWAITING_PAYMENT:
         raise Refused("paid", f"纸质证书已支付，如需更改，{STAFF_PATH}。")
     user = session.get(User, user_id)
-    profile = session.scalar(select(StudentProfile).where(StudentProfile.user_id == user_id))
     course = session.get(Course, certificate.course_id)
     if user is None or profile is None or course is None:
         raise Refused("no_profile", "请先完善个人信息。")
@@ -168,7 +181,7 @@ def open_order(session: Session, user_id: int, certificate_id: int, prices: Mapp
         status=OrderStatus.CREATED, fee_fen=fee, postage_fen=postage, total_fen=fee + postage,
         description=f"纸质证书 {certificate.serial}"[:120], payer_openid=user.openid,
         expires_at=now + timedelta(seconds=timeout_seconds), recipient_name=profile.real_name,
-        recipient_phone=profile.phone, mail_address=school.address, paper_status_before=certificate.paper_status,
+        recipient_phone=recipient_phone, mail_address=school.address, paper_status_before=certificate.paper_status,
         created_at=now, updated_at=now,
     )
     session.add(order)

@@ -1,10 +1,4 @@
-"""Masked personal data (names, student numbers, phones) and the audit entry of each on-purpose look at the full values.
-
-Lists and pages show a student's number and phone masked; the full values are one deliberate
-request away (a console's "显示完整信息"), and each such request is an audit entry saying who looked
-at whom, when, and at which fields. The entry never holds the values themselves: the audit log
-would otherwise become one more copy of the data it accounts for.
-"""
+"""Masked names, student numbers and phones, and the audit entry of each on-purpose look at the full values."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,6 +7,11 @@ from sqlalchemy.orm import Session
 
 from handlers.audit import Actor, record_audit
 from models import AuditEntry
+
+# Lists and pages show a student's number and phone masked; the full values are one deliberate
+# request away (a console's 显示完整信息), and each such request is an audit entry saying who looked
+# at whom, when, and at which fields. The entry never holds the values themselves: the audit log
+# would otherwise become one more copy of the data it accounts for.
 
 REVEAL = "privacy.reveal"
 # The revealable fields, as the audit entry's note names them (staff read the note in the console).

@@ -14,6 +14,11 @@ Kinds of column in a student's table:
 - LINK: a key to the student or their rows (user_id, certificate_id). In the copy; kept, so the
   anonymous rows still count, pointing at a user row that no longer names anyone.
 - RECORD: facts without identity (scores, times, states, amounts). In the copy; kept.
+
+Retention (`retention.py` sweeps daily): a declaration with `retention_days` names the column whose
+age counts (`aged_by`), which rows it applies to (`retention_where`, else all) and what becomes of an
+expired row (`on_expiry`): deleted, or, for a row that records a file, the file deleted and the row
+kept as "expired".
 """
 from __future__ import annotations
 
@@ -21,9 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Select, Table, select
+from sqlalchemy import ColumnElement, Select, Table, exists, select
 
 from models import Base
+from models.status import (
+    CertificateExportStatus,
+    DataRequestStatus,
+    JobStatus,
+    ProfileStatus,
+    StudentExportStatus,
+)
 
 
 class Kind(StrEnum):
@@ -73,6 +85,14 @@ def through(column: str, parent: str, parent_finder: Finder) -> Finder:
     return find
 
 
+class Expiry(StrEnum):
+    DELETE = "delete"  # the expired rows go, with the files they point at
+    FILE = "file"  # the file at `blob_key` goes; the row stays as a record, status "expired", no key
+
+
+Condition = Callable[[Table], ColumnElement[bool]]
+
+
 @dataclass(frozen=True)
 class Declaration:
     table: str
@@ -84,6 +104,11 @@ class Declaration:
     # Retention of rows whose purpose has passed (handlers/privacy/retention.py), in days; None: kept
     # for as long as the account (or, for SCHOOL and STAFF, as long as their owner keeps them).
     retention_days: int | None = None
+    # The column whose age counts against `retention_days` (a UTC time); required with it.
+    aged_by: str | None = None
+    # Which rows the retention applies to; None: every row once old enough.
+    retention_where: Condition | None = None
+    on_expiry: Expiry = Expiry.DELETE
 
 
 # Short names for the table below: ID names a person, C is content, L a link, R a record.
@@ -95,6 +120,39 @@ def _cols(**kinds: Kind) -> dict[str, Kind]:
     return {"id": L, **kinds}
 
 
+def _status_in(*statuses: str) -> Condition:
+    return lambda table: table.c.status.in_(statuses)
+
+
+def _no_messages_left(table: Table) -> ColumnElement[bool]:
+    """A conversation none of whose messages (the student's, or staff replies) is left."""
+    messages, replies = Base.metadata.tables["inbox_messages"], Base.metadata.tables["staff_replies"]
+    return ~exists().where(messages.c.user_id == table.c.user_id) & ~exists().where(
+        replies.c.conversation_id == table.c.id)
+
+
+def _done_copy(table: Table) -> ColumnElement[bool]:
+    return (table.c.kind == "copy") & (table.c.status == DataRequestStatus.DONE)
+
+
+# Retention periods, and why each:
+# - Unverified profiles (pending, rejected): 180 days after the student last submitted them
+#   (`confirmed_at`; a resubmission after a rejection moves it, `created_at` would not). A claim no
+#   school admin decided in a semester, or a rejection the student did not answer in one, will not
+#   become a certificate; the name and number it holds serve nothing. Verified profiles stay with
+#   the account: certificates are printed from them.
+# - Messages, staff replies: two years (730 days), enough to answer "what did we tell this student"
+#   across a student's time as 心理委员; the conversation goes once none of its messages is left.
+# - WeChat deliveries (dedup): 7 days; WeChat retries within seconds, a week answers "what did we reply".
+# - Pushes to admins: 180 days, a semester of delivery history for the pushes page.
+# - Roster uploads: 180 days; their report lists rejected rows by name and number, and the audit log
+#   keeps the upload's summary (who, when, counts). The row goes with its leftover file.
+# - Exports and a student's copy: the file 7 days after it was built (fetched at once; the row stays).
+# - Finished jobs: 30 days ("what happened?"); failed ones stay until staff act on them.
+# - Console sign-in attempts: 90 days, for looking into a break-in attempt; the lockout reads 15 minutes.
+# - Rate-limit events: 1 day, longer than any window a limit uses (web/: 10 minutes at most).
+
+
 DECLARATIONS: tuple[Declaration, ...] = (
     # -- the student's own ------------------------------------------------------------------------
     Declaration("users", Subject.STUDENT, "the WeChat follower: the openid that ties every row to a person",
@@ -104,7 +162,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("student_profiles", Subject.STUDENT, "identity verification: who the student is, for the certificate",
                 _cols(user_id=L, school_id=L, real_name=ID, college=ID, student_number=ID, grade=ID, phone=ID, status=R,
                       confirmed_at=R, verified_at=R, verified_via=R, reviewed_by=R, reject_reason=C, created_at=R),
-                _USER, OnErase.DELETE),
+                _USER, OnErase.DELETE, retention_days=180, aged_by="confirmed_at",
+                retention_where=_status_in(ProfileStatus.PENDING, ProfileStatus.REJECTED)),
     Declaration("enrollments", Subject.STUDENT, "taking a course: rounds, total score, when passed",
                 _cols(user_id=L, course_id=L, round=R, passed_at=R, total_score=R, created_at=R), _USER),
     Declaration("watch_sessions", Subject.STUDENT, "watching a topic's video: the server-verified position",
@@ -150,18 +209,19 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("conversations", Subject.STUDENT, "the student's conversation with staff",
                 _cols(user_id=L, status=R, last_student_message_at=R, replies_in_window=R, last_message_at=R,
                       last_preview=C, unread=R, waiting_since=R, assigned_to=L, created_at=R),
-                _USER, OnErase.DELETE),
+                _USER, OnErase.DELETE, retention_days=730, aged_by="last_message_at",
+                retention_where=_no_messages_left),
     Declaration("inbox_messages", Subject.STUDENT, "what the student wrote to the account",
                 _cols(user_id=L, direction=R, msg_type=R, content=C, wechat_msg_id=R, created_at=R),
-                _USER, OnErase.DELETE, retention_days=730),
+                _USER, OnErase.DELETE, retention_days=730, aged_by="created_at"),
     Declaration("staff_replies", Subject.STUDENT, "what staff wrote back",
                 _cols(conversation_id=L, user_id=L, account_id=L, kind=R, content=C, status=R, errcode=R, error=R,
                       attempts=R, job_id=L, sent_at=R, created_at=R),
-                _USER, OnErase.DELETE, retention_days=730),
+                _USER, OnErase.DELETE, retention_days=730, aged_by="created_at"),
     Declaration("inbound_events", Subject.STUDENT, "WeChat's deliveries, kept to answer each once (dedup)",
                 _cols(dedup_key=R, openid=ID, msg_type=R, event=R, event_key=R, sent_at=R, received_at=R,
                       reply_xml=C),
-                by_openid(), OnErase.DELETE, retention_days=7),
+                by_openid(), OnErase.DELETE, retention_days=7, aged_by="received_at"),
     Declaration("push_bind_tokens", Subject.STUDENT, "a WeChat user binding an admin's pushes",
                 _cols(account_id=L, token_hash=R, expires_at=R, used_at=R, used_by_user_id=L, created_at=R),
                 by_user("used_by_user_id"), OnErase.DELETE),
@@ -169,28 +229,32 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 _cols(account_id=L, openid=ID, school_id=L, kind=R, template_id=R, client_msg_id=R, payload=C,
                       status=R, errcode=R, errmsg=R, msgid=R, attempts=R, created_at=R, sent_at=R, finished_at=R,
                       updated_at=R),
-                by_openid(), OnErase.DELETE, retention_days=180),
+                by_openid(), OnErase.DELETE, retention_days=180, aged_by="created_at"),
     Declaration("consents", Subject.STUDENT, "consents given to the privacy notice and to sharing with the school",
                 _cols(user_id=L, purpose=R, notice_version=R, granted=R, at=R), _USER),
     Declaration("data_requests", Subject.STUDENT, "the student's requests for a copy or for deletion",
                 _cols(user_id=L, kind=R, status=R, requested_at=R, run_after=R, due_at=R, finished_at=R,
-                      handled_by=R, blob_key=R, size_bytes=R, error=R), _USER),
+                      handled_by=R, blob_key=R, size_bytes=R, error=R), _USER,
+                retention_days=7, aged_by="finished_at", retention_where=_done_copy, on_expiry=Expiry.FILE),
     # -- records that name students, kept by their owner --------------------------------------------
     Declaration("roster_entries", Subject.SCHOOL, "the school's own list of its 心理委员; the school manages it",
                 _cols(school_id=L, student_number=ID, real_name=ID, college=ID, grade=ID, phone=ID)),
     Declaration("roster_uploads", Subject.SCHOOL, "a roster file's processing and its report",
                 _cols(school_id=L, account_id=L, uploaded_by=R, file_name=R, mode=R, rows=R, accepted=R, fixed=R,
                       rejected=R, added=R, updated=R, kept=R, removed=R, verified=R, report=C, status=R,
-                      parsed_rows=C, error=R, finished_at=R, created_at=R), retention_days=180),
+                      parsed_rows=R, error=R, finished_at=R, created_at=R), retention_days=180, aged_by="created_at"),
     Declaration("roster_files", Subject.SCHOOL, "an uploaded roster file until its job has read it",
                 {"upload_id": L, "blob_key": R, "size_bytes": R}),
     Declaration("student_exports", Subject.SCHOOL, "a school admin's export of its students",
                 _cols(school_id=L, course_id=L, requested_by=R, file_format=R, filters=R, status=R, total=R,
                       done_count=R, file_name=R, blob_key=R, size_bytes=R, created_at=R, finished_at=R),
-                retention_days=7),
+                retention_days=7, aged_by="finished_at", retention_where=_status_in(StudentExportStatus.DONE),
+                on_expiry=Expiry.FILE),
     Declaration("certificate_exports", Subject.SCHOOL, "an export of issued certificates",
                 _cols(requested_by=R, school_id=L, issued_from=R, issued_until=R, status=R, total=R, done_count=R,
-                      file_name=R, blob_key=R, size_bytes=R, created_at=R, finished_at=R), retention_days=7),
+                      file_name=R, blob_key=R, size_bytes=R, created_at=R, finished_at=R),
+                retention_days=7, aged_by="finished_at", retention_where=_status_in(CertificateExportStatus.DONE),
+                on_expiry=Expiry.FILE),
     Declaration("audit_entries", Subject.STAFF,
                 "who did what in the console (accountability); a deleted student's values are redacted",
                 _cols(at=R, account_id=L, actor=R, action=R, subject_type=R, subject_id=L, school_id=L, before=C,
@@ -199,13 +263,15 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("jobs", Subject.NONE, "background work; finished jobs' payloads may name a user",
                 _cols(kind=R, payload=C, status=R, attempts=R, max_attempts=R, run_after=R, lease_until=R,
                       claim_token=R, claimed_by=R, enqueued_at=R, last_error=R, finished_at=R, dedup_key=R,
-                      created_at=R), retention_days=30),
-    Declaration("rate_events", Subject.NONE, "rate-limit counters under one-way hashed keys", retention_days=1),
+                      created_at=R),
+                retention_days=30, aged_by="finished_at", retention_where=_status_in(JobStatus.DONE)),
+    Declaration("rate_events", Subject.NONE, "rate-limit counters under one-way hashed keys",
+                retention_days=1, aged_by="at"),
     # -- staff ----------------------------------------------------------------------------------------
     Declaration("console_accounts", Subject.STAFF, "staff and school admin accounts"),
     Declaration("console_invites", Subject.STAFF, "invitations to the console"),
     Declaration("console_sign_in_attempts", Subject.STAFF, "console sign-in attempts (brute-force defence)",
-                retention_days=90),
+                retention_days=90, aged_by="at"),
     # -- nobody's -------------------------------------------------------------------------------------
     Declaration("schools", Subject.NONE, "schools and their billing details (an organisation's, not a person's)"),
     Declaration("school_stats", Subject.NONE, "each school's counters (numbers only)"),

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from handlers.accounts import identity
 from handlers.audit import Actor, record_audit
 from handlers.errors import Refused
+from handlers.privacy import masking
 from models import RosterEntry, StudentProfile
 from models.status import ProfileStatus
 
@@ -51,6 +52,19 @@ def queue(session: Session, school_id: int, page: int = 1, per_page: int = 30) -
                        [e for e in by_name.get(p.real_name, []) if e.student_number != p.student_number][:3])
              for p in profiles]
     return items, total
+
+
+def reveal_phone(session: Session, actor: Actor, school_id: int, profile_id: int) -> StudentProfile:
+    """A student's phone in full, on purpose (the queue shows it masked), recorded in the audit log.
+    The student numbers stay in full on the queue: comparing them with the roster's is what the
+    queue is for. Another school's student is NotFound."""
+    profile = session.scalar(select(StudentProfile).where(StudentProfile.id == profile_id,
+                                                          StudentProfile.school_id == school_id))
+    if profile is None:
+        raise NotFound(profile_id)
+    if profile.phone:
+        masking.record_reveal(session, actor, "student_profile", profile.id, ["phone"], school_id=school_id)
+    return profile
 
 
 def pending_count(session: Session, school_id: int) -> int:

@@ -14,6 +14,8 @@
     let resp;
     const body = new FormData();
     body.append("page_url", location.href.split("#")[0]);
+    const phone = document.getElementById("phone");
+    if (phone) body.append("phone", phone.value);
     try { resp = await fetch(button.dataset.url, {method: "POST", headers: {"X-CSRF-Token": token}, body: body}); }
     catch (e) { return fail("网络不稳定，请稍后再试。"); }
     const data = await resp.json().catch(() => ({}));

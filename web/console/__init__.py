@@ -16,6 +16,7 @@ from models import ConsoleAccount, School
 from models.console import PLATFORM_ADMIN, SCHOOL_ADMIN, STAFF
 from web.auth import CSRF, csrf_ok, safe_next
 from web.clock import now
+from web.console.searches import KEY as SEARCHES
 from web.headers import page_policy
 from web.ids import id_value
 
@@ -76,7 +77,7 @@ def _timestamp() -> int:
 
 def start_console_session(account: ConsoleAccount) -> None:
     """Sign this account in: a fresh CSRF token, so a token seen before sign-in is worthless after."""
-    for key in (ACCOUNT, EPOCH, SIGNED_IN_AT, SEEN_AT):
+    for key in (ACCOUNT, EPOCH, SIGNED_IN_AT, SEEN_AT, SEARCHES):
         session.pop(key, None)
     session.permanent = True
     stamp = _timestamp()
@@ -88,7 +89,7 @@ def start_console_session(account: ConsoleAccount) -> None:
 
 
 def end_console_session() -> None:
-    for key in (ACCOUNT, EPOCH, SIGNED_IN_AT, SEEN_AT):
+    for key in (ACCOUNT, EPOCH, SIGNED_IN_AT, SEEN_AT, SEARCHES):
         session.pop(key, None)
 
 

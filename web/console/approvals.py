@@ -1,4 +1,7 @@
-"""Console pages for a school admin's approval queue: pending students, approve, reject with a reason, bulk approve."""
+"""Console pages for a school admin's approval queue: pending students, approve, reject with a reason, bulk approve.
+
+Phones are masked (one row's in full on an audited POST); student numbers are not: telling a typo
+in a number from another student's number is the decision this page exists for."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,11 +35,11 @@ def _page_number() -> int:
         return 1
 
 
-def _queue(school_id: int, status: int = 200, error: str | None = None) -> Response:
+def _queue(school_id: int, status: int = 200, error: str | None = None, revealed: int | None = None) -> Response:
     page = _page_number()
     items, total = approvals.queue(get_session(), school_id, page, PER_PAGE)
     return render_console("console/approvals/queue.html", status, items=items, total=total, page=page,
-                          pages=max(1, -(-total // PER_PAGE)), error=error)
+                          pages=max(1, -(-total // PER_PAGE)), error=error, revealed=revealed)
 
 
 @bp.get("/approvals")
@@ -44,6 +47,20 @@ def _queue(school_id: int, status: int = 200, error: str | None = None) -> Respo
 def queue_page() -> Response:
     school = school_of(current_account())  # type: ignore[arg-type]
     return _queue(school.id)
+
+
+@bp.post("/approvals/<int:profile_id>/reveal")
+@console_required(SCHOOL_ADMIN)
+def reveal(profile_id: int) -> Response:
+    """The queue again (same page), this student's phone in full; the audit log records who looked."""
+    account = current_account()
+    assert account is not None
+    school = school_of(account)
+    try:
+        profile = approvals.reveal_phone(get_session(), Actor.of(account), school.id, profile_id)
+    except approvals.NotFound:
+        abort(404)
+    return _queue(school.id, revealed=profile.id)
 
 
 def _decide_refused(refused: Refused, **_: Any) -> Response:

@@ -1,4 +1,8 @@
-"""Staff console: certificates — search, one serial's versions and history, corrections, revocation, notices."""
+"""Staff console: certificates — search, one serial's versions and history, corrections, revocation, notices.
+
+The search list masks student numbers, and its term travels by a handle, never in the URL
+(web.console.searches). A serial's page shows its versions whole: correcting what a certificate
+prints (a name, a number) is decided by comparing the printed values themselves."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,7 +22,7 @@ from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.certificates import issuer
 from web.clock import now
-from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console
+from web.console import STAFF_ROLES, console_required, current_actor, page_arg, register_nav, render_console, searches
 
 bp = Blueprint("console_certificates", __name__, url_prefix="/console/certificates", template_folder="../templates")
 
@@ -60,14 +64,19 @@ def _names() -> dict[str, object]:
             "channel_names": CHANNEL_NAMES}
 
 
-@bp.get("/")
+@bp.route("/", methods=["GET", "POST"])
 @console_required(*STAFF_ROLES)
 def index() -> Response:
-    query = request.args.get("q", "")
+    if searches.carries_term():
+        # The search box posts (a name or a student number); the results answer a GET with its handle.
+        return searches.to_handle()
+    handle = request.args.get(searches.HANDLE)
+    query = searches.term_of(handle)
     with get_database().readers() as session:
-        found = desk.search(session, query, _page())
+        found = desk.search(session, query or "", _page())
         pending = desk.pending_count(session)
-        return render_console("console/certificates/index.html", q=query, found=found, pending=pending, **_names())
+        return render_console("console/certificates/index.html", q=query or "", handle=handle if query else None,
+                              search_lost=query is None, found=found, pending=pending, **_names())
 
 
 @bp.get("/serial/<serial>")

@@ -1,4 +1,7 @@
-"""Staff's inbox pages: the conversation list, a conversation with the student beside it, replies, quick replies."""
+"""Staff's inbox pages: the conversation list, a conversation with the student beside it, replies, quick replies.
+
+Student numbers and phones are masked (a conversation shows them in full on an audited POST), and the
+list's search term travels by a handle, never in the URL (web.console.searches)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,6 +16,7 @@ from handlers import china_time
 from handlers.errors import Refused
 from handlers.inbox import quick_replies as inbox_quick_replies
 from handlers.inbox import replies, staff
+from handlers.privacy import masking
 from models import Conversation, StaffReply
 from web.boundary import on_refused
 from web.clock import now
@@ -25,6 +29,7 @@ from web.console import (
     page_arg,
     register_nav,
     render_console,
+    searches,
 )
 
 bp = Blueprint("console_inbox", __name__, url_prefix="/console/inbox", template_folder="../templates")
@@ -45,25 +50,31 @@ def inbox_time(moment: datetime | None) -> str:
     return china_time.text(moment, "%m-%d %H:%M")
 
 
-@bp.get("")
+@bp.route("", methods=["GET", "POST"])
 @console_required(*STAFF_ROLES)
 def inbox() -> Response:
     account = current_account()
     assert account is not None
+    if searches.carries_term():
+        # The search box posts (a name, a number, an openid); the list answers a GET with its handle.
+        return searches.to_handle()
     view = request.args.get("view", "waiting")
     if view not in staff.FILTERS:
         view = "waiting"
-    query = request.args.get("q", "")[:50]
+    handle = request.args.get(searches.HANDLE)
+    query = searches.term_of(handle)
     page = page_arg()
     session = get_session()
-    rows, total = staff.list_conversations(session, account.id, view, query, page)
+    rows, total = staff.list_conversations(session, account.id, view, query or "", page)
     moment = now()
     return render_console(
         "console/inbox/list.html",
         rows=rows,
         total=total,
         view=view,
-        query=query,
+        query=query or "",
+        handle=handle if query else None,
+        search_lost=query is None,
         page=page,
         pages=max(1, -(-total // staff.PAGE_SIZE)),
         filters=staff.FILTERS,
@@ -79,13 +90,28 @@ def conversation(conversation_id: int) -> Response:
     return _conversation_page(conversation_id)
 
 
-def _conversation_page(conversation_id: int, status: int = 200, error: str | None = None, draft: str = "") -> Response:
+@bp.post("/<int:conversation_id>/reveal")
+@console_required(*STAFF_ROLES)
+def reveal(conversation_id: int) -> Response:
+    """The conversation with the student's number and phone in full, recorded in the audit log."""
+    return _conversation_page(conversation_id, revealed=True)
+
+
+def _conversation_page(conversation_id: int, status: int = 200, error: str | None = None, draft: str = "",
+                       revealed: bool = False) -> Response:
     session = get_session()
     # Looked up here, not through staff.get_conversation: a refusal's responder renders this page
     # too, and a Refused raised from a responder would not be answered as a 404.
     item = session.get(Conversation, conversation_id)
     if item is None:
         abort(404)
+    student = staff.student_context(session, item)
+    if revealed:
+        profile = student.profile
+        if profile is None:
+            abort(404)  # nothing to reveal: the student has not filled in a profile
+        masking.record_reveal(session, current_actor(), "student_profile", profile.id,
+                              ["student_number"] + (["phone"] if profile.phone else []), school_id=profile.school_id)
     moment = now()
     template_id = current_app.config.get("WECHAT_TEMPLATE_STAFF_REPLY")
     return render_console(
@@ -93,7 +119,8 @@ def _conversation_page(conversation_id: int, status: int = 200, error: str | Non
         status,
         conversation=item,
         thread=staff.thread(session, item),
-        student=staff.student_context(session, item),
+        student=student,
+        revealed=revealed,
         window=replies.window(item, moment),
         waiting=staff.waiting_label(item.waiting_since if item.status == "open" else None, moment),
         quick_replies=inbox_quick_replies.list_quick_replies(session),

@@ -1,4 +1,6 @@
-"""Staff console for certificate orders: paper orders by school, batch printing, shipping, refunds, flags, billing."""
+"""Staff console for certificate orders: paper orders by school, batch printing, shipping, refunds, flags, billing.
+
+Recipients' phones are masked on every page; an order's page shows its phone in full on an audited POST."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from handlers.errors import Refused
 from handlers.payments import billing as payment_billing
 from handlers.payments import flags as payment_flags
 from handlers.payments import orders, refunds, shipping
+from handlers.privacy import masking
 from models import Certificate, CertificateOrder, School
 from models.console import PLATFORM_ADMIN, STAFF
 from web.blobs import get_blob_store
@@ -80,13 +83,27 @@ def index() -> Response:
 @bp.get("/orders/<int:order_id>")
 @console_required(*STAFF_ONLY)
 def order(order_id: int) -> Response:
+    return _order_page(order_id, revealed=False)
+
+
+@bp.post("/orders/<int:order_id>/reveal")
+@console_required(*STAFF_ONLY)
+def reveal_order(order_id: int) -> Response:
+    """The order's page with the recipient's phone in full (for the courier), recorded in the audit log."""
+    return _order_page(order_id, revealed=True)
+
+
+def _order_page(order_id: int, *, revealed: bool) -> Response:
     session = get_session()
     found = session.get(CertificateOrder, order_id)
     if found is None:
         abort(404)
+    if revealed:
+        masking.record_reveal(session, current_actor(), "certificate_order", found.id, ["phone"],
+                              school_id=found.school_id)
     return render_console("console/payments/order.html", order=found, school=session.get(School, found.school_id),
                           certificate=session.get(Certificate, found.certificate_id),
-                          events=orders.events_of(session, found.id), notes=_notes(),
+                          events=orders.events_of(session, found.id), notes=_notes(), revealed=revealed,
                           **_common())
 
 

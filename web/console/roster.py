@@ -1,5 +1,9 @@
 """Console pages for a school admin's roster: upload (CSV/XLSX, processed by a job), each upload's progress
-and report, history, the roster itself."""
+and report, history, the roster itself.
+
+The roster's list shows numbers and phones masked and is searched by a handle, never a term in the
+URL (web.console.searches). An upload's report shows its problem rows in full: it is about the file
+the admin just sent, and a fixed cell (a number restored from 2.02E+09) can only be checked whole."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,7 +21,7 @@ from models.console import SCHOOL_ADMIN
 from web.blobs import get_blob_store
 from web.boundary import on_refused
 from web.clock import now
-from web.console import console_required, current_account, register_nav, render_console, school_of
+from web.console import console_required, current_account, register_nav, render_console, school_of, searches
 
 bp = Blueprint("console_roster", __name__, url_prefix="/console/school", template_folder="../templates")
 register_nav("学生名单", "console_roster.roster_page", (SCHOOL_ADMIN,), 12)
@@ -54,20 +58,25 @@ def _page_number() -> int:
 
 def _roster_page(school_id: int, status: int = 200, error: str | None = None) -> Response:
     session = get_session()
-    query = request.args.get("q", "")[:50]
+    handle = request.args.get(searches.HANDLE)
+    query = searches.term_of(handle)
     page = _page_number()
-    entries, total = roster.search_roster(session, school_id, query, page, PER_PAGE)
+    entries, total = roster.search_roster(session, school_id, query or "", page, PER_PAGE)
     uploads = roster.uploads_of(session, school_id)
-    return render_console("console/roster/roster.html", status, error=error, entries=entries, total=total, q=query,
+    return render_console("console/roster/roster.html", status, error=error, entries=entries, total=total,
+                          q=query or "", handle=handle if query else None, search_lost=query is None,
                           page=page, pages=max(1, -(-total // PER_PAGE)), uploads=uploads,
                           latest=uploads[0] if uploads else None, max_mb=roster_files.MAX_BYTES // 1024 // 1024,
                           max_rows=roster_files.MAX_ROWS)
 
 
-@bp.get("/roster")
+@bp.route("/roster", methods=["GET", "POST"])
 @console_required(SCHOOL_ADMIN)
 def roster_page() -> Response:
     school = school_of(current_account())  # type: ignore[arg-type]
+    if searches.carries_term():
+        # The search box posts (a number or a name); the list answers a GET with the term's handle.
+        return searches.to_handle()
     return _roster_page(school.id)
 
 

@@ -2,10 +2,13 @@
 
 A school admin sees their own school; staff pick a school, then see it by `?school=<id>` (404 for
 any page but the dashboard without one). Everything is queried by id AND the school's id: another
-school's student or export is a 404."""
+school's student or export is a 404. Student numbers and phones are masked on these pages; a
+student's page shows them in full on a POST that the audit log records (`reveal_student`), and the
+table's search term travels by a handle, never in the URL (web.console.searches)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, url_for
@@ -15,6 +18,7 @@ from sqlalchemy import select
 from database import get_session
 from handlers.audit import Actor, record_audit
 from handlers.errors import Refused
+from handlers.privacy import masking
 from handlers.schools import console, exports
 from models import School
 from models.console import SCHOOL_ADMIN
@@ -25,10 +29,12 @@ from web.console import (
     STAFF_ROLES,
     console_required,
     current_account,
+    current_actor,
     id_value,
     register_nav,
     render_console,
     school_of,
+    searches,
 )
 
 bp = Blueprint("console_school", __name__, url_prefix="/console/school", template_folder="../templates")
@@ -104,23 +110,33 @@ def _pick_school() -> Response:
 
 
 def _table_args(filters: console.Filters, course_id: int | None, **extra: Any) -> dict[str, Any]:
-    args = {k: v for k, v in filters.as_dict().items() if v and not (k == "days" and v == console.STUCK_DAYS)}
+    """The table's filters as query-string arguments; the search term as its handle (a name or a
+    student number never goes into a URL)."""
+    args = {k: v for k, v in filters.as_dict().items()
+            if v and k != "q" and not (k == "days" and v == console.STUCK_DAYS)}
+    handle = searches.handle_of(filters.q)
+    if handle:
+        args[searches.HANDLE] = handle
     if course_id:
         args["course"] = course_id
     args.update({k: v for k, v in extra.items() if v is not None})
     return args
 
 
-@bp.get("/students")
+@bp.route("/students", methods=["GET", "POST"])
 @console_required(*VIEWERS)
 def students() -> Response:
     account = current_account()
-    if account is not None and account.role in STAFF_ROLES and not request.args.get("school"):
-        return _pick_school()
+    if account is not None and account.role in STAFF_ROLES and not request.values.get("school"):
+        return _pick_school()  # its `q` is a school's name, searched by GET
+    if searches.carries_term():
+        # The filter form posts (its search box may hold a student number); the table is a GET.
+        return searches.to_handle()
     school, scope = _school()
     session = get_session()
     course_id, courses = _course()
-    filters = console.Filters.parse(request.args)
+    term = searches.term_of(request.args.get(searches.HANDLE))
+    filters = replace(console.Filters.parse(request.args), q=term or "")
     page = console.student_page(session, school.id, course_id, filters, _int("after"), now()) if course_id else \
         console.Page([], None, filters)
     colleges, grades = console.facets(session, school.id)
@@ -129,18 +145,35 @@ def students() -> Response:
                           states=console.STATES, exports=exports.exports_of(session, school.id),
                           args=_table_args(filters, course_id, school=scope), next_args=_table_args(
                               filters, course_id, school=scope, after=page.next_after) if page.next_after else None,
-                          first_page=bool(_int("after")), formats=exports.FORMATS)
+                          first_page=bool(_int("after")), formats=exports.FORMATS, search_lost=term is None)
 
 
 @bp.get("/students/<int:profile_id>")
 @console_required(*VIEWERS)
 def student(profile_id: int) -> Response:
     school, scope = _school()
-    detail = console.student_detail(get_session(), school.id, profile_id)
+    return _student_page(school, scope, profile_id, revealed=False)
+
+
+@bp.post("/students/<int:profile_id>/reveal")
+@console_required(*VIEWERS)
+def reveal_student(profile_id: int) -> Response:
+    """The student's page with the number and phone in full, on purpose (a POST with the page's CSRF
+    token), recorded: who looked at whom, when, which fields; never the values."""
+    school, scope = _school()
+    return _student_page(school, scope, profile_id, revealed=True)
+
+
+def _student_page(school: School, scope: int | None, profile_id: int, *, revealed: bool) -> Response:
+    session = get_session()
+    detail = console.student_detail(session, school.id, profile_id)
     if detail is None:
         abort(404)
+    if revealed:
+        fields = ["student_number"] + (["phone"] if detail.profile.phone else [])
+        masking.record_reveal(session, current_actor(), "student_profile", profile_id, fields, school_id=school.id)
     return render_console("console/school/student.html", school=school, scope=scope, detail=detail,
-                          status_names=console.STATUS_NAMES, channel_names=console.CHANNEL_NAMES,
+                          revealed=revealed, status_names=console.STATUS_NAMES, channel_names=console.CHANNEL_NAMES,
                           paper_names=console.PAPER_NAMES)
 
 
@@ -193,5 +226,9 @@ def download(export_id: int) -> Response:
     if found is None or found.status != "done" or not found.blob_key:
         abort(404)
     stamp = found.created_at.strftime("%Y%m%d")
+    # The file names every student in full (the export is the on-purpose way to get them): each
+    # download is recorded, as its creation was, since another admin of the school may fetch it.
+    record_audit(get_session(), current_actor(), "school.students_export_download", "student_export", found.id,
+                 school_id=school.id)
     return blob_download(found.blob_key, exports.TYPES[found.file_format],
                          f"{school.name}-学生-{stamp}.{found.file_format}")
