@@ -234,3 +234,25 @@ def test_staff_see_the_queue_by_deadline_and_may_erase_sooner(shop) -> None:  # 
     with get_database(app).sessions() as session:
         assert session.scalar(select(DataRequest.status).where(DataRequest.kind == "copy")
                               .order_by(DataRequest.id.desc()).limit(1)) == "cancelled"
+
+
+def test_withdrawing_school_sharing_hides_the_student_from_the_school_but_keeps_the_count(shop) -> None:  # type: ignore[no-untyped-def]
+    from models import Course, StudentProfile
+
+    app, client = shop["app"], shop["client"]
+    with get_database(app).sessions() as session:
+        profile = session.scalars(select(StudentProfile).where(StudentProfile.user_id == shop["user_id"])).one()
+        school_id, profile_id = profile.school_id, profile.id
+        course_id = session.scalar(select(Course.id))
+    admin = app.test_client()
+    console_sign_in(admin, app, make_school_admin(app, school_id))
+    listed = admin.get(f"/console/school/students?course={course_id}").get_data(as_text=True)
+    assert "林小满一" in listed and admin.get(f"/console/school/students/{profile_id}").status_code == 200
+    client.post("/h5/my-data/consents/school_sharing/withdraw", data=dict(csrf_token=CSRF))
+    listed = admin.get(f"/console/school/students?course={course_id}").get_data(as_text=True)
+    assert "林小满一" not in listed and "（已撤回向学校共享）" in listed and "林小满二" in listed
+    assert admin.get(f"/console/school/students/{profile_id}").status_code == 404
+    assert "林小满一" not in admin.get("/console/school/").get_data(as_text=True)
+    # Given again, the school sees them again.
+    client.post("/h5/privacy/consent", data=dict(csrf_token=CSRF, agree_notice="1", agree_sharing="1"))
+    assert "林小满一" in admin.get(f"/console/school/students?course={course_id}").get_data(as_text=True)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from blobstore import BlobStore
 from handlers.errors import Refused
+from handlers.learning import school_progress
 from handlers.privacy.registry import BY_TABLE, Declaration, Kind, OnErase, Student, students_tables
 from models import (
     AuditEntry,
@@ -229,6 +230,7 @@ def erase(session: Session, user_id: int, blobs: BlobStore, now: datetime, actor
         _cut_links_to(session, table, ids)
         if table.name == "student_profiles":
             # Through the ORM: the school counters follow a profile's deletion in the flush hook.
+            assert school_progress.counting()
             for profile in session.scalars(select(StudentProfile).where(StudentProfile.id.in_(ids))):
                 session.delete(profile)
             session.flush()

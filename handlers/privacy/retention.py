@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from blobstore import BlobStore
-from handlers.learning import school_progress  # noqa: F401 - its flush hook counts the profiles deleted here
+from handlers.learning import school_progress
 from handlers.privacy.registry import DECLARATIONS, Declaration, Expiry
 from models import Base, StudentProfile
 
@@ -135,6 +135,7 @@ def _delete(session: Session, blobs: BlobStore, table: Table, ids: list[int], re
     if model is None:
         return int(session.execute(delete(table).where(table.c.id.in_(ids))).rowcount or 0)  # type: ignore[attr-defined]
     # Read afresh (not from the identity map): the flush hook takes back what the row counts now.
+    assert school_progress.counting()
     rows = list(session.scalars(select(model).where(model.id.in_(ids)).execution_options(populate_existing=True)))
     for row in rows:
         session.delete(row)

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, aliased
 
 from handlers.catalog.loader import current_version
 from handlers.learning import enrolment, school_progress
-from models import Certificate, Course, Enrollment, QuizAttempt, StudentProfile, StudentProgress, Topic
+from handlers.privacy.consent import SCHOOL_SHARING
+from models import Certificate, Consent, Course, Enrollment, QuizAttempt, StudentProfile, StudentProgress, Topic
 from models.status import PaperStatus, ProfileStatus
 
 PAGE_SIZE = 50
@@ -138,6 +139,9 @@ class Filters:
                 "days": self.stuck_days}
 
 
+WITHHELD = "（已撤回向学校共享）"
+
+
 @dataclass(frozen=True)
 class StudentRow:
     id: int
@@ -152,6 +156,8 @@ class StudentRow:
     attempts: int
     total_score: int | None
     last_progress_at: datetime | None
+    # The student withdrew sharing with the school (handlers/privacy/consent.py): counted, not named.
+    withheld: bool = False
 
     @property
     def state_name(self) -> str:
@@ -216,8 +222,28 @@ def student_page(session: Session, school_id: int, course_id: int, filters: Filt
             query = query.where(order > after)
         rows = [StudentRow(*r) for r in session.execute(query.order_by(order).limit(limit + 1))]
     more = len(rows) > limit
-    rows = rows[:limit]
+    rows = _withhold(session, rows[:limit])
     return Page(rows, rows[-1].id if more and rows else None, filters)
+
+
+def withdrawn_sharing(session: Session, profile_ids: list[int]) -> set[int]:
+    """Which of these profiles' students withdrew sharing with their school: their latest answer to
+    that consent is no (one correlated lookup per row on the consents' (user, purpose, id) index)."""
+    if not profile_ids:
+        return set()
+    latest = select(Consent.granted).where(Consent.user_id == StudentProfile.user_id,
+                                           Consent.purpose == SCHOOL_SHARING) \
+        .order_by(Consent.id.desc()).limit(1).correlate(StudentProfile).scalar_subquery()
+    return set(session.scalars(select(StudentProfile.id).where(StudentProfile.id.in_(profile_ids),
+                                                               latest.is_(False))))
+
+
+def _withhold(session: Session, rows: list[StudentRow]) -> list[StudentRow]:
+    """Rows of students who withdrew sharing: still a row (the counts stay true), with nothing that
+    names them or details their learning (the notice promises exactly this)."""
+    hidden = withdrawn_sharing(session, [r.id for r in rows])
+    return [StudentRow(r.id, WITHHELD, "", "", "", r.status, r.stage, 0, [], 0, None, None, withheld=True)
+            if r.id in hidden else r for r in rows]
 
 
 STAGE_FILTERS = ("learning", "passed", "certified", "stuck")
@@ -295,7 +321,7 @@ def student_detail(session: Session, school_id: int, profile_id: int) -> Student
     """A student of this school (None for anyone else's: the page is a 404)."""
     profile = session.scalar(select(StudentProfile).where(StudentProfile.id == profile_id,
                                                           StudentProfile.school_id == school_id))
-    if profile is None:
+    if profile is None or withdrawn_sharing(session, [profile.id]):
         return None
     courses = []
     for enrollment in session.scalars(select(Enrollment).where(Enrollment.user_id == profile.user_id)
