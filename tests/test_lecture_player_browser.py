@@ -128,6 +128,8 @@ def test_a_reload_resumes_from_the_verified_position(app, live_server, android, 
     page.reload()
     page.wait_for_function("() => window.xinweiReady && window.xinweiReady() && window.xinweiPlayerInfo")
     page.wait_for_function("() => document.getElementById('player').readyState >= 1")
+    # hls.js applies its start position a moment after the metadata is in: wait for the seek itself.
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0", timeout=10_000)
     resumed = page.evaluate("() => document.getElementById('player').currentTime")
     assert abs(resumed - where) < 1.0, (resumed, where)
     assert "从上次观看的位置继续" in page.locator("#status").inner_text()
