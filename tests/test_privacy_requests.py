@@ -256,3 +256,23 @@ def test_withdrawing_school_sharing_hides_the_student_from_the_school_but_keeps_
     # Given again, the school sees them again.
     client.post("/h5/privacy/consent", data=dict(csrf_token=CSRF, agree_notice="1", agree_sharing="1"))
     assert "林小满一" in admin.get(f"/console/school/students?course={course_id}").get_data(as_text=True)
+
+
+def test_a_pending_student_who_withdrew_sharing_leaves_the_schools_approval_queue(app) -> None:  # type: ignore[no-untyped-def]
+    from handlers.schools import approvals
+    from models import School, StudentProfile
+    from tests.factories import pending
+
+    with get_database(app).sessions() as session:
+        school = School(name="测试大学")
+        session.add(school)
+        session.commit()
+        school_id = school.id
+    profile_id = pending(app, school_id, "周八", "2024099", "o_pending")
+    with get_database(app).sessions() as session:
+        assert approvals.pending_count(session, school_id) == 1
+        user_id = session.scalar(select(StudentProfile.user_id).where(StudentProfile.id == profile_id))
+        consent.withdraw(session, user_id, consent.SCHOOL_SHARING, utcnow())
+        session.commit()
+        assert approvals.pending_count(session, school_id) == 0
+        assert approvals.queue(session, school_id) == ([], 0)

@@ -11,6 +11,7 @@ from handlers.accounts import identity
 from handlers.audit import Actor, record_audit
 from handlers.errors import Refused
 from handlers.privacy import masking
+from handlers.schools import console
 from models import RosterEntry, StudentProfile
 from models.status import ProfileStatus
 
@@ -33,7 +34,10 @@ class QueueItem:
 
 def queue(session: Session, school_id: int, page: int = 1, per_page: int = 30) -> tuple[list[QueueItem], int]:
     """A page of the school's pending profiles, oldest first, each beside its closest roster lines."""
-    where = (StudentProfile.school_id == school_id, StudentProfile.status == ProfileStatus.PENDING)
+    # A student who withdrew sharing with the school is not shown to it (they know verification
+    # through the school cannot complete: the notice and the withdrawal dialog say so).
+    where = (StudentProfile.school_id == school_id, StudentProfile.status == ProfileStatus.PENDING,
+             console.sharing_answer().is_not(False))
     total = session.scalar(select(func.count()).select_from(StudentProfile).where(*where)) or 0
     profiles = list(session.scalars(select(StudentProfile).where(*where)
                                     .order_by(StudentProfile.confirmed_at, StudentProfile.id)
@@ -69,7 +73,8 @@ def reveal_phone(session: Session, actor: Actor, school_id: int, profile_id: int
 
 def pending_count(session: Session, school_id: int) -> int:
     return session.scalar(select(func.count()).select_from(StudentProfile).where(
-        StudentProfile.school_id == school_id, StudentProfile.status == ProfileStatus.PENDING)) or 0
+        StudentProfile.school_id == school_id, StudentProfile.status == ProfileStatus.PENDING,
+        console.sharing_answer().is_not(False))) or 0
 
 
 def decide(session: Session, actor: Actor, school_id: int, profile_id: int, *, approve: bool,

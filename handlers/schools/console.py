@@ -231,11 +231,16 @@ def withdrawn_sharing(session: Session, profile_ids: list[int]) -> set[int]:
     that consent is no (one correlated lookup per row on the consents' (user, purpose, id) index)."""
     if not profile_ids:
         return set()
-    latest = select(Consent.granted).where(Consent.user_id == StudentProfile.user_id,
-                                           Consent.purpose == SCHOOL_SHARING) \
-        .order_by(Consent.id.desc()).limit(1).correlate(StudentProfile).scalar_subquery()
     return set(session.scalars(select(StudentProfile.id).where(StudentProfile.id.in_(profile_ids),
-                                                               latest.is_(False))))
+                                                               sharing_answer().is_(False))))
+
+
+def sharing_answer():  # type: ignore[no-untyped-def]
+    """A profile's student's latest answer to sharing with the school (NULL when never asked: the
+    students verified before the notice existed, who are asked on their next visit)."""
+    return select(Consent.granted).where(Consent.user_id == StudentProfile.user_id,
+                                         Consent.purpose == SCHOOL_SHARING) \
+        .order_by(Consent.id.desc()).limit(1).correlate(StudentProfile).scalar_subquery()
 
 
 def _withhold(session: Session, rows: list[StudentRow]) -> list[StudentRow]:
