@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,18 +21,50 @@ WELCOME = (
 )
 
 
+# Built once (the webhook's hot path: building a statement per message cost more than running it).
+_BY_OPENID = select(User).where(User.openid == bindparam("openid"))
+
+
+@lru_cache(maxsize=4)
+def _create(dialect: str):  # type: ignore[no-untyped-def]
+    """INSERT ... ON CONFLICT (openid) DO NOTHING RETURNING the new user, as an ORM entity."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(User).values(openid=bindparam("openid"), subscribed=False, created_at=bindparam("now")) \
+        .on_conflict_do_nothing(index_elements=["openid"]).returning(User)
+
+
+_ID_BY_OPENID = select(User.id).where(User.openid == bindparam("openid"))
+
+
+@lru_cache(maxsize=4)
+def _create_id(dialect: str):  # type: ignore[no-untyped-def]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(User).values(openid=bindparam("openid"), subscribed=False, created_at=bindparam("now")) \
+        .on_conflict_do_nothing(index_elements=["openid"]).returning(User.id)
+
+
+def user_id_of(session: Session, openid: str, *, now: datetime) -> int:
+    """`ensure_user` for a path that needs only the id (a message stored): Core statements, no
+    entity loaded. One round trip for a known follower, two for a new one."""
+    found = session.scalar(_ID_BY_OPENID, {"openid": openid})
+    if found is None:
+        found = session.scalar(_create_id(session.get_bind().dialect.name), {"openid": openid, "now": now})
+    if found is None:  # another delivery created it in between
+        found = session.scalars(_ID_BY_OPENID, {"openid": openid}).one()
+    return int(found)
+
+
 def ensure_user(session: Session, openid: str, *, now: datetime) -> User:
-    """The user for `openid`, created if new; safe when two deliveries race."""
-    user = session.scalar(select(User).where(User.openid == openid))
+    """The user for `openid`, created if new; safe when two deliveries race. One round trip for a
+    known follower, two for a new one (the insert returns the row); three only when another
+    delivery created it in between."""
+    user = session.scalar(_BY_OPENID, {"openid": openid})
     if user is not None:
         return user
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(User)
-        .values(openid=openid, subscribed=False, created_at=now)
-        .on_conflict_do_nothing(index_elements=["openid"])
-    )
-    return session.scalars(select(User).where(User.openid == openid)).one()
+    created = session.scalar(_create(session.get_bind().dialect.name), {"openid": openid, "now": now})
+    if created is not None:
+        return created
+    return session.scalars(_BY_OPENID, {"openid": openid}).one()
 
 
 def subscribe(session: Session, inbound: Inbound) -> Reply:

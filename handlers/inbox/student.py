@@ -1,12 +1,14 @@
 """The inbox: what students write to the account, kept in a conversation per student for staff to answer."""
 from __future__ import annotations
 
-from sqlalchemy import func
+from functools import lru_cache
+
+from sqlalchemy import bindparam, func, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from handlers.accounts.followers import ensure_user
+from handlers.accounts.followers import user_id_of
 from handlers.inbox import auto_replies
 from handlers.messages import Inbound, Reply, TextReply
 from models import Conversation, InboxMessage
@@ -24,12 +26,13 @@ PREVIEW_CHARS = 60
 def receive_text(session: Session, inbound: Inbound) -> Reply:
     content = inbound.content or ""
     rule = auto_replies.match(session, content)
-    message = _store(session, inbound, content, needs_person=rule is None)
+    user_id = _store(session, inbound, content, needs_person=rule is None)
     if rule is None:
         return TextReply(ACKNOWLEDGEMENT)
     # Kept in the thread so staff see what the student was told, and by which rule.
-    session.add(InboxMessage(user_id=message.user_id, direction="out", msg_type="auto_reply", content=rule.reply,
-                             wechat_msg_id=f"rule:{rule.id}", created_at=inbound.sent_at))
+    session.execute(_MESSAGE, {"user_id": user_id, "direction": "out", "msg_type": "auto_reply",
+                               "content": rule.reply, "wechat_msg_id": f"rule:{rule.id}",
+                               "created_at": inbound.sent_at})
     return TextReply(rule.reply)
 
 
@@ -39,35 +42,43 @@ def receive_media(session: Session, inbound: Inbound) -> Reply:
     return TextReply(ACKNOWLEDGEMENT)
 
 
-def _store(session: Session, inbound: Inbound, content: str, *, needs_person: bool) -> InboxMessage:
-    user = ensure_user(session, inbound.openid, now=inbound.sent_at)
-    message = InboxMessage(
-        user_id=user.id,
-        direction="in",
-        msg_type=inbound.msg_type,
-        content=content,
-        wechat_msg_id=inbound.msg_id,
-        created_at=inbound.sent_at,
-    )
-    session.add(message)
-    _touch_conversation(session, user.id, inbound, content, needs_person)
-    session.flush()
-    return message
+# The webhook's hot path runs statements built once, with their values bound at execution: building
+# them per message (coercing every value, the upsert's generative calls) cost more than the
+# database work itself (bench/webhook --profile: 1.7 ms of 3.3 ms per text message).
+_MESSAGES = InboxMessage.__table__
+_MESSAGE = insert(_MESSAGES).values({name: bindparam(name, type_=_MESSAGES.c[name].type) for name in (
+    "user_id", "direction", "msg_type", "content", "wechat_msg_id", "created_at")})
 
 
-def _touch_conversation(session: Session, user_id: int, inbound: Inbound, content: str, needs_person: bool) -> None:
-    """The student wrote: WeChat's window restarts (5 fresh replies), and unless a rule answered,
-    somebody has to look. One upsert, whether the conversation is new or not (the webhook's hot path)."""
+@lru_cache(maxsize=8)
+def _touch(dialect: str, needs_person: bool):  # type: ignore[no-untyped-def]
+    """The conversation's upsert for this dialect, with or without "somebody has to look"."""
     table = Conversation.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    at = inbound.sent_at
-    stmt = insert(table).values(
-        user_id=user_id, status=ConversationStatus.OPEN, last_student_message_at=at, replies_in_window=0,
-        last_message_at=at, last_preview=content[:PREVIEW_CHARS], unread=1 if needs_person else 0,
-        waiting_since=at if needs_person else None, created_at=at)
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    at = bindparam("at", type_=table.c.last_message_at.type)
+    stmt = insert_(table).values(
+        user_id=bindparam("user_id"), status=ConversationStatus.OPEN, last_student_message_at=at,
+        replies_in_window=0, last_message_at=at, last_preview=bindparam("preview"),
+        unread=1 if needs_person else 0, waiting_since=at if needs_person else None, created_at=at)
     changes = {"last_student_message_at": stmt.excluded.last_student_message_at, "replies_in_window": 0,
                "last_message_at": stmt.excluded.last_message_at, "last_preview": stmt.excluded.last_preview}
     if needs_person:
         changes.update(status=ConversationStatus.OPEN, unread=table.c.unread + 1,
                        waiting_since=func.coalesce(table.c.waiting_since, stmt.excluded.waiting_since))
-    session.execute(stmt.on_conflict_do_update(index_elements=[table.c.user_id], set_=changes))
+    return stmt.on_conflict_do_update(index_elements=[table.c.user_id], set_=changes)
+
+
+def _store(session: Session, inbound: Inbound, content: str, *, needs_person: bool) -> int:
+    """The message in the inbox and the conversation touched; returns the student's user id."""
+    user_id = user_id_of(session, inbound.openid, now=inbound.sent_at)
+    session.execute(_MESSAGE, {"user_id": user_id, "direction": "in", "msg_type": inbound.msg_type,
+                               "content": content, "wechat_msg_id": inbound.msg_id, "created_at": inbound.sent_at})
+    _touch_conversation(session, user_id, inbound, content, needs_person)
+    return user_id
+
+
+def _touch_conversation(session: Session, user_id: int, inbound: Inbound, content: str, needs_person: bool) -> None:
+    """The student wrote: WeChat's window restarts (5 fresh replies), and unless a rule answered,
+    somebody has to look. One upsert, whether the conversation is new or not (the webhook's hot path)."""
+    session.execute(_touch(session.get_bind().dialect.name, needs_person),
+                    {"user_id": user_id, "at": inbound.sent_at, "preview": content[:PREVIEW_CHARS]})
