@@ -267,7 +267,7 @@ def measure_heartbeat(ctx: Run, server: Server, db: str, url: str, students: Seq
     path = ctx.work / f"{db}-heartbeat.txt"
     # Built from what is stored right now, so every student's first beat follows its last one.
     before = settled_state(url)
-    built = wrk.write_requests(path, beats(students, before.sessions, _rounds(ctx.size(warm), len(students))))
+    built = wrk.write_requests(path, beats(students, before.sessions, _rounds(_budget(ctx, warm), len(students))))
     result = ctx.wrk(server, path, opts.duration, ACCEPTED_MARKER)
     after = settled_state(url)
     recorded = after.seq_sum - before.seq_sum
@@ -303,6 +303,17 @@ def measure_heartbeat(ctx: Run, server: Server, db: str, url: str, students: Seq
         valid=not problems,
         problems=problems,
     )
+
+
+def _budget(ctx: Run, warm: Any) -> int:
+    """Beats to pre-build for the run: what the floor could take in the duration, with a margin (no
+    path is faster than the floor), never less than the warm-up's pace suggests. Sizing from the
+    warm-up alone ran out on PostgreSQL, whose first warm-up second is slow (the pool filling):
+    the run then re-sent stale beats and was INVALID."""
+    opts = ctx.opts
+    if opts.requests:
+        return opts.requests
+    return min(max(int(ctx.floor_rps * opts.duration * 1.3) + 2000, ctx.size(warm)), opts.max_requests)
 
 
 def _students_for(opts: Options) -> int:
