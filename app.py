@@ -19,6 +19,7 @@ from web import (
     certificates,
     console,
     fast_heartbeat,
+    fast_webhook,
     headers,
     ids,
     labels,
@@ -77,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(training.bp)
     lectures.init_app(app)
     fast_heartbeat.init_app(app)
+    fast_webhook.init_app(app)
     app.register_blueprint(certificates.bp)
     app.register_blueprint(payments.bp)
     app.register_blueprint(privacy.bp)

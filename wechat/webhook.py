@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, request
 
@@ -22,18 +24,28 @@ ROUTER_EXTENSION = "xinwei.router"
 CRYPTO_EXTENSION = "xinwei.message_crypto"
 
 
-def _plain(body: str, status: int = 200) -> Response:
-    return Response(body, status=status, mimetype="text/plain")
+@dataclass(frozen=True)
+class Answer:
+    """What /wechat answers, before any framework wraps it (the Flask view and the WSGI fast path
+    in web/fast_webhook.py send the same)."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain"
 
 
-def _refuse(status: int, reason: str) -> Response:
+def _refuse(status: int, reason: str, remote_addr: str | None) -> Answer:
     # The reason is ours (never the body); WeChat ignores it, operators read it.
     telemetry.WEBHOOK_DELIVERIES.labels(outcome=f"refused_{status}").inc()
-    log.warning("webhook refused %s: %s (from %s)", status, reason, request.remote_addr)
-    return _plain(reason, status)
+    log.warning("webhook refused %s: %s (from %s)", status, reason, remote_addr)
+    return Answer(status, reason)
 
 
-def _check_query(args: dict[str, str]) -> str | None:
+def _response(answer: Answer) -> Response:
+    return Response(answer.body, status=answer.status, mimetype=answer.content_type)
+
+
+def _check_query(args: Mapping[str, str]) -> str | None:
     """Why the signed query parameters fail, or None when they hold."""
     cfg = current_app.config
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
@@ -59,23 +71,31 @@ def verify_server() -> Response:
     """WeChat's URL check when the callback is configured: echo echostr if the signature holds."""
     problem = _check_query(request.args)
     if problem:
-        return _refuse(403, problem)
-    return _plain(request.args.get("echostr", ""))
+        return _response(_refuse(403, problem, request.remote_addr))
+    return _response(Answer(200, request.args.get("echostr", "")))
 
 
 @bp.post("/wechat")
 def receive() -> Response:
+    """Deliveries that reach Flask (the fast path in front of it answers the others the same way)."""
+    return _response(handle_post(request.args, request.content_length, request.stream.read, request.remote_addr))
+
+
+def handle_post(args: Mapping[str, str], content_length: int | None, read: Callable[[int], bytes],
+                remote_addr: str | None) -> Answer:
+    """One delivery: verify, decrypt, parse, dedup, route, reply. Needs the app context (config,
+    the request's session in `g`), not a Flask request: web/fast_webhook.py calls it before Flask
+    dispatches. The caller's boundary is this function: it commits or rolls back itself."""
     cfg = current_app.config
-    args = request.args
     problem = _check_query(args)
     if problem:
-        return _refuse(403, problem)
+        return _refuse(403, problem, remote_addr)
     limit = cfg["WECHAT_MAX_BODY"]
-    if (request.content_length or 0) > limit:
-        return _refuse(413, "body too large")
-    body = request.stream.read(limit + 1)
+    if (content_length or 0) > limit:
+        return _refuse(413, "body too large", remote_addr)
+    body = read(limit + 1)
     if len(body) > limit:
-        return _refuse(413, "body too large")
+        return _refuse(413, "body too large", remote_addr)
 
     safe_mode = args.get("encrypt_type", "raw").lower() == "aes"
     crypto = _crypto() if safe_mode else None
@@ -88,11 +108,11 @@ def receive() -> Response:
             if not signature_holds(
                 args.get("msg_signature"), cfg["WECHAT_TOKEN"], args["timestamp"], args["nonce"], encrypted
             ):
-                return _refuse(403, "bad msg_signature")
+                return _refuse(403, "bad msg_signature", remote_addr)
             fields = parse_xml(crypto.decrypt(encrypted).encode("utf-8"))
         inbound = to_inbound(fields)
     except (BadMessage, CryptoError) as exc:
-        return _refuse(400, str(exc))
+        return _refuse(400, str(exc), remote_addr)
 
     telemetry.openid_hash.set(telemetry.hash_openid(inbound.openid, cfg["SECRET_KEY"]))
     db = get_database()
@@ -110,14 +130,14 @@ def receive() -> Response:
         # Nothing was kept, so WeChat's retry (or the student's next tap) runs it afresh.
         telemetry.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
         log.exception("handler failed for a %s delivery", inbound.msg_type)
-        return _plain("temporarily unavailable", 503)
+        return Answer(503, "temporarily unavailable")
     telemetry.WEBHOOK_DELIVERIES.labels(outcome="duplicate" if outcome.duplicate else "handled").inc()
 
     if outcome.reply_xml is None:
-        return _plain("success")
+        return Answer(200, "success")
     if crypto is None:
-        return Response(outcome.reply_xml, mimetype="application/xml")
+        return Answer(200, outcome.reply_xml, "application/xml")
     timestamp, nonce = str(int(time.time())), args["nonce"]
     encrypted = crypto.encrypt(outcome.reply_xml)
     signature = sign(cfg["WECHAT_TOKEN"], timestamp, nonce, encrypted)
-    return Response(seal(encrypted, signature, timestamp, nonce), mimetype="application/xml")
+    return Answer(200, seal(encrypted, signature, timestamp, nonce), "application/xml")
