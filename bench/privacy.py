@@ -178,10 +178,8 @@ def _floor_delete(session: Session, user_id: int, openid: str) -> int:
     session.execute(text("UPDATE student_progress SET profile_id = NULL WHERE user_id = :u"), {"u": user_id})
     session.execute(text("UPDATE certificates SET supersedes_id = NULL WHERE user_id = :u"), {"u": user_id})
     for t in tables:
-        if t.name in ("users", "student_progress", "enrollments") or not ids[t.name]:
-            continue  # rows the statistics keep (as erasure keeps them)
-        if t.name in ("certificates",):
-            continue
+        if t.name in ("users", "student_progress", "enrollments", "certificates") or not ids[t.name]:
+            continue  # rows erasure keeps too (statistics, the certificate's record)
         removed += session.execute(delete(t).where(t.c.id.in_(ids[t.name]))).rowcount  # type: ignore[attr-defined]
     return removed
 

@@ -60,7 +60,8 @@ def test_consent_my_data_and_erasure_on_a_phone(shop, phone) -> None:  # type: i
     phone.get_by_role("button", name="生成数据副本").click()
     phone.locator(".copy-row[data-status=pending]").wait_for()
     _run_copy_jobs(app)
-    phone.reload()
+    # The page watches the copy being built and shows the download by itself.
+    phone.locator(".copy-row[data-status=done]").wait_for(timeout=15_000)
     phone.locator(".data-part[data-table=student_profiles] summary").click()
     phone.get_by_text("林小满一").first.wait_for()
     _screen(phone, "4-my-data")

@@ -142,12 +142,6 @@ def standing(session: Session, user_id: int, notice: Notice | None = None) -> St
     return Standing(held[NOTICE], held[SCHOOL_SHARING], before and not held[NOTICE])
 
 
-class ConsentNeeded(Refused):
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("consent_needed", "；".join(errors.values()))
-        self.errors = errors
-
-
 def check_ticked(notice_ticked: bool, sharing_ticked: bool) -> dict[str, str]:
     """Both boxes are needed to verify one's identity through the school; each says why when not."""
     errors = {}
@@ -184,15 +178,3 @@ def withdraw(session: Session, user_id: int, purpose: str, now: datetime, notice
     session.add(Consent(user_id=user_id, purpose=purpose, notice_version=notice.version, granted=False, at=now))
     session.flush()
     return True
-
-
-def sharing_withdrawn(session: Session, user_ids: list[int]) -> set[int]:
-    """Which of these students withdrew sharing with their school (their latest answer is no)."""
-    if not user_ids:
-        return set()
-    rows = session.execute(select(Consent.user_id, Consent.granted).where(
-        Consent.user_id.in_(user_ids), Consent.purpose == SCHOOL_SHARING).order_by(Consent.user_id, Consent.id))
-    last: dict[int, bool] = {}
-    for user_id, granted in rows:
-        last[user_id] = granted
-    return {u for u, granted in last.items() if not granted}
