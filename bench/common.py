@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.databases import drop_pg_database, migrate, recreate_pg_database, sqlite_url
 from bench.report import machine, write_json
-from bench.servers import GunicornSettings, Server, gunicorn
+from bench.servers import ANCHOR, ANCHOR_WRK_CPUS, GunicornSettings, Server, gunicorn
 from bench.settings import APP_TARGET, DATABASES, DEFAULT_PG_URL, FLOOR_TARGET, BenchError
 from bench.wrk import RequestItem, WrkResult, run_wrk, write_lua, write_requests
 
@@ -36,6 +36,20 @@ class BenchOptions:
     write_json: bool = True
     app_target: str = APP_TARGET
     max_seconds: float = 600.0  # the whole run stops with an error past this
+    wrk_cpus: str = ""  # taskset CPU list for wrk ("" = not pinned)
+    variants: Sequence[str] = ("default",)  # settings to run under, one run each: default, anchor
+
+
+VARIANTS = ("default", "anchor", "both")
+
+
+def for_variant(opts: BenchOptions, variant: str) -> BenchOptions:
+    """`opts` under one named settings variant: `default` as given, `anchor` the peers' settings."""
+    if variant == "default":
+        return replace(opts, variants=("default",))
+    if variant == "anchor":
+        return replace(opts, settings=ANCHOR, wrk_cpus=ANCHOR_WRK_CPUS, variants=("anchor",))
+    raise BenchError(f"unknown settings variant {variant!r}")
 
 
 class Deadline:
@@ -80,7 +94,7 @@ class Run:
 
     def wrk(self, server: Server, path: Path, seconds: int, marker: str = "") -> WrkResult:
         return run_wrk(server, self.lua, path, duration=seconds, connections=self.opts.connections,
-                       threads=self.opts.wrk_threads, marker=marker)
+                       threads=self.opts.wrk_threads, marker=marker, cpus=self.opts.wrk_cpus)
 
     def size(self, warm: WrkResult | None) -> int:
         """Distinct requests to pre-build: enough for the run at three times the warm-up's pace (the
@@ -199,7 +213,8 @@ def run_bench(
         "settings": {
             "gunicorn": asdict(opts.settings),
             "wrk": {"connections": opts.connections, "threads": opts.wrk_threads,
-                    "duration_s": opts.duration, "warmup_s": opts.warmup},
+                    "duration_s": opts.duration, "warmup_s": opts.warmup, "cpus": opts.wrk_cpus},
+            "variant": opts.variants[0],
             **settings,
             "app_target": opts.app_target,
         },
@@ -248,6 +263,11 @@ def parse_options(
     p.add_argument(
         "--threads", type=int, default=4, help="threads per worker for --worker-class gthread (default %(default)s)"
     )
+    p.add_argument(
+        "--settings", choices=VARIANTS, default="both",
+        help="default: the flags above, unpinned; anchor: the peers' settings (2 gthread workers x 4 threads "
+             "pinned to cpu 0, wrk pinned to cpu 1); both: one run each (default %(default)s)",
+    )
     p.add_argument("--db", default=",".join(DATABASES), help="databases, comma-separated (default %(default)s)")
     for flag, kwargs in after_db:
         p.add_argument(flag, **kwargs)
@@ -279,6 +299,7 @@ def parse_options(
                    settings=GunicornSettings(args.worker_class, args.workers, args.threads),
                    pg_url=args.pg_url, pg_database=args.pg_database, requests=args.requests,
                    write_json=not args.no_json, app_target=args.app_target,
+                   variants=("default", "anchor") if args.settings == "both" else (args.settings,),
                    **chosen, **{key: getattr(args, key) for key in at_least_one})
     return opts, args
 
@@ -299,14 +320,17 @@ def bench_main(
         if opts.write_json:
             print(f"\nJSON: {write_json(f'{name}-profile', results)}")
         return 0
-    payload = run(opts)
-    print()
-    print(report(payload))
-    if opts.write_json:
-        print(f"\nJSON: {write_json(name, payload)}")
-    if any(r.get("verdict", "").startswith("MISS") for r in payload["rows"]):
+    invalid = missed = False
+    for variant in opts.variants:
+        payload = run(for_variant(opts, variant))
+        print(f"\n[{variant} settings]")
+        print(report(payload))
+        if opts.write_json:
+            print(f"\nJSON: {write_json(f'{name}-{variant}', payload)}")
+        missed = missed or any(r.get("verdict", "").startswith("MISS") for r in payload["rows"])
+        invalid = invalid or bool(payload["errors"]) or any(not r["valid"] for r in payload["rows"])
+    if missed:
         print("\n" + miss_hint)
-    invalid = payload["errors"] or any(not r["valid"] for r in payload["rows"])
     return 1 if invalid else 0
 
 

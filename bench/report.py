@@ -98,7 +98,8 @@ def report(
     s = payload["settings"]
     lines = [
         f"{what}, app {s['app_target']}; gunicorn {GunicornSettings(**s['gunicorn']).describe()}; "
-        f"wrk {s['wrk']['connections']} connections, {s['wrk']['threads']} threads, "
+        f"wrk {s['wrk']['connections']} connections, {s['wrk']['threads']} threads"
+        f"{', pinned to cpu ' + s['wrk']['cpus'] if s['wrk'].get('cpus') else ''}, "
         f"{s['wrk']['duration_s']}s per {per} (+{s['wrk']['warmup_s']}s warm-up); "
         f"{payload['machine']['cores']} cores",
         "",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ class GunicornSettings:
     worker_class: str = "sync"
     workers: int = 5
     threads: int = 1  # only for gthread
+    cpus: str = ""  # taskset CPU list the server is pinned to ("" = not pinned)
 
     @classmethod
     def for_cores(cls, cores: int | None = None) -> "GunicornSettings":
@@ -41,7 +43,25 @@ class GunicornSettings:
 
     def describe(self) -> str:
         extra = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
-        return f"{self.workers} {self.worker_class} workers{extra}"
+        pinned = f", pinned to cpu {self.cpus}" if self.cpus else ""
+        return f"{self.workers} {self.worker_class} workers{extra}{pinned}"
+
+
+# The settings the peers were measured under (the hot-path issue's table): 2 gthread workers x 4
+# threads with the server pinned to one core and wrk to the other, so a ratio here can be set
+# beside theirs. The project's own default (2 x cores + 1 sync workers, unpinned) stays the
+# production-like one; `--settings both` reports the two.
+ANCHOR = GunicornSettings("gthread", 2, 4, cpus="0")
+ANCHOR_WRK_CPUS = "1"
+
+
+def pinned(cmd: list[str], cpus: str) -> list[str]:
+    """`cmd` run under `taskset -c cpus` where a CPU list is given and taskset exists."""
+    if not cpus:
+        return cmd
+    if shutil.which("taskset") is None:
+        raise BenchError("pinning needs taskset (Debian: util-linux)")
+    return ["taskset", "-c", cpus, *cmd]
 
 
 def free_port() -> int:
@@ -83,7 +103,7 @@ def gunicorn(
     # exactly the settings given here, run after run.
     config = log_dir / "gunicorn.bench.conf.py"
     config.write_text('"""Empty: the bench passes every gunicorn setting on the command line."""\n')
-    cmd = [
+    cmd = pinned([
         sys.executable, "-m", "gunicorn",
         "--config", str(config),
         "--bind", f"127.0.0.1:{port}",
@@ -94,7 +114,7 @@ def gunicorn(
         "--error-logfile", str(log_path),
         *settings.args(),
         target,
-    ]
+    ], settings.cpus)
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=dict(env if env is not None else os.environ),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.servers import Server
+from bench.servers import Server, pinned
 from bench.settings import BenchError
 
 # --- wrk ------------------------------------------------------------------------------
@@ -188,18 +188,19 @@ def run_wrk(
     threads: int,
     timeout: str = "5s",
     marker: str = "",
+    cpus: str = "",
 ) -> WrkResult:
     """Run wrk against `server` for `duration` seconds and return its numbers and our checks.
-    `marker`: count the 200 answers whose body contains it (WrkResult.marked)."""
+    `marker`: count the 200 answers whose body contains it (WrkResult.marked). `cpus`: pin wrk there."""
     if not wrk_available():
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
     if any(c in marker for c in "\t\n\r"):
         raise BenchError("the marker contains a tab or newline")
     threads = max(1, min(threads, connections))
-    cmd = [
+    cmd = pinned([
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s",
         "--timeout", timeout, "-s", str(lua), server.url + "/", "--", str(requests_file), str(threads), marker,
-    ]
+    ], cpus)
     cpu_before = _cpu_times()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
