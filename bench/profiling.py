@@ -112,3 +112,65 @@ def trim_stats(text: str) -> str:
         if started and line.strip():
             keep.append("    " + line.replace(str(Path(sys.prefix)), "<venv>").replace(str(REPO), "<repo>"))
     return "\n".join(keep)
+
+
+@contextmanager
+def statement_counter(app, counts: dict[str, int], sample: list[str] | None = None) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Count statements, transaction ends and (PostgreSQL) server round trips; keep the
+    first few in order. `main` is the app's engine; SQLite's readers have an engine of
+    their own (deferred BEGIN), PostgreSQL's share `main`."""
+    from sqlalchemy import event
+
+    from database import get_database
+
+    database = get_database(app)
+    engines = {"main": database.engine}
+    reader = database.readers.kw["bind"]
+    if reader is not database.engine:
+        engines["reader"] = reader
+
+    def note(key: str, text: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+        if sample is not None:
+            sample.append(text)
+
+    listeners: list[tuple[Any, str, Callable[..., None]]] = []
+    for label, engine in engines.items():
+        def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any, label: str = label) -> None:
+            note(f"{label} statements", f"{label}: " + " ".join(statement.split())[:140])
+
+        def on_begin(_conn: Any, label: str = label) -> None:
+            # psycopg sends BEGIN by itself before the first statement; SQLite's shows as a statement.
+            if engine.dialect.name != "sqlite":
+                note(f"{label} begin", f"{label}: BEGIN")
+
+        def on_commit(_conn: Any, label: str = label) -> None:
+            note(f"{label} commit", f"{label}: COMMIT")
+
+        def on_rollback(_conn: Any, label: str = label) -> None:
+            note(f"{label} rollback", f"{label}: ROLLBACK")
+
+        for name, fn in (("before_cursor_execute", on_execute), ("begin", on_begin), ("commit", on_commit),
+                         ("rollback", on_rollback)):
+            event.listen(engine, name, fn)
+            listeners.append((engine, name, fn))
+    patched = None
+    if database.engine.dialect.name == "postgresql":
+        import psycopg
+
+        # One wait per command sent: BEGIN, each statement, COMMIT, ROLLBACK.
+        original = psycopg.Connection.wait
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts["server round trips"] = counts.get("server round trips", 0) + 1
+            return original(self, *args, **kwargs)
+
+        psycopg.Connection.wait = counted  # type: ignore[method-assign]
+        patched = (psycopg.Connection, original)
+    try:
+        yield
+    finally:
+        for engine, name, fn in listeners:
+            event.remove(engine, name, fn)
+        if patched:
+            patched[0].wait = patched[1]  # type: ignore[method-assign]

@@ -226,9 +226,11 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
 
             with profiling.profiled_app(db, opts, work, make_app) as (_url, app):
                 client = app.test_client()
-                for mode in ("plain", "safe"):
+                # The text message is profiled when it is asked for (--scenarios ...,text).
+                for mode in ("plain", "safe", *(m for m in OPTIONAL_SCENARIOS if m in opts.scenarios)):
                     tag = f"{db[0]}{mode[0]}"
-                    reqs = list(click_deliveries(side, mode, 3 * count + 200, "prof" + tag))
+                    deliveries = text_deliveries if mode == "text" else click_deliveries
+                    reqs = list(deliveries(side, mode, 4 * count + 201, "prof" + tag))
                     for target, body in reqs[:200]:  # warm caches, compile statements
                         client.post(target, data=body, content_type="text/xml")
 
@@ -238,18 +240,31 @@ def profile(opts: Options, count: int = 2000, log: Callable[[str], None] = print
                             if resp.status_code != 200 or not resp.data.startswith(b"<xml>"):
                                 raise BenchError(f"profile {db} {mode}: {resp.status_code} {resp.data[:100]!r}")
 
-                    total_us = profiling.us_per_call(lambda: drive(reqs[200 : 200 + count]), count)
+                    one: list[str] = []
+                    with profiling.statement_counter(app, {}, one):
+                        drive(reqs[200:201])
+                    counts: dict[str, int] = {}
+                    with profiling.statement_counter(app, counts):
+                        drive(reqs[201 : 201 + count])
+                    total_us = profiling.us_per_call(lambda: drive(reqs[201 + count : 201 + 2 * count]), count)
                     totals: dict[str, float] = {}
                     with profiling.stage_timer(totals, _stages()):
-                        timed_us = profiling.us_per_call(lambda: drive(reqs[200 + count : 200 + 2 * count]), count)
-                    prof = profiling.cprofiled(lambda: drive(reqs[200 + 2 * count : 200 + 3 * count]))
+                        timed_us = profiling.us_per_call(
+                            lambda: drive(reqs[201 + 2 * count : 201 + 3 * count]), count)
+                    prof = profiling.cprofiled(lambda: drive(reqs[201 + 3 * count : 201 + 4 * count]))
                     top = profiling.top_stats(prof, "tottime", 15)
                     stages = {k: round(v / count * 1e6, 1) for k, v in totals.items()}
                     key = f"{db}/{mode}"
+                    per_request = {k: round(v / count, 2) for k, v in sorted(counts.items())}
                     results[key] = {"us_per_request": round(total_us, 1), "x_floor_cost": round(total_us / floor_us, 2),
-                                    "stages_us": stages, "timed_us": round(timed_us, 1), "cprofile_top": top}
-                    log(f"\n{key}: {total_us:.0f} us/request in-process ({total_us / floor_us:.1f}x the floor's); "
-                        f"stages (us/request, inclusive, measured with timers: {timed_us:.0f} us total):")
+                                    "stages_us": stages, "timed_us": round(timed_us, 1), "cprofile_top": top,
+                                    "statements_per_request": per_request, "one_request_sql": one}
+                    log(f"\n{key}: {total_us:.0f} us/request in-process ({total_us / floor_us:.1f}x the floor's)")
+                    log("  per request: " + ", ".join(f"{v:g} {k}" for k, v in per_request.items()))
+                    log("  one request's SQL, in order:")
+                    for line in one:
+                        log(f"    {line}")
+                    log(f"  stages (us/request, inclusive, measured with timers: {timed_us:.0f} us total):")
                     for name, us in sorted(stages.items(), key=lambda kv: -kv[1]):
                         log(f"    {us:8.1f}  {name}")
                     log("  cProfile, top by own time:\n" + profiling.trim_stats(top))

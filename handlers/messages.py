@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping, Sequence, Union
 
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,28 @@ class ImageReply:
 
 Reply = Union[TextReply, NewsReply, ImageReply]
 
+
+@dataclass(frozen=True)
+class Write:
+    """One statement a planned flow asks to be run, with its values. The statement is built once
+    (module level or cached), so a delivery only binds values."""
+
+    statement: Executable
+    values: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a planned flow returns: the reply, decided from reads alone, and every write it needs,
+    none of which depends on another's result (a later one finds an earlier one's row by its key)."""
+
+    reply: Reply | None
+    writes: Sequence[Write]
+
+
 # A flow answering one inbound message: it may write through the session (flush only)
-# and returns what the student sees, or None for nothing.
-Handler = Callable[[Session, Inbound], Reply | None]
+# and returns what the student sees, or None for nothing; a planned flow returns its Planned.
+Handler = Callable[[Session, Inbound], Union[Reply, Planned, None]]
 
 
 def read_only(handler: Handler) -> Handler:
@@ -59,3 +79,25 @@ def read_only(handler: Handler) -> Handler:
 
 def is_read_only(handler: Handler | None) -> bool:
     return handler is None or bool(getattr(handler, "read_only", False))
+
+
+def planned(handler: Handler) -> Handler:
+    """Mark a flow that knows its reply and all its writes before writing (a message stored for
+    staff): the boundary runs the dedup row and the writes as one transaction sent in one batch,
+    one round trip on PostgreSQL. The session it is given is for reading only."""
+    handler.planned = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_planned(handler: Handler | None) -> bool:
+    return bool(getattr(handler, "planned", False))
+
+
+def run_planned(session: Session, outcome: Reply | Planned | None) -> Reply | None:
+    """A planned flow's writes run through `session` (where no batch is at hand: a flow called
+    from another, a test); any other flow's reply passes through."""
+    if not isinstance(outcome, Planned):
+        return outcome
+    for write in outcome.writes:
+        session.execute(write.statement, dict(write.values))
+    return outcome.reply

@@ -11,11 +11,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
-from handlers.messages import Inbound, is_read_only
+from handlers.messages import Inbound, Planned, is_planned, is_read_only
 from models import InboundEvent
 from models.base import utcnow
-from models.prepared import PreparedStatement
+from models.prepared import PreparedStatement, run_batch
 from wechat.inbound import dedup_key
 from wechat.replies import render
 from wechat.router import Router
@@ -36,6 +37,7 @@ def deliver(
     session: Callable[[], Session],
     readers: sessionmaker[Session],
     engine: Engine,
+    durable: Engine,
     wait_seconds: float,
 ) -> Outcome:
     """Run the handler for `inbound` once across all processes and hosts.
@@ -52,10 +54,16 @@ def deliver(
     such a row only means a retry computes the same reply again): the one write, the one
     commit, one round trip. Two concurrent copies may both compute the reply; one row
     is kept and both answer with it.
+
+    A planned flow (a message stored for staff) decides its reply from reads, then the dedup
+    row (reply included) and the flow's writes commit as one transaction on `durable`, sent in
+    one batch: a concurrent retry blocks on the dedup key as above, then finds the stored reply.
     """
     handler = router.resolve(inbound)
     if is_read_only(handler):
         return _deliver_read_only(inbound, handler, readers, engine)
+    if is_planned(handler):
+        return _deliver_planned(inbound, handler, readers, durable, wait_seconds)
     return _deliver_in_transaction(inbound, router, session(), wait_seconds)
 
 
@@ -112,8 +120,40 @@ def _deliver_read_only(inbound: Inbound, handler, readers: sessionmaker[Session]
 # the generative calls) cost more than running them (bench/webhook --profile, text messages).
 _CLAIM = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS}) \
     .returning(_EVENTS.c.id)
+_CLAIM_WITH_REPLY = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS})
 _STORE_REPLY = update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id")).values(
     reply_xml=bindparam("reply", type_=_EVENTS.c.reply_xml.type))
+
+
+@lru_cache(maxsize=64)
+def _compiled(engine: Engine, statement: Executable) -> PreparedStatement:
+    """A planned flow's statement compiled once per engine (flows build their statements once)."""
+    return PreparedStatement(engine, statement)
+
+
+def _deliver_planned(inbound: Inbound, handler, readers: sessionmaker[Session], durable: Engine,  # type: ignore[no-untyped-def]
+                     wait_seconds: float) -> Outcome:
+    with readers() as session:
+        plan: Planned = handler(session, inbound)
+    reply_xml = render(plan.reply, inbound) if plan.reply is not None else None
+    values = _event_values(inbound, reply_xml)
+    batch = [(_compiled(durable, _CLAIM_WITH_REPLY), values),
+             *((_compiled(durable, write.statement), write.values) for write in plan.writes)]
+    try:
+        run_batch(durable, batch)
+    except IntegrityError:
+        # The dedup row is the batch's first statement: if it exists, that is what failed.
+        row = _prepared(durable)[1].first({"dedup_key": values["dedup_key"]})
+        if row is None:
+            raise
+        log.info("duplicate delivery answered from the first")
+        return Outcome(row[0], duplicate=True)
+    except OperationalError as exc:
+        if not _is_lock_timeout(exc):
+            raise
+        log.warning("duplicate delivery still in flight after %.1fs", wait_seconds)
+        return Outcome(None, duplicate=True)
+    return Outcome(reply_xml, duplicate=False)
 
 
 def _deliver_in_transaction(inbound: Inbound, router: Router, session: Session, wait_seconds: float) -> Outcome:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from handlers.messages import Handler, Inbound, Reply
+from handlers.messages import Handler, Inbound, Reply, run_planned
 
 
 class Router:
@@ -50,4 +50,4 @@ class Router:
 
     def dispatch(self, session: Session, inbound: Inbound) -> Reply | None:
         handler = self.resolve(inbound)
-        return handler(session, inbound) if handler else None
+        return run_planned(session, handler(session, inbound)) if handler else None

@@ -119,7 +119,7 @@ def handle_post(args: Mapping[str, str], content_length: int | None, read: Calla
     router: Router = current_app.extensions[ROUTER_EXTENSION]
     try:
         outcome = deliver(inbound, router, session=get_session, readers=db.readers, engine=db.relaxed,
-                          wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
+                          durable=db.engine, wait_seconds=cfg["WECHAT_DEDUP_WAIT"])
         session = open_session()
         if session is not None:
             session.commit()

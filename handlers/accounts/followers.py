@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from handlers.messages import Inbound, Reply, TextReply
+from handlers.messages import Inbound, Reply, TextReply, Write
 from handlers.outbox import record_job
 from models import User
 
@@ -33,25 +33,21 @@ def _create(dialect: str):  # type: ignore[no-untyped-def]
         .on_conflict_do_nothing(index_elements=["openid"]).returning(User)
 
 
-_ID_BY_OPENID = select(User.id).where(User.openid == bindparam("openid"))
-
-
 @lru_cache(maxsize=4)
-def _create_id(dialect: str):  # type: ignore[no-untyped-def]
+def _create_quietly(dialect: str):  # type: ignore[no-untyped-def]
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(User).values(openid=bindparam("openid"), subscribed=False, created_at=bindparam("now")) \
-        .on_conflict_do_nothing(index_elements=["openid"]).returning(User.id)
+        .on_conflict_do_nothing(index_elements=["openid"])
 
 
-def user_id_of(session: Session, openid: str, *, now: datetime) -> int:
-    """`ensure_user` for a path that needs only the id (a message stored): Core statements, no
-    entity loaded. One round trip for a known follower, two for a new one."""
-    found = session.scalar(_ID_BY_OPENID, {"openid": openid})
-    if found is None:
-        found = session.scalar(_create_id(session.get_bind().dialect.name), {"openid": openid, "now": now})
-    if found is None:  # another delivery created it in between
-        found = session.scalars(_ID_BY_OPENID, {"openid": openid}).one()
-    return int(found)
+def ensure_user_write(dialect: str, openid: str, *, now: datetime) -> Write:
+    """`ensure_user` as a planned flow's write: the follower's row, created if new. The flow's
+    later writes find it by openid (`USER_ID_BY_OPENID`), so nothing waits for its id."""
+    return Write(_create_quietly(dialect), {"openid": openid, "now": now})
+
+
+# The follower's id where a statement needs it and has only the openid (bind "openid").
+USER_ID_BY_OPENID = select(User.id).where(User.openid == bindparam("openid")).scalar_subquery()
 
 
 def ensure_user(session: Session, openid: str, *, now: datetime) -> User:

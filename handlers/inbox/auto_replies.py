@@ -77,8 +77,10 @@ class _RuleCache:
         return rules
 
     def forget(self, session: Session) -> None:
+        # Every engine's entry: messages are matched through the readers' engine, which on SQLite
+        # is not the one the console edits through. Edits are rare; a reload is one query.
         with self._lock:
-            self._entries.pop(self._engine(session), None)
+            self._entries.clear()
 
 
 CACHE = _RuleCache()
