@@ -18,8 +18,37 @@ openid_hash: contextvars.ContextVar[str] = contextvars.ContextVar("openid_hash",
 HTTP_REQUESTS = Counter("xinwei_http_requests_total", "HTTP requests served", ["endpoint", "method", "status"])
 HTTP_SECONDS = Histogram("xinwei_http_request_seconds", "HTTP request latency", ["endpoint"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+# labels() takes a lock and builds a key on every call (~6 us): the request path asks for the same
+# few children millions of times, so they are kept here. Bounded: a client inventing methods or
+# paths must not grow this without limit (prometheus_client itself still would).
+_REQUEST_CHILDREN: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_MAX_CHILDREN = 1024
+
+
+def request_metrics(endpoint: str, method: str, status: str) -> tuple[Any, Any]:
+    """The (requests counter, latency histogram) children for one endpoint, method and status."""
+    key = (endpoint, method, status)
+    found = _REQUEST_CHILDREN.get(key)
+    if found is None:
+        found = (HTTP_REQUESTS.labels(endpoint, method, status), HTTP_SECONDS.labels(endpoint))
+        if len(_REQUEST_CHILDREN) < _MAX_CHILDREN:
+            _REQUEST_CHILDREN[key] = found
+    return found
+
+
 WEBHOOK_DELIVERIES = Counter("xinwei_webhook_deliveries_total",
                              "WeChat deliveries by outcome (handled, duplicate, refused)", ["outcome"])
+_DELIVERY_CHILDREN: dict[str, Any] = {}
+
+
+def delivery_outcome(outcome: str) -> Any:
+    """WEBHOOK_DELIVERIES' child for `outcome` (a handful: handled, duplicate, error, refused_4xx)."""
+    found = _DELIVERY_CHILDREN.get(outcome)
+    if found is None:
+        found = _DELIVERY_CHILDREN[outcome] = WEBHOOK_DELIVERIES.labels(outcome=outcome)
+    return found
+
+
 JOB_OUTCOMES = Counter("xinwei_job_outcomes_total", "Background job runs by kind and outcome", ["kind", "outcome"])
 WECHAT_API_ERRORS = Counter("xinwei_wechat_api_errors_total", "Failed WeChat API calls by path and errcode",
                             ["path", "errcode"])

@@ -64,8 +64,9 @@ class RequestTelemetry:
             elapsed = time.perf_counter() - started
             status = status_holder[-1].split(" ", 1)[0] if status_holder else "500"
             endpoint = environ.get(ENDPOINT_KEY, "unmatched")
-            telemetry.HTTP_REQUESTS.labels(endpoint, environ.get("REQUEST_METHOD", "-"), status).inc()
-            telemetry.HTTP_SECONDS.labels(endpoint).observe(elapsed)
+            served, latency = telemetry.request_metrics(endpoint, environ.get("REQUEST_METHOD", "-"), status)
+            served.inc()
+            latency.observe(elapsed)
             if endpoint not in QUIET_WHEN_OK or not status.startswith("2"):
                 log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"),
                          loggable_path(environ.get("PATH_INFO", "")), status, elapsed * 1000)

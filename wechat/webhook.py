@@ -36,7 +36,7 @@ class Answer:
 
 def _refuse(status: int, reason: str, remote_addr: str | None) -> Answer:
     # The reason is ours (never the body); WeChat ignores it, operators read it.
-    telemetry.WEBHOOK_DELIVERIES.labels(outcome=f"refused_{status}").inc()
+    telemetry.delivery_outcome(f"refused_{status}").inc()
     log.warning("webhook refused %s: %s (from %s)", status, reason, remote_addr)
     return Answer(status, reason)
 
@@ -128,10 +128,10 @@ def handle_post(args: Mapping[str, str], content_length: int | None, read: Calla
         if session is not None:
             session.rollback()
         # Nothing was kept, so WeChat's retry (or the student's next tap) runs it afresh.
-        telemetry.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
+        telemetry.delivery_outcome("error").inc()
         log.exception("handler failed for a %s delivery", inbound.msg_type)
         return Answer(503, "temporarily unavailable")
-    telemetry.WEBHOOK_DELIVERIES.labels(outcome="duplicate" if outcome.duplicate else "handled").inc()
+    telemetry.delivery_outcome("duplicate" if outcome.duplicate else "handled").inc()
 
     if outcome.reply_xml is None:
         return Answer(200, "success")
