@@ -7,7 +7,7 @@ import pytest
 
 from database import get_database
 from handlers.accounts.identity import ProfileForm, submit_profile
-from handlers.catalog.loader import load_catalog, parse_catalog, topic_test_points
+from handlers.catalog.loader import load_catalog, parse_catalog
 from handlers.learning.enrolment import enroll, progress
 from handlers.learning.quiz import review_sheet, start_attempt, submit_attempt
 from handlers.learning.watching import heartbeat, start_watch
@@ -80,7 +80,21 @@ def test_retakes_draw_fresh_questions_until_the_bank_is_used_up(app) -> None:  #
     assert ids(first).isdisjoint(ids(second))  # 8 in the bank, 4 a test: two fresh sets
     third = blank(session, enrollment, 60)
     assert len(ids(third)) == 4
-    assert first.max_score == 40 and topic_test_points(progress(session, enrollment).topics[0].topic) == 40
+    # What a test is worth: the drawn number of questions, not the bank (8 x 10).
+    assert first.max_score == 40 and progress(session, enrollment).topics[0].max_score == 40
+    session.close()
+
+
+def test_what_each_test_is_worth_follows_the_catalog_and_a_new_version(app) -> None:  # type: ignore[no-untyped-def]
+    session, enrollment = setup(app, bank_course())
+    assert [t.max_score for t in progress(session, enrollment).topics] == [40, 60]  # 4 drawn x 10; all of t02
+    # A changed file is a new version with its own worth (kept per version, never the old one's).
+    data = bank_course()
+    data["topics"][0]["test_questions"] = 2
+    data["topics"][1]["questions"] = [q("t02-q1", 50), q("t02-q2", 30)]
+    load_catalog(session, parse_catalog(to_toml(data), "bank.toml"), "bank.toml")
+    session.commit()
+    assert [t.max_score for t in progress(session, enrollment).topics] == [20, 80]
     session.close()
 
 

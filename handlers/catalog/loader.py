@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from handlers.catalog.problems import TYPE_NAMES, Issue, Place, Problem, locate, shown, toml_problem
@@ -329,23 +329,43 @@ def load_catalog_file(session: Session, path: Path) -> LoadResult:
     return load_catalog(session, data, path.name)
 
 
-def topic_test_points(topic: Topic) -> int:
-    """What one test of the topic is worth: all its questions, or the drawn number of them
-    (every question then has the same points: the catalog checks it)."""
-    points = [q.points for q in topic.questions]
-    if topic.test_questions is not None and points:
-        return topic.test_questions * points[0]
-    return sum(points)
-
-
-def current_version(session: Session, course_code: str) -> CourseVersion | None:
-    """The version students take now, with its topics and questions loaded."""
+def current_version(session: Session, course_code: str, *, questions: bool = True) -> CourseVersion | None:
+    """The version students take now, with its topics loaded, and their questions unless
+    `questions=False` (a page that shows progress needs none: see `test_points`)."""
+    topics = selectinload(CourseVersion.topics)
     return session.scalar(
         select(CourseVersion)
         .join(Course, Course.id == CourseVersion.course_id)
         .where(Course.code == course_code, CourseVersion.number == Course.current_version)
-        .options(selectinload(CourseVersion.topics).selectinload(Topic.questions))
+        .options(topics.selectinload(Topic.questions) if questions else topics)
     )
+
+
+# A version never changes once recorded (a changed file is a new version), so what each topic's
+# test is worth is kept per content hash for the life of the process: the progress every H5 page
+# shows then loads no question rows (a course's pool is hundreds of them).
+_TEST_POINTS: dict[str, dict[str, int]] = {}
+_TEST_POINTS_KEPT = 64
+
+
+def test_points(session: Session, version: CourseVersion) -> dict[str, int]:
+    """What one test of each topic of `version` is worth, by topic code: all its questions, or
+    the drawn number of them. One aggregate query, then kept (see above)."""
+    found = _TEST_POINTS.get(version.content_hash)
+    if found is not None:
+        return found
+    rows = session.execute(
+        select(Topic.code, Topic.test_questions, func.sum(Question.points), func.min(Question.points))
+        .outerjoin(Question, Question.topic_id == Topic.id)
+        .where(Topic.version_id == version.id)
+        .group_by(Topic.id, Topic.code, Topic.test_questions))
+    # With a drawn number of questions every question has the same points (the catalog checks it).
+    found = {code: (drawn * each if drawn is not None and each is not None else int(total or 0))
+             for code, drawn, total, each in rows}
+    if len(_TEST_POINTS) >= _TEST_POINTS_KEPT:
+        _TEST_POINTS.clear()
+    _TEST_POINTS[version.content_hash] = found
+    return found
 
 
 def list_courses(session: Session) -> list[CourseVersion]:

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handlers.accounts.identity import profile_of
-from handlers.catalog.loader import current_version, topic_test_points
+from handlers.catalog.loader import current_version, test_points
 from handlers.errors import Refused
 from handlers.learning import school_progress
 from models import Course, CourseVersion, Enrollment, QuizAttempt, Topic, WatchSession
@@ -74,8 +74,9 @@ def progress(session: Session, enrollment: Enrollment) -> Progress:
     """Each topic's state in the current round, derived from what was watched and answered."""
     course = session.get(Course, enrollment.course_id)
     assert course is not None
-    version = current_version(session, course.code)
+    version = current_version(session, course.code, questions=False)
     assert version is not None
+    points = test_points(session, version)
     attempts = list(session.scalars(
         select(QuizAttempt).where(QuizAttempt.enrollment_id == enrollment.id, QuizAttempt.round == enrollment.round,
                                   QuizAttempt.submitted_at.is_not(None))
@@ -96,7 +97,7 @@ def progress(session: Session, enrollment: Enrollment) -> Progress:
     for topic in version.topics:
         mine = by_topic.get(topic.code, [])
         last = mine[-1] if mine else None
-        max_score = topic_test_points(topic)
+        max_score = points[topic.code]
         if not unlocked:
             state = "locked"
         elif last is not None and last.passed:
