@@ -42,7 +42,7 @@ from bench import report as bench_report
 from bench.common import BenchOptions, Deadline
 from bench.heartbeat import Student
 from bench.servers import ANCHOR, ANCHOR_WRK_CPUS, GunicornSettings, Server
-from bench.settings import DEFAULT_PG_URL, BenchError
+from bench.settings import DEFAULT_PG_URL, REPO, BenchError
 
 # Shares of the requests one web host gets at the evening peak (docs/capacity.md, "The peaks"):
 # - heartbeat: 30,000 students playing, one beat per 15 s, is 2,000 beats/s: the bulk of it.
@@ -57,7 +57,12 @@ LABELS = {"heartbeat": f"POST {heartbeat.PATH}", "click": f"POST /wechat CLICK {
           "text": "POST /wechat text message", "page": "GET H5 pages (home, course, topic)"}
 # The pages a signed-in student loads, as the server finally answers them: /h5/progress redirects
 # to the course page, so the course page is requested directly.
-PAGES = ("/h5/", f"/h5/courses/{heartbeat.COURSE_CODE}", f"/h5/courses/{heartbeat.COURSE_CODE}/topics/{heartbeat.TOPIC_CODE}")
+# The pages are those of the real course (content/courses/xinwei-mooc.toml: 14 topics, a pool of
+# 50 questions), loaded beside the heartbeat bench's one-topic course: a page's cost grows with
+# the catalog it shows, and the tiny course would understate it.
+PAGE_COURSE = REPO / "content" / "courses" / "xinwei-mooc.toml"
+PAGE_COURSE_CODE = "xinwei-mooc"
+PAGES = ("/h5/", f"/h5/courses/{PAGE_COURSE_CODE}", f"/h5/courses/{PAGE_COURSE_CODE}/topics/t01")
 # Android WeChat's browser: the home page shows what it shows inside WeChat.
 USER_AGENT = "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 Mobile Safari/537.36 MicroMessenger/8.0.47"
 P99_TARGET_MS = 50.0
@@ -712,6 +717,17 @@ def give_consent(app: Any, students: Sequence[Student]) -> None:
         session.commit()
 
 
+def load_page_course(app: Any) -> None:
+    """The real course the page views show (the students enrol in it on their first visit)."""
+    from database import get_database
+    from handlers.catalog.loader import load_catalog, parse_catalog
+
+    with get_database(app).sessions() as session:
+        load_catalog(session, parse_catalog(PAGE_COURSE.read_text(encoding="utf-8"), PAGE_COURSE.name),
+                     PAGE_COURSE.name)
+        session.commit()
+
+
 def browser_cookies(server: Server, students: Sequence[Student]) -> list[str]:
     """Each student's first page (/h5/), as a browser: the cookie it is handed back (the session
     now remembers the consents, so later pages skip that query) is the one its next pages send."""
@@ -803,6 +819,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
                 try:
                     students = heartbeat.prepare_students(app, n_students)
                     give_consent(app, students)
+                    load_page_course(app)
                 finally:
                     get_database(app).dispose()
                 env = {**databases.app_env(url), "SECRET_KEY": secret_key, "XINWEI_INSTANCE_PATH": str(instance)}
