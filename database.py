@@ -38,8 +38,11 @@ def init_app(app: Flask) -> None:
     engine = make_engine(url, lock_timeout_ms=lock_timeout_ms)
     sqlite = engine.dialect.name == "sqlite"
     reader = make_engine(url, immediate=False) if sqlite else engine
-    relaxed = engine if sqlite else make_engine(url, pool_size=2, max_overflow=5, connect_args={
-        "options": f"-c synchronous_commit=off -c lock_timeout={lock_timeout_ms}"})
+    # Only single statements run on it, each its own transaction: its connections are in
+    # autocommit from the start (models.prepared.autocommit then has nothing to switch).
+    relaxed = engine if sqlite else make_engine(url, pool_size=2, max_overflow=5, isolation_level="AUTOCOMMIT",
+                                                connect_args={"options": f"-c synchronous_commit=off "
+                                                                         f"-c lock_timeout={lock_timeout_ms}"})
     readers = make_sessionmaker(reader)
     refuse_writes(readers)
     app.extensions[EXTENSION] = Database(

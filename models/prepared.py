@@ -79,7 +79,9 @@ def autocommit(engine: Engine) -> Iterator[Any]:
     raw = engine.raw_connection()
     try:
         dbapi = raw.driver_connection
-        if engine.dialect.name == "postgresql":
+        # An engine made with isolation_level="AUTOCOMMIT" (the relaxed one) hands out connections
+        # already so: each toggle below is a call into psycopg's wait loop, twice per heartbeat.
+        if engine.dialect.name == "postgresql" and not dbapi.autocommit:
             dbapi.autocommit = True  # one statement, one round trip: no BEGIN/COMMIT
             try:
                 yield dbapi
