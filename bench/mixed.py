@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -470,6 +470,13 @@ async def _generate(port: int, items: Sequence[Item], connections: int, timeout_
                      samples, counts["opened"])
 
 
+def _run_apart(coroutine: Any) -> Any:
+    """asyncio.run in a thread of its own (which inherits this thread's CPU pinning): the caller's
+    thread may already run an event loop (the suite's browser tests keep Playwright's open)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
+
+
 @contextmanager
 def pinned_to(cpus: str) -> Iterator[None]:
     """This process pinned to `cpus` for the load (the server has the other core), then restored."""
@@ -627,9 +634,9 @@ class Bench:
         with pinned_to(cpus), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as sampler, \
                 no_gc():
             sampler.submit(int).result()
-            result = asyncio.run(_generate(self.server.port, items, opts.connections, opts.timeout_s,
-                                           [warmup, warmup + duration], sampler,
-                                           functools.partial(cpu_sample, self.server.pid, database)))
+            result = _run_apart(_generate(self.server.port, items, opts.connections, opts.timeout_s,
+                                          [warmup, warmup + duration], sampler,
+                                          functools.partial(cpu_sample, self.server.pid, database)))
         after = heartbeat.settled_state(self.url, SETTLE_S)
         events = databases.count_rows(self.url, EVENTS_TABLE) - events_before
         rows = route_rows(items, result, opts.mix, duration, opts.timeout_s)
