@@ -45,6 +45,18 @@ class CountingHandler:
         return TextReply(f"run {run}")
 
 
+def all_at_once(live_server, delivery, copies: int) -> list[requests.Response]:  # type: ignore[no-untyped-def]
+    """`copies` of one delivery posted at the same moment (released together by a barrier)."""
+    barrier = threading.Barrier(copies)
+
+    def send(_: int) -> requests.Response:
+        barrier.wait()
+        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
+
+    with ThreadPoolExecutor(copies) as pool:
+        return list(pool.map(send, range(copies)))
+
+
 def use_handler(app, handler: CountingHandler) -> None:  # type: ignore[no-untyped-def]
     router = Router()
     router.on_message("text", handler)
@@ -92,14 +104,7 @@ def test_concurrent_duplicates_run_the_handler_exactly_once(app, wechat, db_sess
     handler = CountingHandler(delay=0.3)
     use_handler(app, handler)
     delivery = wechat.deliver(wechat.text("o_race", "同时到达", msg_id=9001), mode="safe")
-    barrier = threading.Barrier(8)
-
-    def send(_: int) -> requests.Response:
-        barrier.wait()
-        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
-
-    with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(send, range(8)))
+    responses = all_at_once(live_server, delivery, 8)
     assert [r.status_code for r in responses] == [200] * 8
     assert {wechat.open_reply(r.content)["Content"] for r in responses} == {"run 1"}
     assert handler.runs == 1
@@ -187,14 +192,7 @@ def test_read_only_flows_record_once_under_concurrent_duplicates(app, wechat, db
     router.on_click("FAQ", menu_answer)
     app.extensions[ROUTER_EXTENSION] = router
     delivery = wechat.deliver(wechat.event("o_ro", "CLICK", "FAQ"), mode="safe")
-    barrier = threading.Barrier(6)
-
-    def send(_: int) -> requests.Response:
-        barrier.wait()
-        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
-
-    with ThreadPoolExecutor(6) as pool:
-        responses = list(pool.map(send, range(6)))
+    responses = all_at_once(live_server, delivery, 6)
     # Copies in flight together may each compute the answer (it writes nothing), but one
     # row is kept and every copy answers with that row's reply.
     replies = {wechat.open_reply(r.content)["Content"] for r in responses}
@@ -228,14 +226,7 @@ def test_a_read_only_flow_that_writes_is_stopped(app, client, wechat, db_session
 def test_a_real_text_message_under_concurrent_duplicates_is_kept_once(app, wechat, db_session, live_server) -> None:
     app.extensions[ROUTER_EXTENSION] = build_router()
     delivery = wechat.deliver(wechat.text("o_batch_race", "我的证书什么时候能拿到？", msg_id=9101), mode="safe")
-    barrier = threading.Barrier(8)
-
-    def send(_: int) -> requests.Response:
-        barrier.wait()
-        return requests.post(f"{live_server.url}/wechat?{delivery.query}", data=delivery.body, timeout=20)
-
-    with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(send, range(8)))
+    responses = all_at_once(live_server, delivery, 8)
     assert [r.status_code for r in responses] == [200] * 8
     assert {wechat.open_reply(r.content)["Content"] for r in responses} == {ACKNOWLEDGEMENT}
     assert count(db_session, InboxMessage) == 1 and count(db_session, InboundEvent) == 1
