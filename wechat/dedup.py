@@ -82,6 +82,8 @@ def _event_values(inbound: Inbound, reply_xml: str | None = None) -> dict[str, o
 
 _EVENTS = InboundEvent.__table__
 _COLUMNS = ("dedup_key", "openid", "msg_type", "event", "event_key", "sent_at", "received_at", "reply_xml")
+# Every column bound by its own name, with its type: the event row of every path.
+_EVENT_VALUES = {name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS}
 
 
 def _record_once(dialect: str):  # type: ignore[no-untyped-def]
@@ -89,7 +91,7 @@ def _record_once(dialect: str):  # type: ignore[no-untyped-def]
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
         upsert(_EVENTS)
-        .values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS})
+        .values(_EVENT_VALUES)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(_EVENTS.c.id)
     )
@@ -118,9 +120,9 @@ def _deliver_read_only(inbound: Inbound, handler, readers: sessionmaker[Session]
 
 # The writing path's statements, built once: constructing them per delivery (coercing every value,
 # the generative calls) cost more than running them (bench/webhook --profile, text messages).
-_CLAIM = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS}) \
-    .returning(_EVENTS.c.id)
-_CLAIM_WITH_REPLY = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS})
+# A planned flow's claim carries its reply already; a writing flow's returns the id to store it by.
+_CLAIM_WITH_REPLY = insert(_EVENTS).values(_EVENT_VALUES)
+_CLAIM = _CLAIM_WITH_REPLY.returning(_EVENTS.c.id)
 _STORE_REPLY = update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id")).values(
     reply_xml=bindparam("reply", type_=_EVENTS.c.reply_xml.type))
 

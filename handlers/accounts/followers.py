@@ -26,18 +26,17 @@ _BY_OPENID = select(User).where(User.openid == bindparam("openid"))
 
 
 @lru_cache(maxsize=4)
-def _create(dialect: str):  # type: ignore[no-untyped-def]
-    """INSERT ... ON CONFLICT (openid) DO NOTHING RETURNING the new user, as an ORM entity."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(User).values(openid=bindparam("openid"), subscribed=False, created_at=bindparam("now")) \
-        .on_conflict_do_nothing(index_elements=["openid"]).returning(User)
-
-
-@lru_cache(maxsize=4)
 def _create_quietly(dialect: str):  # type: ignore[no-untyped-def]
+    """INSERT ... ON CONFLICT (openid) DO NOTHING: the follower, unless already there."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(User).values(openid=bindparam("openid"), subscribed=False, created_at=bindparam("now")) \
         .on_conflict_do_nothing(index_elements=["openid"])
+
+
+@lru_cache(maxsize=4)
+def _create(dialect: str):  # type: ignore[no-untyped-def]
+    """The same, RETURNING the new user as an ORM entity."""
+    return _create_quietly(dialect).returning(User)
 
 
 def ensure_user_write(dialect: str, openid: str, *, now: datetime) -> Write:
